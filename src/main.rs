@@ -1,0 +1,45 @@
+//! `conversion-miner`: one binary for serving, probing, training and predicting.
+use clap::{Parser, Subcommand};
+use conversion_miner::{embedded, predict};
+
+#[derive(Debug, Parser)]
+#[command(name = "conversion-miner", version, about = "Bittensor conversion-analytics miner: a trained model compiled in, served over the axon protocol.", long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Serve the axon protocol to validators (use --dev to try it locally).
+    Serve(cm_host::ServeArgs),
+    /// Act as a validator: send signed generated conversations to a miner and score the answers.
+    Probe(cm_host::ProbeArgs),
+    /// Predict from JSON lines on stdin (a synapse body or a bare features object per line).
+    Predict(predict::PredictArgs),
+    /// Generate validator-like conversations with ground truth as CSV.
+    Gen(cm_train::cli::GenArgs),
+    /// Train the ensemble and write a weights file.
+    Train(cm_train::cli::TrainArgs),
+    /// Score a model with the subnet reward, next to the oracle, on a held-out seed.
+    Eval(cm_train::cli::EvalArgs),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let r = match &cli.cmd {
+        Cmd::Serve(a) => cm_host::serve(a, embedded::model(), embedded::SOURCE_SHA256),
+        Cmd::Probe(a) => cm_host::probe(a),
+        Cmd::Predict(a) => predict::run(a, embedded::model()),
+        Cmd::Gen(a) => cm_train::cli::gen(a),
+        Cmd::Train(a) => cm_train::cli::train(a),
+        Cmd::Eval(a) => cm_train::cli::eval(a, embedded::model()),
+    };
+    match r {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::exit(2);
+        }
+    }
+}

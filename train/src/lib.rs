@@ -1,0 +1,2 @@
+//! Training side of conversion-miner (std).
+pub mod cli;
