@@ -1,10 +1,186 @@
-//! Host side of conversion-miner (std): axon server and probe.
-use clap::Args;
+//! `cm-host`: the std shell around the no-alloc core. It serves the Bittensor
+//! axon protocol to validators (`serve`) and simulates a validator (`probe`).
+//!
+//! Modules, one concept each: [`ss58`] and [`sig`] (identity and signatures),
+//! [`wallet`] (bittensor key files), [`nonce`], [`validators`] and [`limits`]
+//! (who may call, how often), [`gate`] (the checks in order), [`synapse`]
+//! (answers a Python dendrite accepts), [`reason`] (every status code in one
+//! table), [`metrics`], [`kernel`] (CPU detection), [`server`] (hyper/tokio)
+//! and [`probe`]. The wire facts all come from `AXON.md`.
+#![deny(unsafe_op_in_unsafe_fn)]
 
-#[derive(Debug, Args)]
-pub struct ServeArgs {}
-#[derive(Debug, Args)]
-pub struct ProbeArgs {}
+pub mod config;
+pub mod gate;
+pub mod kernel;
+pub mod limits;
+pub mod metrics;
+pub mod nonce;
+pub mod probe;
+pub mod reason;
+pub mod server;
+pub mod sig;
+pub mod ss58;
+pub mod synapse;
+pub mod validators;
+pub mod wallet;
 
-pub fn serve(_a: &ServeArgs, _embedded: &'static cm_core::model::Model, _embedded_sha256: &'static str) -> anyhow::Result<i32> { anyhow::bail!("serve: not built yet") }
-pub fn probe(_a: &ProbeArgs) -> anyhow::Result<i32> { anyhow::bail!("probe: not built yet") }
+pub use config::{ProbeArgs, ServeArgs};
+
+use anyhow::{bail, Context, Result};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Installs the log subscriber (stderr), once.
+pub fn init_logging(level: &str) -> Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .with_context(|| format!("--log-level {level:?} is not a valid filter"))?;
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+    Ok(())
+}
+
+fn secs(name: &str, v: f64) -> Result<Duration> {
+    if !(v.is_finite() && v >= 0.0) {
+        bail!("{name} must be a non-negative number of seconds, got {v}");
+    }
+    Ok(Duration::from_secs_f64(v))
+}
+
+const DEV_BANNER: &str = "\
+*****************************************************************
+*  DEVELOPMENT MODE (--dev): throwaway hotkey, EVERY caller is   *
+*  allowed, bound to 127.0.0.1. Never use this on a real subnet. *
+*****************************************************************";
+
+/// `conversion-miner serve`: runs until SIGTERM or Ctrl-C.
+pub fn serve(a: &ServeArgs, embedded: &'static cm_core::model::Model, embedded_sha256: &'static str) -> Result<i32> {
+    init_logging(&a.log_level)?;
+
+    let hotkey = if a.dev {
+        eprintln!("{DEV_BANNER}");
+        tracing::warn!("--dev: throwaway hotkey, all callers allowed, loopback only");
+        wallet::Hotkey::generate()
+    } else {
+        let p = wallet::hotkey_path(&a.wallet_path, &a.wallet_name, &a.wallet_hotkey);
+        wallet::load_hotkey(&p, false).context("loading the miner's hotkey (use --dev to try without a wallet)")?
+    };
+
+    let (model, model_sha256): (&'static cm_core::model::Model, String) = match &a.weights {
+        None => (embedded, embedded_sha256.to_string()),
+        Some(p) => {
+            let loaded = cm_modelfile::load(p).map_err(|e| anyhow::anyhow!("--weights: {e}"))?;
+            (Box::leak(loaded.model), loaded.sha256)
+        }
+    };
+    let kernel = kernel::select(&a.kernel)?;
+
+    let allow_all = a.dev || a.allow_all;
+    if a.allow_all && !a.dev {
+        tracing::warn!("--allow-all: any caller with a valid signature is served; use --validators in production");
+    }
+    let validators = match &a.validators {
+        Some(p) => Some(Arc::new(validators::Shared::new(validators::load(p)?))),
+        None => None,
+    };
+    if validators.is_none() && !allow_all {
+        bail!("no caller would be allowed: give --validators FILE (one ss58[,stake] per line), or --allow-all for tests, or --dev");
+    }
+
+    let bind_ip = if a.dev && !a.axon_ip.is_loopback() {
+        if a.axon_ip != Ipv4Addr::UNSPECIFIED {
+            tracing::warn!("--dev binds 127.0.0.1, ignoring --axon.ip {}", a.axon_ip);
+        }
+        Ipv4Addr::LOCALHOST
+    } else {
+        a.axon_ip
+    };
+    let header_timeout = secs("--header-timeout", a.header_timeout)?;
+    let body_timeout = secs("--body-timeout", a.body_timeout)?;
+    let grace = secs("--shutdown-grace", a.shutdown_grace)?;
+    let poll = secs("--validators.poll", a.validators_poll)?.max(Duration::from_millis(100));
+    let skew = secs("--nonce.future_skew", a.nonce_future_skew)?;
+    if a.max_body == 0 {
+        bail!("--max-body must be positive");
+    }
+
+    let workers = a
+        .workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
+        .max(1);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(SocketAddr::from((bind_ip, a.axon_port)))
+            .await
+            .with_context(|| format!("binding {bind_ip}:{}", a.axon_port))?;
+        let bound = listener.local_addr()?;
+        let external_ip = a
+            .axon_external_ip
+            .map(|i| i.to_string())
+            .unwrap_or_else(|| bound.ip().to_string());
+        let external_port = a.axon_external_port.unwrap_or(bound.port());
+        let state = Arc::new(server::State {
+            model,
+            kernel,
+            hotkey_ss58: hotkey.ss58.clone(),
+            allow_all,
+            validators: validators.clone(),
+            nonces: Mutex::new(nonce::NonceMap::new(a.nonce_capacity, skew.as_nanos() as u64)),
+            inflight: limits::InFlight::default(),
+            rate: limits::RateLimiter::new(a.rate_limit.max(0.0), a.rate_burst),
+            metrics: metrics::Metrics::default(),
+            max_inflight: a.max_inflight,
+            max_body: a.max_body,
+            body_timeout,
+            started: Instant::now(),
+            model_sha256: model_sha256.clone(),
+            external_ip,
+            external_port,
+            netuid: a.netuid,
+        });
+        if let (Some(path), Some(shared)) = (&a.validators, validators) {
+            tokio::spawn(validators::watch(path.clone(), shared, poll));
+        }
+        tracing::info!(
+            hotkey = %hotkey.ss58,
+            address = %bound,
+            model_sha256 = %model_sha256,
+            kernel = kernel.name(),
+            workers,
+            netuid = ?a.netuid,
+            callers = if allow_all { "all".to_string() } else { format!("{} validators", state.validators.as_ref().map(|v| v.len()).unwrap_or(0)) },
+            "conversion-miner serving"
+        );
+        println!("miner hotkey {}", hotkey.ss58);
+        println!("listening on {bound}");
+        use std::io::Write as _;
+        let _ = std::io::stdout().flush();
+        server::run(
+            listener,
+            state,
+            server::ConnLimits {
+                header_timeout,
+                max_header_bytes: a.max_header_bytes,
+                max_connections: a.max_connections,
+                shutdown_grace: grace,
+            },
+        )
+        .await;
+        Ok::<(), anyhow::Error>(())
+    })?;
+    rt.shutdown_timeout(Duration::from_millis(100));
+    Ok(0)
+}
+
+/// `conversion-miner probe`: see [`probe::run`].
+pub fn probe(a: &ProbeArgs) -> Result<i32> {
+    probe::run(a)
+}

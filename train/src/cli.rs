@@ -1,13 +1,236 @@
 //! `gen`, `train` and `eval` subcommands.
+//!
+//! Thin wrappers: argument parsing and I/O here, the work in the modules. The
+//! defaults of `train` are the shipped recipe, so the README's command is
+//! just `conversion-miner train --out weights/model.json`.
+
+use crate::csv;
+use crate::eval;
+use crate::pipeline::{self, Plan};
+use crate::rng::Rng;
+use crate::trainer::Recipe;
+use anyhow::Context;
 use clap::Args;
+use cm_core::kernels::Kernel;
+use cm_core::schema::N_FEATURES;
+use std::io::{BufWriter, Write};
+
+/// Bits of `present` with every feature given.
+const ALL_PRESENT: u64 = (1u64 << N_FEATURES) - 1;
+/// Stream label of the session ids, apart from the conversations' stream.
+const STREAM_SESSION_ID: u64 = 0x5E55;
 
 #[derive(Debug, Args)]
-pub struct GenArgs {}
-#[derive(Debug, Args)]
-pub struct TrainArgs {}
-#[derive(Debug, Args)]
-pub struct EvalArgs {}
+pub struct GenArgs {
+    /// Conversations to generate.
+    #[arg(long, default_value_t = 1000)]
+    pub n: usize,
+    /// Seed; `eval --seed S` scores exactly the conversations `gen --seed S` writes.
+    #[arg(long, default_value_t = 777)]
+    pub seed: u64,
+    /// Output CSV file, or `-` for stdout.
+    #[arg(long, default_value = "-")]
+    pub out: String,
+}
 
-pub fn gen(_a: &GenArgs) -> anyhow::Result<i32> { anyhow::bail!("gen: not built yet") }
-pub fn train(_a: &TrainArgs) -> anyhow::Result<i32> { anyhow::bail!("train: not built yet") }
-pub fn eval(_a: &EvalArgs, _embedded: &'static cm_core::model::Model) -> anyhow::Result<i32> { anyhow::bail!("eval: not built yet") }
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Where to write the model file.
+    #[arg(long, default_value = "weights/model.json")]
+    pub out: String,
+    /// Seed of every random stream of the run.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Train from the subnet's CSV instead of the generator (80/10/10 split).
+    #[arg(long)]
+    pub csv: Option<String>,
+    /// Adam steps per classifier.
+    #[arg(long, default_value_t = 24_000)]
+    pub steps: usize,
+    /// Adam steps per regressor.
+    #[arg(long, default_value_t = 8_000)]
+    pub reg_steps: usize,
+    /// Rows per batch.
+    #[arg(long, default_value_t = 512)]
+    pub batch: usize,
+    /// Peak learning rate.
+    #[arg(long, default_value_t = 2e-3)]
+    pub lr: f32,
+    /// Final learning rate (cosine decay from the peak).
+    #[arg(long, default_value_t = 2e-6)]
+    pub lr_min: f32,
+    /// Dropout probability while BatchNorm trains (0 in the frozen phase).
+    #[arg(long, default_value_t = 0.05)]
+    pub dropout: f32,
+    /// Share of each batch replayed from the hard-example pool.
+    #[arg(long, default_value_t = 0.25)]
+    pub hard_share: f64,
+    /// Std divisor for duration and message-ratio inputs.
+    #[arg(long, default_value_t = 4.0)]
+    pub spread: f64,
+    /// Share of steps with BatchNorm frozen at population statistics.
+    #[arg(long, default_value_t = 0.3)]
+    pub frozen: f64,
+    /// Steps between progress lines.
+    #[arg(long, default_value_t = 1000)]
+    pub eval_every: usize,
+    /// Seed of the held-out test set in the report (the `eval --seed` stream).
+    #[arg(long, default_value_t = 777)]
+    pub test_seed: u64,
+    /// Size of that test set.
+    #[arg(long, default_value_t = 100_000)]
+    pub test_n: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// Conversations to score.
+    #[arg(long, default_value_t = 100_000)]
+    pub n: usize,
+    /// Seed of the conversations (as `gen --seed`).
+    #[arg(long, default_value_t = 777)]
+    pub seed: u64,
+    /// Score this model file (validated and folded at run time, as
+    /// `serve --weights` does) instead of the embedded model.
+    #[arg(long)]
+    pub weights: Option<String>,
+    /// With --weights: score the file's unfolded f64 reference forward instead.
+    #[arg(long, requires = "weights")]
+    pub f64: bool,
+    /// Fail (exit 1) when accuracy is below this.
+    #[arg(long)]
+    pub min_accuracy: Option<f64>,
+}
+
+fn session_id(rng: &mut Rng) -> String {
+    let (a, b) = (rng.next_u64(), rng.next_u64());
+    // UUID v4 layout.
+    format!(
+        "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
+        a >> 32,
+        (a >> 16) & 0xffff,
+        a & 0xfff,
+        0x8000 | ((b >> 48) & 0x3fff),
+        b & 0xffff_ffff_ffff
+    )
+}
+
+pub fn gen(a: &GenArgs) -> anyhow::Result<i32> {
+    let out: Box<dyn Write> = if a.out == "-" {
+        Box::new(std::io::stdout().lock())
+    } else {
+        Box::new(std::fs::File::create(&a.out).with_context(|| format!("creating {}", a.out))?)
+    };
+    let mut w = BufWriter::new(out);
+    csv::write_header(&mut w)?;
+    let mut rng = Rng::new(a.seed);
+    let mut ids = Rng::derive(a.seed, STREAM_SESSION_ID);
+    for _ in 0..a.n {
+        let s = crate::data::generated(&mut rng);
+        let row = csv::Row { session_id: session_id(&mut ids), raw: s.raw, label: s.label, time: s.time };
+        csv::write_row(&mut w, &row)?;
+    }
+    w.flush()?;
+    Ok(0)
+}
+
+pub fn recipe(a: &TrainArgs) -> Recipe {
+    Recipe {
+        cls_steps: a.steps,
+        reg_steps: a.reg_steps,
+        batch: a.batch,
+        lr_max: a.lr,
+        lr_min: a.lr_min,
+        warmup: 0.02,
+        frozen: a.frozen,
+        dropout: a.dropout,
+        hard_share: a.hard_share,
+        hard_per_step: (a.batch / 16).max(1),
+        pool: 32 * a.batch,
+        spread: a.spread,
+        refit_rows: 200_000,
+        eval_every: a.eval_every,
+    }
+}
+
+pub fn train(a: &TrainArgs) -> anyhow::Result<i32> {
+    anyhow::ensure!(a.batch >= 16, "--batch must be at least 16");
+    anyhow::ensure!(a.steps >= 10 && a.reg_steps >= 10, "--steps and --reg-steps must be at least 10");
+    anyhow::ensure!((0.0..1.0).contains(&a.dropout), "--dropout must be in [0, 1)");
+    anyhow::ensure!((0.0..1.0).contains(&a.hard_share), "--hard-share must be in [0, 1)");
+    anyhow::ensure!((0.0..=1.0).contains(&a.frozen), "--frozen must be in [0, 1]");
+    anyhow::ensure!(a.spread > 0.0, "--spread must be positive");
+    let csv = match &a.csv {
+        None => None,
+        Some(path) => {
+            let f = std::fs::File::open(path).with_context(|| format!("opening {path}"))?;
+            let rows = csv::load(std::io::BufReader::new(f)).with_context(|| format!("loading {path}"))?;
+            eprintln!("loaded {} rows from {path}", rows.len());
+            Some((path.clone(), rows))
+        }
+    };
+    let command = std::iter::once("conversion-miner".to_string())
+        .chain(std::env::args().skip(1))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let plan = Plan {
+        seed: a.seed,
+        recipe: recipe(a),
+        csv,
+        pilot_rows: 200_000,
+        heldout_rows: 20_000,
+        calib_rows: 50_000,
+        test_seed: a.test_seed,
+        test_rows: a.test_n,
+        command,
+    };
+    let (mf, m) = pipeline::run(&plan)?;
+    let text = serde_json::to_string_pretty(&mf)?;
+    if let Some(dir) = std::path::Path::new(&a.out).parent() {
+        if !dir.as_os_str().is_empty() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+    }
+    std::fs::write(&a.out, text + "\n").with_context(|| format!("writing {}", a.out))?;
+    eprintln!("wrote {} (held-out accuracy {:.4}%, MAE on TP {:.4} s)", a.out, 100.0 * m.accuracy, m.mae_tp);
+    Ok(0)
+}
+
+pub fn eval(a: &EvalArgs, embedded: &'static cm_core::model::Model) -> anyhow::Result<i32> {
+    let rows = eval::test_set(a.seed, a.n);
+    let core = |model: &cm_core::model::Model| {
+        eval::score(&rows, |raw| {
+            let mut r32 = [0f32; N_FEATURES];
+            for (d, s) in r32.iter_mut().zip(raw.iter()) {
+                *d = *s as f32;
+            }
+            let p = model.predict_raw(&r32, ALL_PRESENT, Kernel::Scalar);
+            (p.conversion_happened, p.time_to_conversion_seconds as f64)
+        })
+    };
+    let (label, m) = match &a.weights {
+        None => ("embedded model, f32, scalar kernel".to_string(), core(embedded)),
+        Some(path) if a.f64 => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
+            let mf = cm_modelfile::parse_model_file(&text).map_err(|e| anyhow::anyhow!("{path}: {e}"))?;
+            cm_modelfile::validate(&mf).map_err(|e| anyhow::anyhow!("{path}: {e}"))?;
+            let m = eval::score(&rows, |raw| {
+                let (c, t, _, _) = crate::export::predict_f64(&mf, raw);
+                (c, t)
+            });
+            (format!("{path}, f64 reference forward (unfolded)"), m)
+        }
+        Some(path) => {
+            let model = cm_modelfile::load_model(path).map_err(|e| anyhow::anyhow!("{path}: {e}"))?;
+            (format!("{path}, folded at run time, f32, scalar kernel"), core(&model))
+        }
+    };
+    println!("{}", m.table(&format!("{label}; {} conversations, seed {}", a.n, a.seed)));
+    if let Some(min) = a.min_accuracy {
+        if m.accuracy < min {
+            eprintln!("accuracy {:.6} is below --min-accuracy {min}", m.accuracy);
+            return Ok(1);
+        }
+    }
+    Ok(0)
+}

@@ -1,2 +1,17 @@
-//! Training side of conversion-miner (std).
+//! Training side of conversion-miner (std): the validator's generator and
+//! ground truth, the subnet's CSV and reward, an f32 MLP trainer on
+//! nalgebra, export to `weights/model.json`, and evaluation.
+#![deny(unsafe_op_in_unsafe_fn)]
+
 pub mod cli;
+pub mod csv;
+pub mod data;
+pub mod eval;
+pub mod export;
+pub mod gen;
+pub mod nn;
+pub mod oracle;
+pub mod pipeline;
+pub mod reward;
+pub mod rng;
+pub mod trainer;

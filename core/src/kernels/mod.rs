@@ -1,80 +1,175 @@
 //! Dense-layer kernels for the fixed 47-128-64-1 network.
 //!
 //! Weights are stored input-major (`w1[i][j]` connects input `i` to hidden
-//! unit `j`), so a layer is a sum of broadcast-multiplied rows: the inner loop
-//! runs over outputs, which vectorises without horizontal reductions.
+//! unit `j`), so a layer is a sum of broadcast-multiplied rows: the inner
+//! loop runs over outputs, which vectorises without horizontal reductions,
+//! and a ReLU unit that is zero can skip its whole row of the next layer.
+//!
+//! Layout of this folder, one concept per file:
+//! - [`scalar`]: plain loops, the reference every other kernel is tested
+//!   against. It never skips work and never fuses multiply and add.
+//! - `body`: the one SIMD kernel, written once, `#[inline(always)]`, generic
+//!   over a small vector trait (`Lanes`). Each ISA file implements that trait
+//!   with `core::arch` intrinsics and instantiates the body inside thin
+//!   `#[target_feature]` wrappers, so the body is compiled once per ISA with
+//!   that ISA's instructions.
+//! - `avx2`, `avx512` (x86_64) and `neon` (aarch64): the per-ISA vector types
+//!   and wrappers.
+//! - [`dispatch`]: capability tokens and the [`Kernel`] enum. The core cannot
+//!   detect CPU features (that needs std), so a SIMD kernel is reachable only
+//!   through a token that proves its ISA is present.
+//!
+//! Weight storage is [`W`]: `f32` by default, IEEE half precision with the
+//! `f16-weights` feature (see `core/Cargo.toml`). Only the two big matrices
+//! (`w1`, `w2`, 99% of the bytes) use it; biases and the output row stay
+//! `f32`. With f16 the five networks' matrices shrink from 56 KB to 28 KB
+//! each, so one network fits a 32 KB L1 data cache; the SIMD kernels widen
+//! to f32 in registers (F16C `vcvtph2ps`, AVX-512F `vcvtph2ps`, and an
+//! integer shift-and-scale on NEON) and accumulate in f32.
+
+mod body;
+pub mod dispatch;
+pub mod scalar;
+
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
+#[cfg(target_arch = "aarch64")]
+mod neon;
+
+#[cfg(test)]
+mod tests;
+
+pub use dispatch::{CpuFeatures, Kernel, KernelError};
+#[cfg(target_arch = "aarch64")]
+pub use dispatch::NeonToken;
+#[cfg(target_arch = "x86_64")]
+pub use dispatch::{Avx2Fma, Avx512F};
 
 use crate::schema::{H1, H2, N_INPUTS};
+
+/// Storage type of the two weight matrices: `f32`.
+#[cfg(not(feature = "f16-weights"))]
+pub type W = f32;
+/// Storage type of the two weight matrices: IEEE binary16 (`f16-weights`).
+#[cfg(feature = "f16-weights")]
+pub type W = half::f16;
+
+/// Bytes per stored weight, for documentation and benches.
+pub const W_BYTES: usize = core::mem::size_of::<W>();
+
+/// Rounds an `f64` weight to the storage type [`W`] (round to nearest even).
+///
+/// `const`, so generated code can write `weight_from_f64(0.25)` for every
+/// weight whatever the storage type. With f16 storage a value beyond the
+/// f16 range (|x| > 65504) becomes infinite: check [`weight_fits`] first.
+#[inline]
+pub const fn weight_from_f64(x: f64) -> W {
+    #[cfg(not(feature = "f16-weights"))]
+    {
+        x as f32
+    }
+    #[cfg(feature = "f16-weights")]
+    {
+        half::f16::from_f64_const(x)
+    }
+}
+
+/// Whether `x` is finite and stays finite after rounding to [`W`].
+#[inline]
+pub const fn weight_fits(x: f64) -> bool {
+    if !x.is_finite() {
+        return false;
+    }
+    #[cfg(not(feature = "f16-weights"))]
+    {
+        (x as f32).is_finite()
+    }
+    #[cfg(feature = "f16-weights")]
+    {
+        half::f16::from_f64_const(x).is_finite()
+    }
+}
+
+/// Widens a stored weight to `f32` (exact for both storage types).
+#[inline(always)]
+pub fn weight_to_f32(w: W) -> f32 {
+    #[cfg(not(feature = "f16-weights"))]
+    {
+        w
+    }
+    #[cfg(feature = "f16-weights")]
+    {
+        w.to_f32()
+    }
+}
 
 /// One multilayer perceptron with BatchNorm and the input scaler already
 /// folded into its linear layers. Output is a single pre-activation value
 /// (a logit for classifiers, seconds for regressors).
+///
+/// `repr(C, align(64))`: with `w1` first, every weight row starts on a
+/// 64-byte cache line (`H1 * size_of::<W>()` and `H2 * size_of::<W>()` are
+/// multiples of 64), so no vector load splits a line.
 #[derive(Clone, Debug)]
+#[repr(C, align(64))]
 pub struct Mlp {
     /// Layer 1 weights, input-major: `w1[i][j]` for input `i`, unit `j`.
-    pub w1: [[f32; H1]; N_INPUTS],
+    pub w1: [[W; H1]; N_INPUTS],
+    /// Layer 1 biases.
     pub b1: [f32; H1],
     /// Layer 2 weights, input-major: `w2[i][j]` for layer-1 unit `i`, unit `j`.
-    pub w2: [[f32; H2]; H1],
+    pub w2: [[W; H2]; H1],
+    /// Layer 2 biases.
     pub b2: [f32; H2],
     /// Output layer weights.
     pub w3: [f32; H2],
+    /// Output bias.
     pub b3: f32,
 }
 
-/// Which kernel implementation runs a forward pass.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Kernel {
-    /// Portable reference implementation.
-    Scalar,
-}
-
-impl Kernel {
-    /// Short lowercase name, as used by `--kernel` and in `/health`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Kernel::Scalar => "scalar",
-        }
-    }
-}
+const _: () = {
+    assert!((H1 * W_BYTES) % 64 == 0 && (H2 * W_BYTES) % 64 == 0);
+    assert!(H1 <= 128, "layer 2 tracks active layer-1 units in two u64 masks");
+};
 
 impl Mlp {
-    /// Forward pass of one sample.
+    /// All weights and biases zero.
+    pub const ZERO: Mlp = Mlp {
+        w1: [[weight_from_f64(0.0); H1]; N_INPUTS],
+        b1: [0.0; H1],
+        w2: [[weight_from_f64(0.0); H2]; H1],
+        b2: [0.0; H2],
+        w3: [0.0; H2],
+        b3: 0.0,
+    };
+
+    /// Forward pass of one sample: `w3 · relu(W2 · relu(W1 · x + b1) + b2) + b3`.
     #[inline]
     pub fn forward(&self, kernel: Kernel, x: &[f32; N_INPUTS]) -> f32 {
-        match kernel {
-            Kernel::Scalar => scalar::forward(self, x),
-        }
+        dispatch::forward(self, kernel, x)
     }
-}
 
-pub mod scalar {
-    //! Reference kernel: plain loops, the ground truth the SIMD kernels are tested against.
-    use super::Mlp;
-    use crate::schema::{H1, H2, N_INPUTS};
+    /// Layer 1 alone: `relu(W1 · x + b1)`.
+    #[inline]
+    pub fn layer1(&self, kernel: Kernel, x: &[f32; N_INPUTS]) -> [f32; H1] {
+        dispatch::layer1(self, kernel, x)
+    }
 
-    pub fn forward(m: &Mlp, x: &[f32; N_INPUTS]) -> f32 {
-        let mut h1 = m.b1;
-        for (xi, row) in x.iter().zip(m.w1.iter()) {
-            for (h, w) in h1.iter_mut().zip(row.iter()) {
-                *h += xi * w;
-            }
-        }
-        for h in h1.iter_mut() {
-            *h = h.max(0.0);
-        }
-        let mut h2 = m.b2;
-        for (hi, row) in h1.iter().zip(m.w2.iter()) {
-            for (h, w) in h2.iter_mut().zip(row.iter()) {
-                *h += hi * w;
-            }
-        }
-        let mut out = m.b3;
-        for (h, w) in h2.iter().zip(m.w3.iter()) {
-            out += h.max(0.0) * w;
-        }
-        let _ = (H1, H2);
-        out
+    /// Layer 2 alone: `relu(W2 · relu(h1) + b2)`.
+    ///
+    /// `h1` is normally [`Mlp::layer1`]'s output, already non-negative; any
+    /// entry that is not `> 0` (negative, zero or NaN) counts as zero, which
+    /// is what lets the SIMD kernels skip its row of `w2`.
+    #[inline]
+    pub fn layer2(&self, kernel: Kernel, h1: &[f32; H1]) -> [f32; H2] {
+        dispatch::layer2(self, kernel, h1)
+    }
+
+    /// Output layer alone: `w3 · h2 + b3` (no activation).
+    #[inline]
+    pub fn output(&self, kernel: Kernel, h2: &[f32; H2]) -> f32 {
+        dispatch::output(self, kernel, h2)
     }
 }

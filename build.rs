@@ -1,0 +1,36 @@
+//! Compiles `weights/model.json` into the binary.
+//!
+//! Reads the file through `cm-modelfile` (the one definition of the format),
+//! validates every shape and value, folds the scaler, BatchNorm and target
+//! scale in f64, and writes `OUT_DIR/model.rs`: a `static` model plus the
+//! source's path and SHA-256. A bad file stops the build with `cargo::error=`
+//! naming the place (`classifiers[0].layers[3] (linear).weight[5][17]: ...`).
+
+use std::path::PathBuf;
+
+const WEIGHTS: &str = "weights/model.json";
+
+fn main() {
+    println!("cargo::rerun-if-changed={WEIGHTS}");
+    println!("cargo::rerun-if-changed=build.rs");
+    if let Err(msg) = run() {
+        // One `cargo::error=` per line: cargo shows each as an error.
+        for line in msg.lines() {
+            println!("cargo::error={line}");
+        }
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<(), String> {
+    let dir = std::env::var("CARGO_MANIFEST_DIR").map_err(|e| format!("CARGO_MANIFEST_DIR: {e}"))?;
+    let out = std::env::var("OUT_DIR").map_err(|e| format!("OUT_DIR: {e}"))?;
+    let path = PathBuf::from(dir).join(WEIGHTS);
+    let bytes = std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let text = std::str::from_utf8(&bytes).map_err(|e| format!("{WEIGHTS}: not UTF-8: {e}"))?;
+    let file = cm_modelfile::parse_model_file(text).map_err(|e| format!("{WEIGHTS}: {e}"))?;
+    let sha = cm_modelfile::sha256_hex(&bytes);
+    let src = cm_modelfile::codegen::generate(&file, WEIGHTS, &sha).map_err(|e| format!("{WEIGHTS}: {e}"))?;
+    let dest = PathBuf::from(out).join("model.rs");
+    std::fs::write(&dest, src).map_err(|e| format!("cannot write {}: {e}", dest.display()))
+}

@@ -1,0 +1,139 @@
+//! x86_64 AVX2 + FMA kernel (+ F16C to widen f16-stored weights).
+//!
+//! [`Ymm`] implements the body's vector trait with 256-bit intrinsics; the
+//! four wrappers below instantiate the body with `avx2,fma,f16c` enabled.
+//! F16C is required even for f32 weights: every CPU with AVX2 has it
+//! (Haswell and later, every Zen), and one token for both storage types
+//! keeps dispatch simple.
+
+use core::arch::x86_64::*;
+
+use super::body::{self, Lanes};
+use super::{Mlp, W};
+use crate::schema::{H1, H2, N_INPUTS};
+
+/// Eight f32 lanes in a ymm register.
+#[derive(Clone, Copy)]
+#[repr(transparent)]
+pub(super) struct Ymm(__m256);
+
+// SAFETY: every method only calls AVX/AVX2/FMA/F16C intrinsics, and the
+// trait's contract makes callers enable those features; pointers are
+// valid for 8 elements by the same contract.
+unsafe impl Lanes for Ymm {
+    const LANES: usize = 8;
+    // 8 accumulators already cover the FMA latency x throughput (4 x 2).
+    const L2_SETS: usize = 1;
+
+    #[inline(always)]
+    unsafe fn zero() -> Self {
+        // SAFETY: AVX enabled (trait contract).
+        Ymm(unsafe { _mm256_setzero_ps() })
+    }
+    #[inline(always)]
+    unsafe fn splat(x: f32) -> Self {
+        // SAFETY: AVX enabled (trait contract).
+        Ymm(unsafe { _mm256_set1_ps(x) })
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> Self {
+        // SAFETY: AVX enabled and `p` valid for 8 f32 (trait contract).
+        Ymm(unsafe { _mm256_loadu_ps(p) })
+    }
+    #[inline(always)]
+    unsafe fn load_w(p: *const W) -> Self {
+        #[cfg(not(feature = "f16-weights"))]
+        {
+            // SAFETY: W = f32; as `load`.
+            unsafe { Self::load(p) }
+        }
+        #[cfg(feature = "f16-weights")]
+        {
+            // SAFETY: F16C enabled; `p` valid for 8 f16 = 16 bytes, and
+            // f16 is a transparent u16 so the bytes are IEEE binary16.
+            Ymm(unsafe { _mm256_cvtph_ps(_mm_loadu_si128(p.cast::<__m128i>())) })
+        }
+    }
+    #[inline(always)]
+    unsafe fn store(self, p: *mut f32) {
+        // SAFETY: AVX enabled and `p` valid for 8 f32 (trait contract).
+        unsafe { _mm256_storeu_ps(p, self.0) }
+    }
+    #[inline(always)]
+    unsafe fn mul_add(self, a: Self, b: Self) -> Self {
+        // SAFETY: FMA enabled (trait contract).
+        Ymm(unsafe { _mm256_fmadd_ps(a.0, b.0, self.0) })
+    }
+    #[inline(always)]
+    unsafe fn add(self, b: Self) -> Self {
+        // SAFETY: AVX enabled (trait contract).
+        Ymm(unsafe { _mm256_add_ps(self.0, b.0) })
+    }
+    #[inline(always)]
+    unsafe fn relu(self) -> Self {
+        // SAFETY: AVX enabled. maxps returns the second operand when either
+        // is NaN, so NaN lanes become 0.
+        Ymm(unsafe { _mm256_max_ps(self.0, _mm256_setzero_ps()) })
+    }
+    #[inline(always)]
+    unsafe fn positive_mask(self) -> u64 {
+        // SAFETY: AVX enabled. _CMP_GT_OQ is false for NaN.
+        let m = unsafe {
+            _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(self.0, _mm256_setzero_ps()))
+        };
+        u64::from(m as u32)
+    }
+    #[inline(always)]
+    unsafe fn hsum(self) -> f32 {
+        // SAFETY: AVX (and the SSE3 it implies) enabled.
+        unsafe {
+            let s = _mm_add_ps(_mm256_castps256_ps128(self.0), _mm256_extractf128_ps::<1>(self.0));
+            let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+            _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)))
+        }
+    }
+}
+
+/// Whole network.
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C (an [`super::Avx2Fma`] token).
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn forward(m: &Mlp, x: &[f32; N_INPUTS]) -> f32 {
+    // SAFETY: this function enables exactly Ymm's features.
+    unsafe { body::forward::<Ymm>(m, x) }
+}
+
+/// Layer 1.
+///
+/// # Safety
+/// As [`forward`].
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn layer1(m: &Mlp, x: &[f32; N_INPUTS]) -> [f32; H1] {
+    let mut h1 = [0.0; H1];
+    // SAFETY: this function enables exactly Ymm's features.
+    unsafe { body::layer1::<Ymm>(m, x, &mut h1) };
+    h1
+}
+
+/// Layer 2.
+///
+/// # Safety
+/// As [`forward`].
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn layer2(m: &Mlp, h1: &[f32; H1]) -> [f32; H2] {
+    let mut h2 = [0.0; H2];
+    // SAFETY: this function enables exactly Ymm's features.
+    unsafe { body::layer2::<Ymm>(m, h1, &mut h2) };
+    h2
+}
+
+/// Output layer.
+///
+/// # Safety
+/// As [`forward`].
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn output(m: &Mlp, h2: &[f32; H2]) -> f32 {
+    // SAFETY: this function enables exactly Ymm's features.
+    unsafe { body::output::<Ymm>(m, h2) }
+}

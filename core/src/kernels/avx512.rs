@@ -1,0 +1,133 @@
+//! x86_64 AVX-512F kernel.
+//!
+//! [`Zmm`] implements the body's vector trait with 512-bit intrinsics. One
+//! layer-1 tile of 8 zmm accumulators covers all 128 units; layer 2 has only
+//! 4 zmm outputs, so it alternates two accumulator sets to keep 8 FMAs in
+//! flight. AVX-512F includes `vcvtph2ps zmm`, so f16 weights need nothing
+//! more. The development machine (AMD Zen 3) has no AVX-512: this kernel is
+//! built and its tests run only where the CPU has it.
+
+use core::arch::x86_64::*;
+
+use super::body::{self, Lanes};
+use super::{Mlp, W};
+use crate::schema::{H1, H2, N_INPUTS};
+
+/// Sixteen f32 lanes in a zmm register.
+#[derive(Clone, Copy)]
+#[repr(transparent)]
+pub(super) struct Zmm(__m512);
+
+// SAFETY: every method only calls AVX-512F intrinsics, and the trait's
+// contract makes callers enable that feature; pointers are valid for 16
+// elements by the same contract.
+unsafe impl Lanes for Zmm {
+    const LANES: usize = 16;
+    const L2_SETS: usize = 2;
+
+    #[inline(always)]
+    unsafe fn zero() -> Self {
+        // SAFETY: AVX-512F enabled (trait contract).
+        Zmm(unsafe { _mm512_setzero_ps() })
+    }
+    #[inline(always)]
+    unsafe fn splat(x: f32) -> Self {
+        // SAFETY: AVX-512F enabled (trait contract).
+        Zmm(unsafe { _mm512_set1_ps(x) })
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> Self {
+        // SAFETY: AVX-512F enabled and `p` valid for 16 f32 (trait contract).
+        Zmm(unsafe { _mm512_loadu_ps(p) })
+    }
+    #[inline(always)]
+    unsafe fn load_w(p: *const W) -> Self {
+        #[cfg(not(feature = "f16-weights"))]
+        {
+            // SAFETY: W = f32; as `load`.
+            unsafe { Self::load(p) }
+        }
+        #[cfg(feature = "f16-weights")]
+        {
+            // SAFETY: AVX-512F enabled; `p` valid for 16 f16 = 32 bytes,
+            // and f16 is a transparent u16 holding IEEE binary16.
+            Zmm(unsafe { _mm512_cvtph_ps(_mm256_loadu_si256(p.cast::<__m256i>())) })
+        }
+    }
+    #[inline(always)]
+    unsafe fn store(self, p: *mut f32) {
+        // SAFETY: AVX-512F enabled and `p` valid for 16 f32 (trait contract).
+        unsafe { _mm512_storeu_ps(p, self.0) }
+    }
+    #[inline(always)]
+    unsafe fn mul_add(self, a: Self, b: Self) -> Self {
+        // SAFETY: AVX-512F enabled (trait contract).
+        Zmm(unsafe { _mm512_fmadd_ps(a.0, b.0, self.0) })
+    }
+    #[inline(always)]
+    unsafe fn add(self, b: Self) -> Self {
+        // SAFETY: AVX-512F enabled (trait contract).
+        Zmm(unsafe { _mm512_add_ps(self.0, b.0) })
+    }
+    #[inline(always)]
+    unsafe fn relu(self) -> Self {
+        // SAFETY: AVX-512F enabled. vmaxps returns the second operand when
+        // either is NaN, so NaN lanes become 0.
+        Zmm(unsafe { _mm512_max_ps(self.0, _mm512_setzero_ps()) })
+    }
+    #[inline(always)]
+    unsafe fn positive_mask(self) -> u64 {
+        // SAFETY: AVX-512F enabled. _CMP_GT_OQ is false for NaN.
+        let m = unsafe { _mm512_cmp_ps_mask::<_CMP_GT_OQ>(self.0, _mm512_setzero_ps()) };
+        u64::from(m)
+    }
+    #[inline(always)]
+    unsafe fn hsum(self) -> f32 {
+        // SAFETY: AVX-512F enabled (trait contract).
+        unsafe { _mm512_reduce_add_ps(self.0) }
+    }
+}
+
+/// Whole network.
+///
+/// # Safety
+/// The CPU must support AVX-512F (an [`super::Avx512F`] token).
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn forward(m: &Mlp, x: &[f32; N_INPUTS]) -> f32 {
+    // SAFETY: this function enables exactly Zmm's features.
+    unsafe { body::forward::<Zmm>(m, x) }
+}
+
+/// Layer 1.
+///
+/// # Safety
+/// As [`forward`].
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn layer1(m: &Mlp, x: &[f32; N_INPUTS]) -> [f32; H1] {
+    let mut h1 = [0.0; H1];
+    // SAFETY: this function enables exactly Zmm's features.
+    unsafe { body::layer1::<Zmm>(m, x, &mut h1) };
+    h1
+}
+
+/// Layer 2.
+///
+/// # Safety
+/// As [`forward`].
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn layer2(m: &Mlp, h1: &[f32; H1]) -> [f32; H2] {
+    let mut h2 = [0.0; H2];
+    // SAFETY: this function enables exactly Zmm's features.
+    unsafe { body::layer2::<Zmm>(m, h1, &mut h2) };
+    h2
+}
+
+/// Output layer.
+///
+/// # Safety
+/// As [`forward`].
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn output(m: &Mlp, h2: &[f32; H2]) -> f32 {
+    // SAFETY: this function enables exactly Zmm's features.
+    unsafe { body::output::<Zmm>(m, h2) }
+}

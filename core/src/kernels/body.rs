@@ -1,0 +1,206 @@
+//! The one SIMD kernel body, generic over a vector type.
+//!
+//! Every ISA runs this same code: each ISA file implements [`Lanes`] with its
+//! intrinsics and calls these functions from a `#[target_feature]` wrapper.
+//! Everything here is `#[inline(always)]`, so the body and the trait methods
+//! are inlined into the wrapper and compiled with the wrapper's features
+//! (the pattern memchr and matrixmultiply use).
+//!
+//! Shape of the work, per layer:
+//! - Layer 1 (`N_INPUTS` x `H1`): the outputs are cut into tiles of
+//!   [`L1_ACC`] vectors that stay in registers while all inputs stream past;
+//!   each input is broadcast once per tile and fused-multiply-added into its
+//!   weight row. With AVX2 (8 lanes) that is two tiles of 64 outputs: 8
+//!   accumulators plus one broadcast fit in 16 ymm registers, where one tile
+//!   of 16 accumulators would spill. AVX-512 covers all 128 in one tile.
+//! - Layer 2 (`H1` x `H2`): a ReLU unit that is zero contributes nothing, so
+//!   the kernel first builds a bit mask of the positive layer-1 units and
+//!   runs only their rows of `w2` (about half of them on random weights).
+//!   All `H2` outputs stay in registers; when they are too few vectors to
+//!   hide the FMA latency (AVX-512: 4 zmm) two accumulator sets alternate.
+//! - Output (`H2` -> 1): four partial dot products, then one horizontal sum.
+
+use super::{Mlp, W};
+use crate::schema::{H1, H2, N_INPUTS};
+
+/// Accumulator vectors per layer-1 tile.
+pub(super) const L1_ACC: usize = 8;
+/// Most accumulator vectors any ISA needs for layer 2 (`H2` / 4 lanes).
+const L2_MAX_ACC: usize = 16;
+/// Partial sums in the output dot product.
+const OUT_ACC: usize = 4;
+/// Bits per word of the active-unit mask.
+const MASK_BITS: usize = u64::BITS as usize;
+/// Words in the active-unit mask.
+const MASK_WORDS: usize = H1.div_ceil(MASK_BITS);
+
+/// A SIMD vector of `LANES` f32 values.
+///
+/// # Safety
+/// Implementors wrap one ISA's intrinsics. Every method may be called only
+/// where that ISA's target features are enabled (inside the ISA's
+/// `#[target_feature]` wrappers); pointer arguments must be valid for
+/// `LANES` elements.
+pub(super) unsafe trait Lanes: Copy {
+    /// f32 lanes per vector.
+    const LANES: usize;
+    /// Accumulator sets used in layer 2 (1 or 2), see the module docs.
+    const L2_SETS: usize;
+    /// All lanes zero.
+    unsafe fn zero() -> Self;
+    /// All lanes `x`.
+    unsafe fn splat(x: f32) -> Self;
+    /// Unaligned load of `LANES` f32.
+    unsafe fn load(p: *const f32) -> Self;
+    /// Unaligned load of `LANES` stored weights, widened to f32.
+    unsafe fn load_w(p: *const W) -> Self;
+    /// Unaligned store.
+    unsafe fn store(self, p: *mut f32);
+    /// `self + a * b`, fused.
+    unsafe fn mul_add(self, a: Self, b: Self) -> Self;
+    /// `self + b`.
+    unsafe fn add(self, b: Self) -> Self;
+    /// `max(self, 0)` per lane; NaN lanes become 0, as `f32::max` does.
+    unsafe fn relu(self) -> Self;
+    /// Bit `k` set iff lane `k` is `> 0` (false for NaN).
+    unsafe fn positive_mask(self) -> u64;
+    /// Sum of all lanes.
+    unsafe fn hsum(self) -> f32;
+}
+
+/// `h1 = relu(W1 · x + b1)`.
+///
+/// # Safety
+/// `V`'s target features must be enabled.
+#[inline(always)]
+pub(super) unsafe fn layer1<V: Lanes>(m: &Mlp, x: &[f32; N_INPUTS], h1: &mut [f32; H1]) {
+    let tile = L1_ACC * V::LANES;
+    const { assert!(H1 % (L1_ACC * V::LANES) == 0) };
+    for t in (0..H1).step_by(tile) {
+        let mut acc = [
+            // SAFETY: features per this fn's contract (all `unsafe` below too).
+            unsafe { V::zero() };
+            L1_ACC
+        ];
+        for (k, a) in acc.iter_mut().enumerate() {
+            // SAFETY: t + (k + 1) * LANES <= H1 by the tile assertion.
+            *a = unsafe { V::load(m.b1.as_ptr().add(t + k * V::LANES)) };
+        }
+        for (xi, row) in x.iter().zip(m.w1.iter()) {
+            // SAFETY: features only.
+            let xv = unsafe { V::splat(*xi) };
+            for (k, a) in acc.iter_mut().enumerate() {
+                // SAFETY: the row has H1 weights; t + (k + 1) * LANES <= H1.
+                *a = unsafe { a.mul_add(xv, V::load_w(row.as_ptr().add(t + k * V::LANES))) };
+            }
+        }
+        for (k, a) in acc.iter().enumerate() {
+            // SAFETY: t + (k + 1) * LANES <= H1.
+            unsafe { a.relu().store(h1.as_mut_ptr().add(t + k * V::LANES)) };
+        }
+    }
+}
+
+/// `h2 = relu(W2 · relu(h1) + b2)`, running only the rows of positive `h1`.
+///
+/// # Safety
+/// `V`'s target features must be enabled.
+#[inline(always)]
+pub(super) unsafe fn layer2<V: Lanes>(m: &Mlp, h1: &[f32; H1], h2: &mut [f32; H2]) {
+    const {
+        assert!(H1 % V::LANES == 0 && H2 % V::LANES == 0);
+        assert!(H2 / V::LANES <= L2_MAX_ACC);
+        assert!(MASK_BITS % V::LANES == 0);
+        assert!(V::L2_SETS == 1 || V::L2_SETS == 2);
+    };
+    let nv = H2 / V::LANES;
+
+    let mut mask = [0u64; MASK_WORDS];
+    for c in (0..H1).step_by(V::LANES) {
+        // SAFETY: c + LANES <= H1.
+        let bits = unsafe { V::load(h1.as_ptr().add(c)).positive_mask() };
+        mask[c / MASK_BITS] |= bits << (c % MASK_BITS);
+    }
+
+    // SAFETY: features only.
+    let zero = unsafe { V::zero() };
+    let mut a = [zero; L2_MAX_ACC];
+    let mut b = [zero; L2_MAX_ACC];
+    for (k, acc) in a.iter_mut().enumerate().take(nv) {
+        // SAFETY: (k + 1) * LANES <= H2.
+        *acc = unsafe { V::load(m.b2.as_ptr().add(k * V::LANES)) };
+    }
+
+    // One row of w2 into an accumulator set. `i` comes from a mask bit, and
+    // mask bits are only set for lanes c + k < H1, so indexing cannot fail.
+    #[inline(always)]
+    unsafe fn row<V: Lanes>(acc: &mut [V; L2_MAX_ACC], nv: usize, hi: f32, w: &[W; H2]) {
+        // SAFETY: features per the caller's contract.
+        let hv = unsafe { V::splat(hi) };
+        for (k, a) in acc.iter_mut().enumerate().take(nv) {
+            // SAFETY: (k + 1) * LANES <= H2 = the row length.
+            *a = unsafe { a.mul_add(hv, V::load_w(w.as_ptr().add(k * V::LANES))) };
+        }
+    }
+
+    for (word, &bits) in mask.iter().enumerate() {
+        let mut bits = bits;
+        let base = word * MASK_BITS;
+        while bits != 0 {
+            let i = base + bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            // SAFETY: features per this fn's contract.
+            unsafe { row::<V>(&mut a, nv, h1[i], &m.w2[i]) };
+            if V::L2_SETS == 2 && bits != 0 {
+                let i = base + bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                // SAFETY: as above.
+                unsafe { row::<V>(&mut b, nv, h1[i], &m.w2[i]) };
+            }
+        }
+    }
+
+    for (k, (acc, other)) in a.iter().zip(b.iter()).enumerate().take(nv) {
+        // SAFETY: (k + 1) * LANES <= H2; features per contract.
+        unsafe {
+            let s = if V::L2_SETS == 2 { acc.add(*other) } else { *acc };
+            s.relu().store(h2.as_mut_ptr().add(k * V::LANES));
+        }
+    }
+}
+
+/// `w3 · h2 + b3`.
+///
+/// # Safety
+/// `V`'s target features must be enabled.
+#[inline(always)]
+pub(super) unsafe fn output<V: Lanes>(m: &Mlp, h2: &[f32; H2]) -> f32 {
+    const { assert!(H2 % V::LANES == 0) };
+    // SAFETY: features only.
+    let mut s = [unsafe { V::zero() }; OUT_ACC];
+    for k in 0..H2 / V::LANES {
+        let off = k * V::LANES;
+        // SAFETY: off + LANES <= H2 for both arrays.
+        s[k % OUT_ACC] = unsafe {
+            s[k % OUT_ACC].mul_add(V::load(h2.as_ptr().add(off)), V::load(m.w3.as_ptr().add(off)))
+        };
+    }
+    // SAFETY: features only.
+    unsafe { s[0].add(s[1]).add(s[2].add(s[3])).hsum() + m.b3 }
+}
+
+/// The whole network, layer by layer on stack buffers.
+///
+/// # Safety
+/// `V`'s target features must be enabled.
+#[inline(always)]
+pub(super) unsafe fn forward<V: Lanes>(m: &Mlp, x: &[f32; N_INPUTS]) -> f32 {
+    let mut h1 = [0.0; H1];
+    let mut h2 = [0.0; H2];
+    // SAFETY: features per this fn's contract.
+    unsafe {
+        layer1::<V>(m, x, &mut h1);
+        layer2::<V>(m, &h1, &mut h2);
+        output::<V>(m, &h2)
+    }
+}

@@ -1,0 +1,328 @@
+//! Capability tokens, the [`Kernel`] choice, and dispatch.
+//!
+//! A SIMD kernel is only sound on a CPU that has its ISA, and `no_std` code
+//! cannot ask the CPU. So each ISA has a zero-sized token that can only be
+//! made where the ISA is known to be present: safely with `new()` when the
+//! build already assumes it (`-C target-feature`, `-C target-cpu`), or with
+//! `unsafe new_unchecked()` by a caller that checked at run time (the host,
+//! with `std::is_x86_feature_detected!`). A [`Kernel`] value carries its
+//! token, so holding one is the proof, and [`Mlp::forward`] dispatches with
+//! one `match`.
+//!
+//! The host reports what it detected as a [`CpuFeatures`] (unsafe to build
+//! with anything but the truth) and picks a kernel by name with
+//! [`Kernel::from_name`], or the fastest with [`Kernel::best`]:
+//!
+//! ```
+//! use cm_core::kernels::{CpuFeatures, Kernel};
+//! // SAFETY (in a real host): flags from std::is_x86_feature_detected!.
+//! let cpu = CpuFeatures::compile_time();
+//! let k = Kernel::from_name("scalar", cpu).unwrap();
+//! assert_eq!(k.name(), "scalar");
+//! assert!(Kernel::from_name("sse9", cpu).is_err());
+//! ```
+
+use core::fmt;
+
+use super::{scalar, Mlp};
+use crate::schema::{H1, H2, N_INPUTS};
+
+/// Proof that the CPU has AVX2, FMA and F16C.
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Avx2Fma(());
+
+#[cfg(target_arch = "x86_64")]
+impl Avx2Fma {
+    /// `Some` when this build already requires AVX2, FMA and F16C.
+    pub fn new() -> Option<Self> {
+        if cfg!(all(target_feature = "avx2", target_feature = "fma", target_feature = "f16c")) {
+            Some(Avx2Fma(()))
+        } else {
+            None
+        }
+    }
+
+    /// # Safety
+    /// The CPU that runs the kernels must support AVX2, FMA and F16C, e.g.
+    /// all three `std::is_x86_feature_detected!` checks returned true.
+    pub const unsafe fn new_unchecked() -> Self {
+        Avx2Fma(())
+    }
+}
+
+/// Proof that the CPU has AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Avx512F(());
+
+#[cfg(target_arch = "x86_64")]
+impl Avx512F {
+    /// `Some` when this build already requires AVX-512F.
+    pub fn new() -> Option<Self> {
+        if cfg!(target_feature = "avx512f") {
+            Some(Avx512F(()))
+        } else {
+            None
+        }
+    }
+
+    /// # Safety
+    /// The CPU that runs the kernels must support AVX-512F
+    /// (`std::is_x86_feature_detected!("avx512f")`).
+    pub const unsafe fn new_unchecked() -> Self {
+        Avx512F(())
+    }
+}
+
+/// Proof that the CPU has NEON (part of the aarch64 baseline).
+#[cfg(target_arch = "aarch64")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NeonToken(());
+
+#[cfg(target_arch = "aarch64")]
+impl NeonToken {
+    /// `Some` when this build requires NEON, which every standard aarch64
+    /// target does.
+    pub fn new() -> Option<Self> {
+        if cfg!(target_feature = "neon") {
+            Some(NeonToken(()))
+        } else {
+            None
+        }
+    }
+
+    /// # Safety
+    /// The CPU that runs the kernels must support NEON
+    /// (`std::arch::is_aarch64_feature_detected!("neon")`).
+    pub const unsafe fn new_unchecked() -> Self {
+        NeonToken(())
+    }
+}
+
+/// Which kernel implementation runs a forward pass.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Kernel {
+    /// Portable reference implementation.
+    Scalar,
+    /// AVX2 + FMA (+ F16C), 8 lanes.
+    #[cfg(target_arch = "x86_64")]
+    Avx2(Avx2Fma),
+    /// AVX-512F, 16 lanes.
+    #[cfg(target_arch = "x86_64")]
+    Avx512(Avx512F),
+    /// NEON, 4 lanes.
+    #[cfg(target_arch = "aarch64")]
+    Neon(NeonToken),
+}
+
+/// CPU features as detected by the host, the input to kernel selection.
+///
+/// Fields are private: a `true` for a feature the CPU lacks would let safe
+/// code run an illegal instruction, so the only constructors are the
+/// `unsafe` [`CpuFeatures::new_unchecked`] and the safe
+/// [`CpuFeatures::compile_time`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CpuFeatures {
+    avx2_fma_f16c: bool,
+    avx512f: bool,
+    neon: bool,
+}
+
+impl CpuFeatures {
+    /// No SIMD at all: only the scalar kernel.
+    pub const NONE: CpuFeatures = CpuFeatures { avx2_fma_f16c: false, avx512f: false, neon: false };
+
+    /// What this build's compile-time target features guarantee.
+    pub const fn compile_time() -> CpuFeatures {
+        CpuFeatures {
+            avx2_fma_f16c: cfg!(all(
+                target_arch = "x86_64",
+                target_feature = "avx2",
+                target_feature = "fma",
+                target_feature = "f16c"
+            )),
+            avx512f: cfg!(all(target_arch = "x86_64", target_feature = "avx512f")),
+            neon: cfg!(all(target_arch = "aarch64", target_feature = "neon")),
+        }
+    }
+
+    /// Features found at run time. A flag for another architecture than the
+    /// one compiled for is ignored.
+    ///
+    /// # Safety
+    /// Every `true` must hold for the CPU that runs the kernels:
+    /// `avx2_fma_f16c` needs all of `is_x86_feature_detected!("avx2")`,
+    /// `("fma")` and `("f16c")`; `avx512f` needs `("avx512f")`; `neon` needs
+    /// `is_aarch64_feature_detected!("neon")`.
+    pub const unsafe fn new_unchecked(avx2_fma_f16c: bool, avx512f: bool, neon: bool) -> CpuFeatures {
+        CpuFeatures { avx2_fma_f16c, avx512f, neon }
+    }
+}
+
+/// Why a kernel name was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KernelError {
+    /// Not one of [`Kernel::NAMES`].
+    UnknownName,
+    /// A kernel for another CPU architecture than this build's.
+    OtherArch(&'static str),
+    /// This architecture's kernel, but the CPU lacks its features.
+    CpuLacks(&'static str),
+}
+
+impl fmt::Display for KernelError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KernelError::UnknownName => {
+                write!(f, "unknown kernel (expected one of: scalar, avx2, avx512, neon)")
+            }
+            KernelError::OtherArch(k) => {
+                write!(f, "kernel {k} is for another CPU architecture than this build")
+            }
+            KernelError::CpuLacks(k) => {
+                write!(f, "kernel {k} needs {} and this CPU lacks it", requirement(k))
+            }
+        }
+    }
+}
+
+/// Human-readable feature list of a kernel name.
+fn requirement(name: &str) -> &'static str {
+    match name {
+        "avx2" => "AVX2, FMA and F16C",
+        "avx512" => "AVX-512F",
+        "neon" => "NEON",
+        _ => "nothing",
+    }
+}
+
+impl Kernel {
+    /// Every kernel name `--kernel` accepts, on any architecture.
+    pub const NAMES: [&'static str; 4] = ["scalar", "avx2", "avx512", "neon"];
+
+    /// Short lowercase name, as used by `--kernel` and in `/health`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kernel::Scalar => "scalar",
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2(_) => "avx2",
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512(_) => "avx512",
+            #[cfg(target_arch = "aarch64")]
+            Kernel::Neon(_) => "neon",
+        }
+    }
+
+    /// The kernel called `name`, if `cpu` can run it.
+    pub fn from_name(name: &str, cpu: CpuFeatures) -> Result<Kernel, KernelError> {
+        let _ = cpu;
+        match name {
+            "scalar" => Ok(Kernel::Scalar),
+            #[cfg(target_arch = "x86_64")]
+            "avx2" if cpu.avx2_fma_f16c => {
+                // SAFETY: CpuFeatures::new_unchecked's contract (or the
+                // compile-time target features) guarantee the flag.
+                Ok(Kernel::Avx2(unsafe { Avx2Fma::new_unchecked() }))
+            }
+            #[cfg(target_arch = "x86_64")]
+            "avx512" if cpu.avx512f => {
+                // SAFETY: as above.
+                Ok(Kernel::Avx512(unsafe { Avx512F::new_unchecked() }))
+            }
+            #[cfg(target_arch = "aarch64")]
+            "neon" if cpu.neon => {
+                // SAFETY: as above.
+                Ok(Kernel::Neon(unsafe { NeonToken::new_unchecked() }))
+            }
+            "avx2" | "avx512" if cfg!(target_arch = "x86_64") => Err(KernelError::CpuLacks(lookup(name))),
+            "neon" if cfg!(target_arch = "aarch64") => Err(KernelError::CpuLacks("neon")),
+            "avx2" | "avx512" | "neon" => Err(KernelError::OtherArch(lookup(name))),
+            _ => Err(KernelError::UnknownName),
+        }
+    }
+
+    /// The fastest kernel `cpu` can run: AVX-512F, then AVX2, then NEON,
+    /// then scalar. AVX-512 ranks first because it does the same work in
+    /// half the instructions; it has not been measured on the development
+    /// machine, which lacks it (`--kernel avx2` overrides).
+    pub fn best(cpu: CpuFeatures) -> Kernel {
+        ["avx512", "avx2", "neon"]
+            .iter()
+            .find_map(|n| Kernel::from_name(n, cpu).ok())
+            .unwrap_or(Kernel::Scalar)
+    }
+}
+
+/// The `'static` spelling of a known name.
+fn lookup(name: &str) -> &'static str {
+    Kernel::NAMES.iter().copied().find(|n| *n == name).unwrap_or("?")
+}
+
+/// Calls per kernel since start, so tests can prove a SIMD path really ran.
+#[cfg(test)]
+pub(crate) mod calls {
+    use core::sync::atomic::{AtomicUsize, Ordering};
+    #[cfg(target_arch = "x86_64")]
+    pub(crate) static AVX2: AtomicUsize = AtomicUsize::new(0);
+    #[cfg(target_arch = "x86_64")]
+    pub(crate) static AVX512: AtomicUsize = AtomicUsize::new(0);
+    #[cfg(target_arch = "aarch64")]
+    pub(crate) static NEON: AtomicUsize = AtomicUsize::new(0);
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+    pub(crate) fn bump(c: &AtomicUsize) {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Expands to a `match` that runs `$f` from the kernel's module.
+macro_rules! dispatch {
+    ($kernel:expr, $f:ident($($arg:expr),*)) => {
+        match $kernel {
+            Kernel::Scalar => scalar::$f($($arg),*),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2(_) => {
+                #[cfg(test)]
+                calls::bump(&calls::AVX2);
+                // SAFETY: the Avx2Fma token proves AVX2, FMA and F16C.
+                unsafe { super::avx2::$f($($arg),*) }
+            }
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512(_) => {
+                #[cfg(test)]
+                calls::bump(&calls::AVX512);
+                // SAFETY: the Avx512F token proves AVX-512F.
+                unsafe { super::avx512::$f($($arg),*) }
+            }
+            #[cfg(target_arch = "aarch64")]
+            Kernel::Neon(_) => {
+                #[cfg(test)]
+                calls::bump(&calls::NEON);
+                // SAFETY: the NeonToken proves NEON.
+                unsafe { super::neon::$f($($arg),*) }
+            }
+        }
+    };
+}
+
+#[inline]
+pub(super) fn forward(m: &Mlp, k: Kernel, x: &[f32; N_INPUTS]) -> f32 {
+    dispatch!(k, forward(m, x))
+}
+
+#[inline]
+pub(super) fn layer1(m: &Mlp, k: Kernel, x: &[f32; N_INPUTS]) -> [f32; H1] {
+    dispatch!(k, layer1(m, x))
+}
+
+#[inline]
+pub(super) fn layer2(m: &Mlp, k: Kernel, h1: &[f32; H1]) -> [f32; H2] {
+    dispatch!(k, layer2(m, h1))
+}
+
+#[inline]
+pub(super) fn output(m: &Mlp, k: Kernel, h2: &[f32; H2]) -> f32 {
+    dispatch!(k, output(m, h2))
+}

@@ -1,0 +1,153 @@
+//! aarch64 NEON kernel.
+//!
+//! [`Q`] implements the body's vector trait with 128-bit intrinsics. NEON is
+//! part of the aarch64 baseline, so its token is always available there;
+//! the wrappers still name the feature so the body is compiled for it
+//! explicitly. With 4 lanes, layer 2's 64 outputs are 16 accumulators (of
+//! 32 vector registers), enough to hide FMA latency with one set.
+//!
+//! f16 weights are widened with integer operations instead of `vcvt_f32_f16`
+//! (whose `float16x4_t` type is not stable Rust): move the 15 magnitude bits
+//! into an f32's exponent and mantissa, multiply by 2^112 to re-bias the
+//! exponent (exact, and right for subnormals too), then put the sign back.
+//! Infinities and NaN would come out finite, which cannot matter: weights
+//! are checked finite before they are stored.
+
+use core::arch::aarch64::*;
+
+use super::body::{self, Lanes};
+use super::{Mlp, W};
+use crate::schema::{H1, H2, N_INPUTS};
+
+/// Four f32 lanes in a q register.
+#[derive(Clone, Copy)]
+#[repr(transparent)]
+pub(super) struct Q(float32x4_t);
+
+/// Lane `k` holds `1 << k`, to fold a comparison into a bit mask.
+const LANE_BITS: [u32; 4] = [1, 2, 4, 8];
+
+// SAFETY: every method only calls NEON intrinsics, and the trait's contract
+// makes callers enable NEON; pointers are valid for 4 elements by the same
+// contract.
+unsafe impl Lanes for Q {
+    const LANES: usize = 4;
+    const L2_SETS: usize = 1;
+
+    #[inline(always)]
+    unsafe fn zero() -> Self {
+        // SAFETY: NEON enabled (trait contract).
+        Q(unsafe { vdupq_n_f32(0.0) })
+    }
+    #[inline(always)]
+    unsafe fn splat(x: f32) -> Self {
+        // SAFETY: NEON enabled (trait contract).
+        Q(unsafe { vdupq_n_f32(x) })
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> Self {
+        // SAFETY: NEON enabled and `p` valid for 4 f32 (trait contract).
+        Q(unsafe { vld1q_f32(p) })
+    }
+    #[inline(always)]
+    unsafe fn load_w(p: *const W) -> Self {
+        #[cfg(not(feature = "f16-weights"))]
+        {
+            // SAFETY: W = f32; as `load`.
+            unsafe { Self::load(p) }
+        }
+        #[cfg(feature = "f16-weights")]
+        {
+            /// 2^112 = 2^(127 - 15): f32 exponent bias minus f16 bias.
+            const REBIAS: f32 = f32::from_bits(0x7780_0000);
+            // SAFETY: NEON enabled; `p` valid for 4 f16 = 4 u16, and f16 is
+            // a transparent u16 holding IEEE binary16.
+            unsafe {
+                let u = vmovl_u16(vld1_u16(p.cast::<u16>()));
+                let sign = vshlq_n_u32::<16>(vandq_u32(u, vdupq_n_u32(0x8000)));
+                let mag = vshlq_n_u32::<13>(vandq_u32(u, vdupq_n_u32(0x7fff)));
+                let f = vmulq_f32(vreinterpretq_f32_u32(mag), vdupq_n_f32(REBIAS));
+                Q(vreinterpretq_f32_u32(vorrq_u32(vreinterpretq_u32_f32(f), sign)))
+            }
+        }
+    }
+    #[inline(always)]
+    unsafe fn store(self, p: *mut f32) {
+        // SAFETY: NEON enabled and `p` valid for 4 f32 (trait contract).
+        unsafe { vst1q_f32(p, self.0) }
+    }
+    #[inline(always)]
+    unsafe fn mul_add(self, a: Self, b: Self) -> Self {
+        // SAFETY: NEON enabled (trait contract).
+        Q(unsafe { vfmaq_f32(self.0, a.0, b.0) })
+    }
+    #[inline(always)]
+    unsafe fn add(self, b: Self) -> Self {
+        // SAFETY: NEON enabled (trait contract).
+        Q(unsafe { vaddq_f32(self.0, b.0) })
+    }
+    #[inline(always)]
+    unsafe fn relu(self) -> Self {
+        // SAFETY: NEON enabled. fmaxnm returns the number when one operand
+        // is NaN, so NaN lanes become 0 (plain fmax would keep the NaN).
+        Q(unsafe { vmaxnmq_f32(self.0, vdupq_n_f32(0.0)) })
+    }
+    #[inline(always)]
+    unsafe fn positive_mask(self) -> u64 {
+        // SAFETY: NEON enabled; LANE_BITS has 4 u32. fcmgt is false for NaN.
+        let m = unsafe {
+            let gt = vcgtq_f32(self.0, vdupq_n_f32(0.0));
+            vaddvq_u32(vandq_u32(gt, vld1q_u32(LANE_BITS.as_ptr())))
+        };
+        u64::from(m)
+    }
+    #[inline(always)]
+    unsafe fn hsum(self) -> f32 {
+        // SAFETY: NEON enabled (trait contract).
+        unsafe { vaddvq_f32(self.0) }
+    }
+}
+
+/// Whole network.
+///
+/// # Safety
+/// The CPU must support NEON (a [`super::NeonToken`]).
+#[target_feature(enable = "neon")]
+pub(super) unsafe fn forward(m: &Mlp, x: &[f32; N_INPUTS]) -> f32 {
+    // SAFETY: this function enables exactly Q's features.
+    unsafe { body::forward::<Q>(m, x) }
+}
+
+/// Layer 1.
+///
+/// # Safety
+/// As [`forward`].
+#[target_feature(enable = "neon")]
+pub(super) unsafe fn layer1(m: &Mlp, x: &[f32; N_INPUTS]) -> [f32; H1] {
+    let mut h1 = [0.0; H1];
+    // SAFETY: this function enables exactly Q's features.
+    unsafe { body::layer1::<Q>(m, x, &mut h1) };
+    h1
+}
+
+/// Layer 2.
+///
+/// # Safety
+/// As [`forward`].
+#[target_feature(enable = "neon")]
+pub(super) unsafe fn layer2(m: &Mlp, h1: &[f32; H1]) -> [f32; H2] {
+    let mut h2 = [0.0; H2];
+    // SAFETY: this function enables exactly Q's features.
+    unsafe { body::layer2::<Q>(m, h1, &mut h2) };
+    h2
+}
+
+/// Output layer.
+///
+/// # Safety
+/// As [`forward`].
+#[target_feature(enable = "neon")]
+pub(super) unsafe fn output(m: &Mlp, h2: &[f32; H2]) -> f32 {
+    // SAFETY: this function enables exactly Q's features.
+    unsafe { body::output::<Q>(m, h2) }
+}

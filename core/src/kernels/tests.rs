@@ -1,0 +1,375 @@
+//! Every SIMD kernel against the scalar reference, on the same weights and
+//! inputs, with a tolerance derived from floating-point error analysis.
+//!
+//! Tolerance: a dot product of `n` terms plus a bias, summed in any order
+//! with or without FMA, is within `γ(n+1) · (Σ|w·x| + |b|)` of the exact
+//! value, where `γ(k) = k·u / (1 − k·u)` and `u = 2^-24` (Higham, Accuracy
+//! and Stability of Numerical Algorithms, §3.1). Two such results differ by
+//! at most twice that, so each layer output is checked against
+//! `2·γ(fan_in+1)·(Σ|w·x| + |b|)`. Through three layers (ReLU is
+//! 1-Lipschitz) the error of the whole network is at most
+//! `((1+γ)^3 − 1)·A ≈ 3γ·A`, with `A` the output of the "absolute" network
+//! (every weight, bias and input replaced by its magnitude), so whole
+//! forwards are checked against `2·3.01·γ(H1+1)·A`. A wrong index or a
+//! skipped row misses these bounds by orders of magnitude; rounding cannot
+//! reach them. On the random cases below the observed error is about 1e-7
+//! relative to `A`.
+
+extern crate std;
+
+use std::boxed::Box;
+use std::format;
+use std::string::String;
+use std::vec::Vec;
+
+use super::dispatch::calls;
+use super::*;
+use crate::schema::{H1, H2, N_INPUTS};
+
+/// Unit roundoff of f32.
+const U: f64 = 1.0 / (1u64 << 24) as f64;
+
+/// `γ(k)` of the module docs.
+fn gamma(k: usize) -> f64 {
+    let ku = k as f64 * U;
+    ku / (1.0 - ku)
+}
+
+/// SplitMix64: small, deterministic, good enough for test data.
+struct Rng(u64);
+
+impl Rng {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in [-1, 1).
+    fn sym(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 52) as f64 - 1.0
+    }
+}
+
+/// Random weights scaled like a trained layer (≈ 1/sqrt(fan_in)), with
+/// every 17th weight tiny (f16 subnormal range) and some exact zeros.
+fn random_mlp(seed: u64) -> Box<Mlp> {
+    let mut r = Rng(seed);
+    let mut m = Box::new(Mlp::ZERO);
+    let weight = |r: &mut Rng, fan_in: usize, k: usize| -> W {
+        let v = r.sym() * 1.7 / (fan_in as f64).sqrt();
+        let v = match k % 17 {
+            0 => v * 1e-5,
+            5 => 0.0,
+            _ => v,
+        };
+        weight_from_f64(v)
+    };
+    let mut k = 0;
+    for row in m.w1.iter_mut() {
+        for w in row.iter_mut() {
+            *w = weight(&mut r, N_INPUTS, k);
+            k += 1;
+        }
+    }
+    for row in m.w2.iter_mut() {
+        for w in row.iter_mut() {
+            *w = weight(&mut r, H1, k);
+            k += 1;
+        }
+    }
+    for b in m.b1.iter_mut().chain(m.b2.iter_mut()) {
+        *b = (r.sym() * 0.3) as f32;
+    }
+    for w in m.w3.iter_mut() {
+        *w = (r.sym() / (H2 as f64).sqrt()) as f32;
+    }
+    m.b3 = (r.sym() * 0.5) as f32;
+    m
+}
+
+/// Named input families: random, zero, all negative, large, mixed scales.
+fn inputs(seed: u64) -> Vec<(String, [f32; N_INPUTS])> {
+    let mut r = Rng(seed ^ 0xA5A5);
+    let mut out = Vec::new();
+    for n in 0..8 {
+        out.push((format!("random#{n}"), core::array::from_fn(|_| (r.sym() * 2.0) as f32)));
+    }
+    out.push(("zeros".into(), [0.0; N_INPUTS]));
+    out.push(("negative".into(), core::array::from_fn(|_| (-r.sym().abs() * 3.0 - 0.01) as f32)));
+    out.push(("large".into(), core::array::from_fn(|_| (r.sym() * 1.0e4) as f32)));
+    out.push(("mixed-scale".into(), core::array::from_fn(|i| (r.sym() * 10f64.powi(i as i32 % 7 - 3)) as f32)));
+    out
+}
+
+/// The SIMD kernels this CPU can run (detected with std, as the host does).
+fn simd_kernels() -> Vec<Kernel> {
+    let cpu = detected();
+    Kernel::NAMES[1..].iter().filter_map(|n| Kernel::from_name(n, cpu).ok()).collect()
+}
+
+fn detected() -> CpuFeatures {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let avx2 = std::is_x86_feature_detected!("avx2")
+            && std::is_x86_feature_detected!("fma")
+            && std::is_x86_feature_detected!("f16c");
+        let avx512 = std::is_x86_feature_detected!("avx512f");
+        // SAFETY: flags straight from the std detection macros.
+        unsafe { CpuFeatures::new_unchecked(avx2, avx512, false) }
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        let neon = std::arch::is_aarch64_feature_detected!("neon");
+        // SAFETY: flag straight from the std detection macro.
+        unsafe { CpuFeatures::new_unchecked(false, false, neon) }
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        CpuFeatures::NONE
+    }
+}
+
+fn w(x: W) -> f64 {
+    f64::from(weight_to_f32(x))
+}
+
+/// `Σ|w·x| + |b|` per output of layer 1, and of layer 2 on input `h1`.
+fn layer1_scale(m: &Mlp, x: &[f32; N_INPUTS]) -> [f64; H1] {
+    core::array::from_fn(|j| {
+        f64::from(m.b1[j].abs()) + (0..N_INPUTS).map(|i| (w(m.w1[i][j]) * f64::from(x[i])).abs()).sum::<f64>()
+    })
+}
+fn layer2_scale(m: &Mlp, h1: &[f32; H1]) -> [f64; H2] {
+    core::array::from_fn(|j| {
+        f64::from(m.b2[j].abs())
+            + (0..H1).map(|i| (w(m.w2[i][j]) * f64::from(h1[i].max(0.0))).abs()).sum::<f64>()
+    })
+}
+
+/// Output of the absolute network on `|x|` (the `A` of the module docs).
+fn abs_network(m: &Mlp, x: &[f32; N_INPUTS]) -> f64 {
+    let a1: [f64; H1] = core::array::from_fn(|j| {
+        f64::from(m.b1[j].abs()) + (0..N_INPUTS).map(|i| w(m.w1[i][j]).abs() * f64::from(x[i].abs())).sum::<f64>()
+    });
+    let a2: [f64; H2] = core::array::from_fn(|j| {
+        f64::from(m.b2[j].abs()) + (0..H1).map(|i| w(m.w2[i][j]).abs() * a1[i]).sum::<f64>()
+    });
+    f64::from(m.b3.abs()) + (0..H2).map(|j| f64::from(m.w3[j].abs()) * a2[j]).sum::<f64>()
+}
+
+/// First element where `got` and `want` differ by more than `tol`.
+fn first_mismatch(what: &str, got: &[f32], want: &[f32], tol: &[f64]) -> Result<(), String> {
+    for (j, ((g, e), t)) in got.iter().zip(want).zip(tol).enumerate() {
+        let d = (f64::from(*g) - f64::from(*e)).abs();
+        if !(d <= *t) {
+            return Err(format!("{what}[{j}]: kernel {g:e} vs scalar {e:e}, |diff| {d:e} > tolerance {t:e}"));
+        }
+    }
+    Ok(())
+}
+
+/// Compares one kernel with scalar on every layer and the whole network.
+fn compare(k: Kernel, m: &Mlp, name: &str, x: &[f32; N_INPUTS]) -> Result<(), String> {
+    let ctx = |e: String| format!("kernel {}, input {name}: {e}", k.name());
+    let h1 = scalar::layer1(m, x);
+    let t1: Vec<f64> = layer1_scale(m, x).iter().map(|s| 2.0 * gamma(N_INPUTS + 1) * s).collect();
+    first_mismatch("layer1", &m.layer1(k, x), &h1, &t1).map_err(ctx)?;
+
+    let h2 = scalar::layer2(m, &h1);
+    let t2: Vec<f64> = layer2_scale(m, &h1).iter().map(|s| 2.0 * gamma(H1 + 1) * s).collect();
+    first_mismatch("layer2", &m.layer2(k, &h1), &h2, &t2).map_err(ctx)?;
+
+    let t3 = 2.0
+        * gamma(H2 + 1)
+        * (f64::from(m.b3.abs()) + h2.iter().zip(&m.w3).map(|(h, w)| f64::from((h * w).abs())).sum::<f64>());
+    first_mismatch("output", &[m.output(k, &h2)], &[scalar::output(m, &h2)], &[t3]).map_err(ctx)?;
+
+    let tf = 2.0 * 3.01 * gamma(H1 + 1) * abs_network(m, x);
+    let y = m.forward(k, x);
+    first_mismatch("forward", &[y], &[scalar::forward(m, x)], &[tf]).map_err(ctx)?;
+
+    // The fused forward runs the same instructions as the three layer
+    // calls, so it must agree with them bit for bit.
+    let composed = m.output(k, &m.layer2(k, &m.layer1(k, x)));
+    if y.to_bits() != composed.to_bits() {
+        return Err(ctx(format!("forward {y:e} != layer1->layer2->output {composed:e}")));
+    }
+    Ok(())
+}
+
+fn check_kernel(k: Kernel) {
+    for seed in [1u64, 2, 3, 0xDEAD_BEEF] {
+        let m = random_mlp(seed);
+        for (name, x) in inputs(seed) {
+            if let Err(e) = compare(k, &m, &name, &x) {
+                panic!("seed {seed}: {e}");
+            }
+        }
+    }
+}
+
+#[test]
+fn scalar_matches_itself_and_is_exact_on_a_tiny_case() {
+    let mut m = Box::new(Mlp::ZERO);
+    // One path: x0 -> unit 3 -> unit 5 -> output.
+    m.w1[0][3] = weight_from_f64(2.0);
+    m.b1[3] = 1.0;
+    m.w2[3][5] = weight_from_f64(-0.5);
+    m.b2[5] = 10.0;
+    m.w3[5] = 4.0;
+    m.b3 = 0.25;
+    let mut x = [0.0; N_INPUTS];
+    x[0] = 3.0;
+    // h1[3] = 7, h2[5] = 10 - 3.5 = 6.5, out = 26 + 0.25.
+    assert_eq!(scalar::forward(&m, &x), 26.25);
+    for k in simd_kernels() {
+        assert_eq!(m.forward(k, &x), 26.25, "kernel {}", k.name());
+    }
+    // A negative pre-activation is cut by ReLU.
+    x[0] = -3.0;
+    assert_eq!(scalar::forward(&m, &x), 4.0 * 10.0 + 0.25);
+}
+
+#[test]
+fn every_simd_kernel_matches_scalar() {
+    let ks = simd_kernels();
+    std::eprintln!("SIMD kernels on this CPU: {:?}", ks.iter().map(|k| k.name()).collect::<Vec<_>>());
+    for k in ks {
+        check_kernel(k);
+    }
+}
+
+#[test]
+fn layer2_treats_non_positive_and_nan_inputs_as_zero() {
+    let m = random_mlp(7);
+    let mut r = Rng(99);
+    let mut h1: [f32; H1] = core::array::from_fn(|_| r.sym() as f32);
+    h1[0] = f32::NAN;
+    h1[9] = -0.0;
+    h1[H1 - 1] = f32::NEG_INFINITY;
+    let want = scalar::layer2(&m, &h1);
+    assert!(want.iter().all(|v| v.is_finite()));
+    let clean: [f32; H1] = core::array::from_fn(|i| if h1[i] > 0.0 { h1[i] } else { 0.0 });
+    let tol: Vec<f64> = layer2_scale(&m, &clean).iter().map(|s| 2.0 * gamma(H1 + 1) * s).collect();
+    for k in simd_kernels() {
+        if let Err(e) = first_mismatch("layer2", &m.layer2(k, &h1), &want, &tol) {
+            panic!("kernel {}: {e}", k.name());
+        }
+    }
+}
+
+#[test]
+fn all_dead_and_all_active_relu() {
+    let mut m = random_mlp(11);
+    let x = [1.0; N_INPUTS];
+    for bias in [-1.0e6f32, 1.0e3] {
+        m.b1 = [bias; H1];
+        for k in simd_kernels() {
+            if let Err(e) = compare(k, &m, &format!("b1={bias}"), &x) {
+                panic!("{e}");
+            }
+        }
+    }
+}
+
+/// Fails on a CPU that has a SIMD ISA whose kernel did not run here, and on
+/// any machine where `CM_REQUIRE_KERNELS` (comma-separated names, set by CI)
+/// names a kernel the CPU cannot run.
+#[test]
+fn simd_paths_this_cpu_has_really_ran() {
+    let cpu = detected();
+    let required: Vec<String> = std::env::var("CM_REQUIRE_KERNELS")
+        .unwrap_or_default()
+        .split(',')
+        .map(|s| s.trim().to_ascii_lowercase())
+        .filter(|s| !s.is_empty())
+        .collect();
+    for name in &required {
+        assert!(
+            Kernel::from_name(name, cpu).is_ok() && name != "scalar",
+            "CM_REQUIRE_KERNELS names {name}, which this CPU cannot run as SIMD: {:?}",
+            Kernel::from_name(name, cpu).err().map(|e| format!("{e}"))
+        );
+    }
+    #[cfg(target_arch = "x86_64")]
+    let counters = [("avx2", &calls::AVX2), ("avx512", &calls::AVX512)];
+    #[cfg(target_arch = "aarch64")]
+    let counters = [("neon", &calls::NEON)];
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    let counters: [(&str, &core::sync::atomic::AtomicUsize); 0] = [];
+    let mut ran = Vec::new();
+    for (name, counter) in counters {
+        let Ok(k) = Kernel::from_name(name, cpu) else {
+            std::eprintln!("kernel {name}: not on this CPU, not tested here");
+            continue;
+        };
+        let before = counter.load(core::sync::atomic::Ordering::Relaxed);
+        check_kernel(k);
+        let after = counter.load(core::sync::atomic::Ordering::Relaxed);
+        assert!(after > before, "CPU has {name} but its kernel never ran");
+        ran.push(name);
+    }
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+        assert!(ran.contains(&"avx2"), "CPU has AVX2+FMA but the avx2 kernel was not exercised");
+    }
+    std::eprintln!("SIMD kernels exercised: {ran:?}");
+}
+
+#[test]
+fn kernel_names_and_errors() {
+    let none = CpuFeatures::NONE;
+    assert_eq!(Kernel::from_name("scalar", none), Ok(Kernel::Scalar));
+    assert_eq!(Kernel::best(none), Kernel::Scalar);
+    assert_eq!(Kernel::from_name("AVX2", none), Err(KernelError::UnknownName));
+    assert_eq!(Kernel::from_name("", none), Err(KernelError::UnknownName));
+    #[cfg(target_arch = "x86_64")]
+    {
+        assert_eq!(Kernel::from_name("avx2", none), Err(KernelError::CpuLacks("avx2")));
+        assert_eq!(Kernel::from_name("neon", none), Err(KernelError::OtherArch("neon")));
+        assert_eq!(
+            format!("{}", KernelError::CpuLacks("avx512")),
+            "kernel avx512 needs AVX-512F and this CPU lacks it"
+        );
+        // SAFETY: only names are compared below; no kernel runs.
+        let both = unsafe { CpuFeatures::new_unchecked(true, true, true) };
+        assert_eq!(Kernel::best(both).name(), "avx512");
+        assert_eq!(Kernel::from_name("neon", both), Err(KernelError::OtherArch("neon")));
+        // SAFETY: as above.
+        let avx2 = unsafe { CpuFeatures::new_unchecked(true, false, false) };
+        assert_eq!(Kernel::best(avx2).name(), "avx2");
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        assert_eq!(Kernel::from_name("avx2", none), Err(KernelError::OtherArch("avx2")));
+        assert_eq!(Kernel::from_name("neon", none), Err(KernelError::CpuLacks("neon")));
+        assert_eq!(Kernel::best(CpuFeatures::compile_time()).name(), "neon");
+    }
+    for k in simd_kernels() {
+        assert_eq!(Kernel::from_name(k.name(), detected()), Ok(k));
+    }
+    assert!(format!("{}", KernelError::UnknownName).contains("scalar, avx2, avx512, neon"));
+}
+
+#[test]
+fn weight_storage_round_trip() {
+    assert_eq!(weight_to_f32(weight_from_f64(0.5)), 0.5);
+    assert_eq!(weight_to_f32(weight_from_f64(-3.0)), -3.0);
+    assert!(weight_fits(1.0e4));
+    assert!(!weight_fits(f64::NAN) && !weight_fits(f64::INFINITY));
+    #[cfg(feature = "f16-weights")]
+    {
+        assert_eq!(W_BYTES, 2);
+        assert!(!weight_fits(1.0e5), "beyond f16 range");
+        // A subnormal f16 survives the round trip.
+        let tiny = weight_to_f32(weight_from_f64(3.0e-7));
+        assert!(tiny > 0.0 && (f64::from(tiny) - 3.0e-7).abs() < 6.0e-8);
+    }
+    #[cfg(not(feature = "f16-weights"))]
+    {
+        assert_eq!(W_BYTES, 4);
+        assert!(weight_fits(1.0e30) && !weight_fits(1.0e39));
+    }
+}

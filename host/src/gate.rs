@@ -1,0 +1,263 @@
+//! The request gate: from headers to an authenticated caller, cheapest check first.
+//!
+//! Order (DESIGN.md, AXON.md §5-6): header presence and syntax, then the
+//! allow-list (a hash lookup), then the in-flight cap (needs the caller's
+//! stake), then the nonce window (a map lookup) and the body-hash constant,
+//! and only then the sr25519 verification, which costs a hundred times the
+//! model. The nonce is recorded only after the signature verified, so forged
+//! requests cannot fill the nonce map, and the rate limit is charged only for
+//! verified callers, so nobody can drain a validator's bucket by forging its
+//! hotkey header. The body is read after all of this: an unauthenticated
+//! request never gets its body buffered.
+
+use crate::nonce::{self, NonceError};
+use crate::reason::Reason;
+use crate::sig::{self, SigError};
+use crate::ss58;
+use hyper::header::HeaderMap;
+
+/// `computed_body_hash` of a synapse without `required_hash_fields`: SHA3-256("").
+pub const EMPTY_BODY_HASH: &str = "a7ffc6f8bf1ed76651c14756a061d662f580ff4de43b49fa82d80a4b80f8434a";
+/// The dendrite's default `timeout` when the header is absent (bittensor's 12 s).
+pub const DEFAULT_TIMEOUT_S: f64 = 12.0;
+
+pub const H_TIMEOUT: &str = "timeout";
+pub const H_VERSION: &str = "bt_header_dendrite_version";
+pub const H_NONCE: &str = "bt_header_dendrite_nonce";
+pub const H_UUID: &str = "bt_header_dendrite_uuid";
+pub const H_HOTKEY: &str = "bt_header_dendrite_hotkey";
+pub const H_SIGNATURE: &str = "bt_header_dendrite_signature";
+pub const H_BODY_HASH: &str = "computed_body_hash";
+
+/// A refusal: why, and the detail after the reason's standard prefix.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reject {
+    pub reason: Reason,
+    pub detail: String,
+}
+
+impl Reject {
+    pub fn new(reason: Reason, detail: impl Into<String>) -> Reject {
+        Reject { reason, detail: detail.into() }
+    }
+
+    /// The full message for the JSON body and the status header.
+    pub fn message(&self) -> String {
+        format!("{}{}", self.reason.prefix(), self.detail)
+    }
+}
+
+impl From<NonceError> for Reject {
+    fn from(e: NonceError) -> Reject {
+        let reason = match e {
+            NonceError::TooOld { .. } => Reason::NonceStale,
+            NonceError::NotIncreasing => Reason::NonceReplay,
+            NonceError::InFuture { .. } => Reason::NonceFuture,
+        };
+        Reject::new(reason, e.to_string())
+    }
+}
+
+impl From<SigError> for Reject {
+    fn from(e: SigError) -> Reject {
+        let reason = match e {
+            SigError::Mismatch => Reason::SignatureMismatch,
+            _ => Reason::SignatureMalformed,
+        };
+        Reject::new(reason, e.to_string())
+    }
+}
+
+/// The authentication headers, parsed.
+#[derive(Debug, Clone)]
+pub struct Auth<'a> {
+    pub timeout_s: f64,
+    pub hotkey_ss58: &'a str,
+    pub hotkey: [u8; 32],
+    pub nonce: u64,
+    pub uuid: &'a str,
+    pub signature: [u8; sig::SIGNATURE_LEN],
+    pub body_hash: &'a str,
+}
+
+impl Auth<'_> {
+    /// Digest keying this caller's nonces.
+    pub fn endpoint_key(&self) -> u128 {
+        nonce::endpoint_key(&self.hotkey, self.uuid)
+    }
+
+    /// The message the dendrite signed, with *our* hotkey in the axon slot.
+    pub fn message(&self, own_hotkey_ss58: &str) -> Result<sig::Message, SigError> {
+        sig::Message::new(self.nonce, self.hotkey_ss58, own_hotkey_ss58, self.uuid, self.body_hash)
+    }
+
+    /// Verifies the signature.
+    pub fn verify(&self, own_hotkey_ss58: &str) -> Result<(), Reject> {
+        let m = self.message(own_hotkey_ss58)?;
+        sig::verify(&self.hotkey, m.as_bytes(), &self.signature).map_err(Reject::from)
+    }
+}
+
+/// A header as text; `Ok(None)` when absent, an error when not visible ASCII.
+fn text<'a>(h: &'a HeaderMap, name: &'static str) -> Result<Option<&'a str>, Reject> {
+    match h.get(name) {
+        None => Ok(None),
+        Some(v) => v
+            .to_str()
+            .map(|s| Some(s.trim()))
+            .map_err(|_| Reject::new(Reason::BadHeader, format!("header '{name}' is not ASCII text"))),
+    }
+}
+
+fn required<'a>(h: &'a HeaderMap, name: &'static str, missing: &'static str) -> Result<&'a str, Reject> {
+    match text(h, name)? {
+        Some(s) if !s.is_empty() => Ok(s),
+        _ => Err(Reject::new(Reason::MissingAuth, missing)),
+    }
+}
+
+/// Parses a Python `float()`-style header value (finite only).
+pub fn parse_float_header(s: &str) -> Option<f64> {
+    s.parse::<f64>().ok().filter(|v| v.is_finite())
+}
+
+/// Reads and checks every header the gate needs, without touching shared state.
+pub fn parse_auth(h: &HeaderMap) -> Result<Auth<'_>, Reject> {
+    let timeout_s = match text(h, H_TIMEOUT)? {
+        None | Some("") => DEFAULT_TIMEOUT_S,
+        Some(s) => parse_float_header(s)
+            .filter(|v| *v >= 0.0)
+            .ok_or_else(|| Reject::new(Reason::BadHeader, format!("header 'timeout' is not a number: {s:.32}")))?,
+    };
+    if let Some(s) = text(h, H_VERSION)? {
+        if !s.is_empty() && s.parse::<u64>().is_err() {
+            return Err(Reject::new(Reason::BadHeader, format!("header '{H_VERSION}' is not an integer")));
+        }
+    }
+    let hotkey_ss58 = required(h, H_HOTKEY, "Missing dendrite hotkey")?;
+    let hotkey = ss58::decode_key(hotkey_ss58).map_err(|e| Reject::new(Reason::BadHotkey, e.to_string()))?;
+    let nonce_s = required(h, H_NONCE, "Missing Nonce")?;
+    let nonce = nonce_s
+        .parse::<u64>()
+        .map_err(|_| Reject::new(Reason::BadHeader, format!("header '{H_NONCE}' is not a non-negative integer")))?;
+    let uuid = required(h, H_UUID, "Missing dendrite uuid")?;
+    if uuid.len() > sig::MAX_UUID_LEN {
+        return Err(Reject::new(Reason::BadHeader, format!("header '{H_UUID}' is longer than {} characters", sig::MAX_UUID_LEN)));
+    }
+    let signature = sig::parse_signature_hex(required(h, H_SIGNATURE, "Missing Signature")?)?;
+    let body_hash = required(h, H_BODY_HASH, "Missing computed_body_hash")?;
+    if body_hash.len() > sig::BODY_HASH_HEX_LEN {
+        return Err(Reject::new(Reason::BodyHash, "computed_body_hash is longer than 64 characters"));
+    }
+    Ok(Auth { timeout_s, hotkey_ss58, hotkey, nonce, uuid, signature, body_hash })
+}
+
+/// ConversionSynapse and the base Synapse declare no `required_hash_fields`,
+/// so the only correct `computed_body_hash` is SHA3-256("") (AXON.md §4).
+pub fn check_body_hash(a: &Auth<'_>) -> Result<(), Reject> {
+    if a.body_hash.eq_ignore_ascii_case(EMPTY_BODY_HASH) {
+        Ok(())
+    } else {
+        Err(Reject::new(
+            Reason::BodyHash,
+            format!(
+                "computed_body_hash {} is not SHA3-256(\"\") = {EMPTY_BODY_HASH}; this synapse has no required_hash_fields",
+                a.body_hash
+            ),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hyper::header::{HeaderName, HeaderValue};
+    use sha3::{Digest, Sha3_256};
+
+    const ALICE: &str = "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY";
+    const BOB: &str = "5FHneW46xGXgs5mUiveU4sbTyGBzmstUspZC92UhjJM694ty";
+    const SIG: &str = "0x6c15c847ea75fffd6941425a8a557cf8ae32d2880726cc56947daa44e077436cbce8ba7874fd8005b96efff21847d99524bd8b5953d684e98d0ce990650d068b";
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(HeaderName::from_static(k), HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    fn axon_md_request() -> Vec<(&'static str, &'static str)> {
+        vec![
+            ("timeout", "12.0"),
+            (H_VERSION, "10005000"),
+            (H_NONCE, "1795626734383137861"),
+            (H_UUID, "5c06965a-e8f3-11f1-9a7d-02fc00000001"),
+            (H_HOTKEY, ALICE),
+            (H_SIGNATURE, SIG),
+            (H_BODY_HASH, EMPTY_BODY_HASH),
+        ]
+    }
+
+    #[test]
+    fn empty_hash_constant_is_sha3_of_nothing() {
+        assert_eq!(hex::encode(Sha3_256::digest(b"")), EMPTY_BODY_HASH);
+    }
+
+    #[test]
+    fn axon_md_request_passes_for_bob_only() {
+        let h = headers(&axon_md_request());
+        let a = parse_auth(&h).unwrap();
+        assert_eq!(a.nonce, 1795626734383137861);
+        assert_eq!(a.timeout_s, 12.0);
+        check_body_hash(&a).unwrap();
+        a.verify(BOB).unwrap();
+        // Signed for Bob's axon: a miner with another hotkey must refuse it.
+        assert_eq!(a.verify(ALICE).unwrap_err().reason, Reason::SignatureMismatch);
+    }
+
+    fn without(name: &str) -> HeaderMap {
+        let v: Vec<_> = axon_md_request().into_iter().filter(|(k, _)| *k != name).collect();
+        headers(&v)
+    }
+
+    fn with(name: &'static str, value: &str) -> HeaderMap {
+        let mut v = axon_md_request();
+        for p in v.iter_mut() {
+            if p.0 == name {
+                p.1 = Box::leak(value.to_string().into_boxed_str());
+            }
+        }
+        headers(&v)
+    }
+
+    #[test]
+    fn missing_and_malformed_headers() {
+        let r = |h: HeaderMap| parse_auth(&h).unwrap_err();
+        assert_eq!(r(without(H_SIGNATURE)).message(), "Not Verified with error: Missing Signature");
+        assert_eq!(r(without(H_NONCE)).message(), "Not Verified with error: Missing Nonce");
+        assert_eq!(r(without(H_HOTKEY)).reason, Reason::MissingAuth);
+        assert_eq!(r(without(H_UUID)).reason, Reason::MissingAuth);
+        assert_eq!(r(without(H_BODY_HASH)).reason, Reason::MissingAuth);
+        assert_eq!(r(with(H_HOTKEY, "5Grw")).reason, Reason::BadHotkey);
+        assert_eq!(r(with(H_NONCE, "1.5e18")).reason, Reason::BadHeader);
+        assert_eq!(r(with(H_NONCE, "-1")).reason, Reason::BadHeader);
+        assert_eq!(r(with("timeout", "soon")).reason, Reason::BadHeader);
+        assert_eq!(r(with("timeout", "nan")).reason, Reason::BadHeader);
+        assert_eq!(r(with(H_VERSION, "10.5")).reason, Reason::BadHeader);
+        assert_eq!(r(with(H_SIGNATURE, &SIG[..100])).reason, Reason::SignatureMalformed);
+        assert_eq!(r(with(H_UUID, &"u".repeat(65))).reason, Reason::BadHeader);
+        // timeout and version are optional, as in Python.
+        let a_h = without("timeout");
+        assert_eq!(parse_auth(&a_h).unwrap().timeout_s, DEFAULT_TIMEOUT_S);
+        assert!(parse_auth(&without(H_VERSION)).is_ok());
+    }
+
+    #[test]
+    fn wrong_body_hash_is_refused() {
+        let h = with(H_BODY_HASH, &"0".repeat(64));
+        let a = parse_auth(&h).unwrap();
+        assert_eq!(check_body_hash(&a).unwrap_err().reason, Reason::BodyHash);
+        // And the signature no longer matches either (it covers the hash).
+        assert_eq!(a.verify(BOB).unwrap_err().reason, Reason::SignatureMismatch);
+    }
+}

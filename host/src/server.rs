@@ -1,0 +1,382 @@
+//! The axon server: hyper HTTP/1.1 on tokio, routes, and the request path.
+//!
+//! One handler runs a request from gate to answer inline on the runtime
+//! thread: the model takes microseconds, so handing it to a blocking pool
+//! would cost more than it saves. Connections are bounded by a semaphore,
+//! headers by hyper's size limit and read timeout, bodies by a cap checked
+//! against `Content-Length` first and while reading, with their own timeout.
+//! Shutdown stops accepting, lets every in-flight request finish (hyper's
+//! graceful close), and gives up after a grace period.
+
+use crate::gate::{self, Auth, Reject};
+use crate::limits::{self, InFlight, RateLimiter};
+use crate::metrics::{Gauges, Metrics, Route};
+use crate::nonce::NonceMap;
+use crate::reason::Reason;
+use crate::synapse::{self, Answer, AxonId};
+use crate::validators;
+use bytes::Bytes;
+use cm_core::kernels::Kernel;
+use cm_core::model::Model;
+use cm_core::parse::{parse_request, ParseError};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// The synapse route names, as the Python axon lists them in its 404.
+pub const CONVERSION_SYNAPSE: &str = "ConversionSynapse";
+pub const PING_SYNAPSE: &str = "Synapse";
+/// Longest path segment quoted back in a 404 message.
+const MAX_QUOTED_NAME: usize = 64;
+
+/// Everything a request handler reads.
+pub struct State {
+    pub model: &'static Model,
+    pub kernel: Kernel,
+    pub hotkey_ss58: String,
+    pub allow_all: bool,
+    pub validators: Option<Arc<validators::Shared>>,
+    pub nonces: Mutex<NonceMap>,
+    pub inflight: InFlight,
+    pub rate: RateLimiter,
+    pub metrics: Metrics,
+    pub max_inflight: usize,
+    pub max_body: usize,
+    pub body_timeout: Duration,
+    pub started: Instant,
+    pub model_sha256: String,
+    pub external_ip: String,
+    pub external_port: u16,
+    pub netuid: Option<u16>,
+}
+
+type Resp = Response<Full<Bytes>>;
+
+fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos().min(u64::MAX as u128) as u64)
+        .unwrap_or(0)
+}
+
+impl State {
+    fn me(&self) -> AxonId<'_> {
+        AxonId { hotkey: &self.hotkey_ss58, ip: &self.external_ip, port: self.external_port }
+    }
+
+    fn reject(&self, rej: &Reject, t0: Instant, req: Option<&hyper::HeaderMap>) -> Resp {
+        self.metrics.reject(rej.reason);
+        tracing::debug!(reason = rej.reason.label(), status = rej.reason.status(), "refused: {}", rej.message());
+        synapse::error(rej, t0.elapsed().as_secs_f64(), req, &self.me())
+    }
+
+    /// Stake rank of an allowed caller, or None when the caller is not allowed.
+    fn admission(&self, key: &[u8; 32]) -> Option<f64> {
+        let entry = self.validators.as_ref().and_then(|v| v.get(key));
+        match entry {
+            Some(e) => Some(e.rank),
+            None if self.allow_all => Some(0.0),
+            None => None,
+        }
+    }
+
+    fn nonce_lock(&self) -> std::sync::MutexGuard<'_, NonceMap> {
+        match self.nonces.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+}
+
+/// Routes one request.
+pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, Infallible> {
+    let t0 = Instant::now();
+    let path = req.uri().path();
+    let route = match path {
+        "/ConversionSynapse" => Route::Conversion,
+        "/Synapse" => Route::Ping,
+        "/health" => Route::Health,
+        "/metrics" => Route::Metrics,
+        _ => Route::Other,
+    };
+    state.metrics.request(route);
+    let method_ok = match route {
+        Route::Conversion | Route::Ping => req.method() == Method::POST,
+        Route::Health | Route::Metrics => req.method() == Method::GET || req.method() == Method::HEAD,
+        Route::Other => true,
+    };
+    if !method_ok {
+        let rej = Reject::new(Reason::MethodNotAllowed, format!("Method Not Allowed: {} {}", req.method(), path));
+        let mut r = state.reject(&rej, t0, None);
+        let allow = if matches!(route, Route::Conversion | Route::Ping) { "POST" } else { "GET, HEAD" };
+        r.headers_mut().insert(hyper::header::ALLOW, HeaderValue::from_static(allow));
+        return Ok(r);
+    }
+    Ok(match route {
+        Route::Conversion => axon(&state, req, CONVERSION_SYNAPSE, t0).await,
+        Route::Ping => axon(&state, req, PING_SYNAPSE, t0).await,
+        Route::Health => health(&state),
+        Route::Metrics => metrics(&state),
+        Route::Other => {
+            let name: String = path.split('/').nth(1).unwrap_or("").chars().take(MAX_QUOTED_NAME).collect();
+            let rej = Reject::new(
+                Reason::NotFound,
+                format!("Synapse name '{name}' not found. Available synapses ['{PING_SYNAPSE}', '{CONVERSION_SYNAPSE}']"),
+            );
+            state.reject(&rej, t0, None)
+        }
+    })
+}
+
+fn content_length(h: &hyper::HeaderMap) -> Option<u64> {
+    h.get(CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
+}
+
+/// The header-only part of the gate (everything before the body is read).
+fn gate(state: &State, headers: &hyper::HeaderMap, t0: Instant) -> Result<(), Reject> {
+    if let Some(n) = content_length(headers) {
+        if n > state.max_body as u64 {
+            return Err(Reject::new(Reason::BodyTooLarge, format!("body of {n} bytes exceeds the {} byte limit", state.max_body)));
+        }
+    }
+    let auth: Auth<'_> = gate::parse_auth(headers)?;
+    let rank = state.admission(&auth.hotkey).ok_or_else(|| {
+        Reject::new(Reason::Blacklisted, format!("hotkey {} is not on this miner's validators list.", auth.hotkey_ss58))
+    })?;
+    if !limits::admit(state.max_inflight, state.inflight.current(), rank) {
+        return Err(Reject::new(Reason::Overloaded, "too many requests in flight; lower-stake callers are refused first"));
+    }
+    gate::check_body_hash(&auth)?;
+    let key = auth.endpoint_key();
+    let now = now_ns();
+    state.nonce_lock().check(key, auth.nonce, auth.timeout_s, now)?;
+    state.metrics.gate.observe(t0.elapsed());
+
+    let tv = Instant::now();
+    let verified = auth.verify(&state.hotkey_ss58);
+    state.metrics.verify.observe(tv.elapsed());
+    verified?;
+
+    state.nonce_lock().commit(key, auth.nonce, auth.timeout_s, now)?;
+    if !state.rate.allow(&auth.hotkey, Instant::now()) {
+        return Err(Reject::new(Reason::RateLimited, format!("hotkey {} is over its rate limit", auth.hotkey_ss58)));
+    }
+    Ok(())
+}
+
+async fn read_body(state: &State, body: Incoming) -> Result<Bytes, Reject> {
+    let limited = Limited::new(body, state.max_body);
+    match tokio::time::timeout(state.body_timeout, limited.collect()).await {
+        Err(_) => Err(Reject::new(
+            Reason::BodyTimeout,
+            format!("body not received within {:.1} s", state.body_timeout.as_secs_f64()),
+        )),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+            Err(Reject::new(Reason::BodyTooLarge, format!("body exceeds the {} byte limit", state.max_body)))
+        }
+        Ok(Err(e)) => Err(Reject::new(Reason::BodyRead, format!("reading the body failed: {e}"))),
+        Ok(Ok(c)) => Ok(c.to_bytes()),
+    }
+}
+
+fn parse_error(e: ParseError) -> Reject {
+    match e {
+        ParseError::Json(_) | ParseError::NotAnObject => Reject::new(Reason::BadJson, e.to_string()),
+        _ => Reject::new(Reason::BadFeatures, e.to_string()),
+    }
+}
+
+/// A synapse route: gate, body, model, answer.
+async fn axon(state: &State, req: Request<Incoming>, name: &str, t0: Instant) -> Resp {
+    let _in = state.inflight.enter();
+    let (parts, body) = req.into_parts();
+    if let Err(rej) = gate(state, &parts.headers, t0) {
+        return state.reject(&rej, t0, Some(&parts.headers));
+    }
+    let bytes = match read_body(state, body).await {
+        Ok(b) => b,
+        Err(rej) => return state.reject(&rej, t0, Some(&parts.headers)),
+    };
+    let tp = Instant::now();
+    let answer = if name == CONVERSION_SYNAPSE {
+        match parse_request(&bytes) {
+            Ok(f) => {
+                let p = state.model.predict(&f, state.kernel);
+                Some(Answer {
+                    conversion_happened: p.conversion_happened,
+                    time_to_conversion_seconds: synapse::f32_to_json(p.time_to_conversion_seconds),
+                    confidence: synapse::f32_to_json(p.confidence),
+                })
+            }
+            Err(e) => return state.reject(&parse_error(e), t0, Some(&parts.headers)),
+        }
+    } else {
+        None
+    };
+    let mut value: serde_json::Value = match serde_json::from_slice(&bytes) {
+        Ok(v) => v,
+        Err(e) => return state.reject(&Reject::new(Reason::BadJson, format!("invalid JSON: {e}")), t0, Some(&parts.headers)),
+    };
+    let Some(obj) = value.as_object_mut() else {
+        return state.reject(&Reject::new(Reason::BadJson, "the body is not a JSON object"), t0, Some(&parts.headers));
+    };
+    if let Some(a) = &answer {
+        state.metrics.predict.observe(tp.elapsed());
+        state.metrics.prediction(a.conversion_happened == 1, a.confidence as f32);
+    }
+    let elapsed = t0.elapsed().as_secs_f64();
+    synapse::fill_success(obj, name, answer.as_ref(), elapsed, elapsed, &state.me());
+    let out = match serde_json::to_vec(&value) {
+        Ok(v) => v,
+        Err(e) => return state.reject(&Reject::new(Reason::Internal, format!("Internal Server Error: {e}")), t0, Some(&parts.headers)),
+    };
+    state.metrics.success();
+    state.metrics.total.observe(t0.elapsed());
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        let hk = parts.headers.get(gate::H_HOTKEY).and_then(|v| v.to_str().ok()).unwrap_or("");
+        tracing::debug!(route = name, hotkey = hk, us = t0.elapsed().as_micros() as u64, class = ?answer.map(|a| a.conversion_happened), "answered 200");
+    }
+    synapse::success(out, name, elapsed, &parts.headers, &state.me())
+}
+
+fn gauges(state: &State) -> (usize, usize, f64) {
+    let nonce_keys = state.nonce_lock().len();
+    let validators = state.validators.as_ref().map(|v| v.len()).unwrap_or(0);
+    (nonce_keys, validators, state.started.elapsed().as_secs_f64())
+}
+
+fn health(state: &State) -> Resp {
+    let (nonce_keys, validators, uptime) = gauges(state);
+    let body = serde_json::json!({
+        "status": "ok",
+        "version": env!("CARGO_PKG_VERSION"),
+        "model_sha256": state.model_sha256,
+        "kernel": state.kernel.name(),
+        "uptime_s": uptime,
+        "hotkey": state.hotkey_ss58,
+        "netuid": state.netuid,
+        "external_ip": state.external_ip,
+        "external_port": state.external_port,
+        "allow_all": state.allow_all,
+        "validators": validators,
+        "inflight": state.inflight.current(),
+        "nonce_keys": nonce_keys,
+    });
+    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
+    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+fn metrics(state: &State) -> Resp {
+    let (nonce_keys, validators, uptime_s) = gauges(state);
+    let text = state.metrics.render(&Gauges {
+        inflight: state.inflight.current(),
+        nonce_keys,
+        validators,
+        uptime_s,
+        kernel: state.kernel.name(),
+        version: env!("CARGO_PKG_VERSION"),
+        model_sha256: &state.model_sha256,
+    });
+    let mut r = Response::new(Full::new(Bytes::from(text)));
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+    r
+}
+
+/// Connection-level limits.
+pub struct ConnLimits {
+    pub header_timeout: Duration,
+    pub max_header_bytes: usize,
+    pub max_connections: usize,
+    pub shutdown_grace: Duration,
+}
+
+/// Resolves when SIGTERM or Ctrl-C arrives.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => tracing::info!("Ctrl-C received"),
+        _ = term => tracing::info!("SIGTERM received"),
+    }
+}
+
+/// Accepts connections until a shutdown signal, then drains.
+pub async fn run(listener: tokio::net::TcpListener, state: Arc<State>, lim: ConnLimits) {
+    use hyper::server::conn::http1;
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::server::graceful::GracefulShutdown;
+
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(lim.header_timeout)
+        .max_header_size(lim.max_header_bytes)
+        .keep_alive(true);
+    let graceful = GracefulShutdown::new();
+    let slots = Arc::new(tokio::sync::Semaphore::new(lim.max_connections.max(1)));
+    let signal = shutdown_signal();
+    tokio::pin!(signal);
+    loop {
+        let permit = tokio::select! {
+            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            _ = &mut signal => break,
+        };
+        let (stream, peer): (tokio::net::TcpStream, SocketAddr) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut signal => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let st = state.clone();
+        let svc = hyper::service::service_fn(move |req| handle(st.clone(), req));
+        let conn = builder.serve_connection(TokioIo::new(stream), svc);
+        let fut = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = fut.await {
+                tracing::debug!(%peer, "connection ended: {e}");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    tracing::info!(
+        inflight = state.inflight.current(),
+        "stopped accepting; letting in-flight requests finish (up to {:.1} s)",
+        lim.shutdown_grace.as_secs_f64()
+    );
+    tokio::select! {
+        _ = graceful.shutdown() => tracing::info!("all connections closed"),
+        _ = tokio::time::sleep(lim.shutdown_grace) => tracing::warn!("grace period over; closing remaining connections"),
+    }
+}
+
+/// Builds the response status for a reason (used by tests).
+pub fn status_of(r: Reason) -> StatusCode {
+    StatusCode::from_u16(r.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+}
