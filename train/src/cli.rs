@@ -62,6 +62,12 @@ pub struct TrainArgs {
     /// Dropout probability while BatchNorm trains (0 in the frozen phase).
     #[arg(long, default_value_t = 0.05)]
     pub dropout: f32,
+    /// AdamW weight decay of the classifiers' hidden weights.
+    #[arg(long, default_value_t = 0.0)]
+    pub cls_wd: f32,
+    /// AdamW weight decay of the regressors' hidden weights.
+    #[arg(long, default_value_t = 1.0)]
+    pub reg_wd: f32,
     /// Share of each batch replayed from the hard-example pool.
     #[arg(long, default_value_t = 0.25)]
     pub hard_share: f64,
@@ -144,6 +150,8 @@ pub fn recipe(a: &TrainArgs) -> Recipe {
         warmup: 0.02,
         frozen: a.frozen,
         dropout: a.dropout,
+        cls_weight_decay: a.cls_wd,
+        reg_weight_decay: a.reg_wd,
         hard_share: a.hard_share,
         hard_per_step: (a.batch / 16).max(1),
         pool: 32 * a.batch,

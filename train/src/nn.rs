@@ -290,11 +290,16 @@ pub struct Adam {
     pub beta1: f32,
     pub beta2: f32,
     pub eps: f32,
+    /// Decoupled weight decay (AdamW) on the hidden layers' weights `W1`, `W2`:
+    /// each step multiplies them by `1 - lr * weight_decay`. It pulls the
+    /// weights of inputs that carry no signal to zero instead of leaving them
+    /// wherever the gradient noise walked them.
+    pub weight_decay: f32,
 }
 
 impl Adam {
     pub fn new(net: &Net) -> Adam {
-        Adam { m: net.zeros_like(), v: net.zeros_like(), t: 0, beta1: 0.9, beta2: 0.999, eps: 1e-8 }
+        Adam { m: net.zeros_like(), v: net.zeros_like(), t: 0, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0 }
     }
 
     pub fn step(&mut self, net: &mut Net, g: &[DMatrix<f32>], lr: f32) {
@@ -303,6 +308,10 @@ impl Adam {
         let bc2 = 1.0 - self.beta2.powi(self.t);
         let step = lr * bc2.sqrt() / bc1;
         for k in 0..N_PARAMS {
+            if self.weight_decay > 0.0 && (k == W1 || k == W2) {
+                let keep = 1.0 - lr * self.weight_decay;
+                net.p[k].iter_mut().for_each(|w| *w *= keep);
+            }
             let p = net.p[k].as_mut_slice();
             let m = self.m[k].as_mut_slice();
             let v = self.v[k].as_mut_slice();

@@ -30,6 +30,9 @@ pub struct Recipe {
     /// Share of steps trained with BatchNorm frozen at population statistics.
     pub frozen: f64,
     pub dropout: f32,
+    /// AdamW decay of the hidden weights, classifiers and regressors.
+    pub cls_weight_decay: f32,
+    pub reg_weight_decay: f32,
     /// Share of each batch replayed from the hard-example pool.
     pub hard_share: f64,
     /// Rows of each batch's fresh part that enter the pool.
@@ -200,6 +203,10 @@ pub fn train_net(
     let mut rng = Rng::derive(seed, 0xA11CE);
     let mut net = Net::new(&mut rng);
     let mut adam = Adam::new(&net);
+    adam.weight_decay = match task {
+        Task::Classify => r.cls_weight_decay,
+        Task::Regress { .. } => r.reg_weight_decay,
+    };
     let mut grads = net.zeros_like();
     let mut cache = Cache::default();
     let b = r.batch;

@@ -22,6 +22,8 @@ fn small_model_learns_the_rule() {
         lr: 2e-3,
         lr_min: 2e-5,
         dropout: 0.05,
+        cls_wd: 0.0,
+        reg_wd: 1.0,
         hard_share: 0.25,
         spread: 4.0,
         frozen: 0.3,

@@ -1,0 +1,96 @@
+//! Shared bench inputs: deterministic random networks and validator-like
+//! request bodies, so every bench (and the PyTorch peer) sees the same data.
+#![allow(dead_code)]
+
+use cm_core::kernels::{weight_from_f64, CpuFeatures, Kernel, Mlp};
+use cm_core::schema::{FEATURE_NAMES, H1, H2, IS_INTEGER, N_INPUTS};
+
+/// SplitMix64.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in [-1, 1).
+    pub fn sym(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 52) as f64 - 1.0
+    }
+}
+
+/// A network with uniform weights scaled by 1/sqrt(fan_in) and small
+/// biases: about half of each ReLU layer is active, like a trained one.
+pub fn random_mlp(seed: u64) -> Box<Mlp> {
+    let mut r = Rng(seed);
+    let mut m = Box::new(Mlp::ZERO);
+    let s1 = 1.7 / (N_INPUTS as f64).sqrt();
+    let s2 = 1.7 / (H1 as f64).sqrt();
+    for w in m.w1.iter_mut().flatten() {
+        *w = weight_from_f64(r.sym() * s1);
+    }
+    for w in m.w2.iter_mut().flatten() {
+        *w = weight_from_f64(r.sym() * s2);
+    }
+    for b in m.b1.iter_mut().chain(m.b2.iter_mut()) {
+        *b = (r.sym() * 0.1) as f32;
+    }
+    for w in m.w3.iter_mut() {
+        *w = (r.sym() / (H2 as f64).sqrt()) as f32;
+    }
+    m
+}
+
+/// `n` standard-scale input vectors.
+pub fn random_inputs(seed: u64, n: usize) -> Vec<[f32; N_INPUTS]> {
+    let mut r = Rng(seed);
+    (0..n).map(|_| std::array::from_fn(|_| (r.sym() * 1.7) as f32)).collect()
+}
+
+/// What this CPU can run, detected the way the host does it.
+pub fn cpu() -> CpuFeatures {
+    cm_host::kernel::detect()
+}
+
+/// Every kernel this CPU can run, scalar first.
+pub fn kernels() -> Vec<Kernel> {
+    let cpu = cpu();
+    Kernel::NAMES.iter().filter_map(|n| Kernel::from_name(n, cpu).ok()).collect()
+}
+
+/// `n` synapse request bodies as a validator sends them: the subnet's
+/// generator's conversations (integers as integers), session id, and the
+/// synapse's other fields.
+pub fn request_bodies(seed: u64, n: usize) -> Vec<Vec<u8>> {
+    let mut rng = cm_train::rng::Rng::new(seed);
+    (0..n)
+        .map(|k| {
+            let v = cm_train::gen::conversation(&mut rng);
+            let mut f = serde_json::Map::new();
+            f.insert("session_id".into(), format!("bench-{seed}-{k:08}").into());
+            for (i, name) in FEATURE_NAMES.iter().enumerate() {
+                let value: serde_json::Value = if IS_INTEGER[i] {
+                    (v[i] as i64).into()
+                } else {
+                    v[i].into()
+                };
+                f.insert((*name).into(), value);
+            }
+            let body = serde_json::json!({
+                "name": "ConversionSynapse",
+                "timeout": 12.0,
+                "total_size": 0,
+                "header_size": 0,
+                "features": f,
+                "prediction": {"conversion_happened": 0, "time_to_conversion_seconds": -1.0},
+                "confidence": null,
+                "response_time": 0.0,
+                "miner_uid": 7
+            });
+            serde_json::to_vec(&body).expect("json")
+        })
+        .collect()
+}
