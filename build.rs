@@ -23,14 +23,13 @@ fn main() {
 }
 
 fn run() -> Result<(), String> {
-    let dir = std::env::var("CARGO_MANIFEST_DIR").map_err(|e| format!("CARGO_MANIFEST_DIR: {e}"))?;
+    let dir =
+        std::env::var("CARGO_MANIFEST_DIR").map_err(|e| format!("CARGO_MANIFEST_DIR: {e}"))?;
     let out = std::env::var("OUT_DIR").map_err(|e| format!("OUT_DIR: {e}"))?;
     let path = PathBuf::from(dir).join(WEIGHTS);
     let bytes = std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let text = std::str::from_utf8(&bytes).map_err(|e| format!("{WEIGHTS}: not UTF-8: {e}"))?;
-    let file = cm_modelfile::parse_model_file(text).map_err(|e| format!("{WEIGHTS}: {e}"))?;
-    let sha = cm_modelfile::sha256_hex(&bytes);
-    let src = cm_modelfile::codegen::generate(&file, WEIGHTS, &sha).map_err(|e| format!("{WEIGHTS}: {e}"))?;
+    let src = cm_modelfile::codegen::generate_from_bytes(&bytes, WEIGHTS)
+        .map_err(|e| format!("{WEIGHTS}: {e}"))?;
     let dest = PathBuf::from(out).join("model.rs");
     std::fs::write(&dest, src).map_err(|e| format!("cannot write {}: {e}", dest.display()))
 }

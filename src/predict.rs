@@ -49,7 +49,9 @@ pub fn run(args: &PredictArgs, embedded: &'static Model) -> Result<i32> {
     let mut line_no = 0usize;
     loop {
         line.clear();
-        let n = input.read_until(b'\n', &mut line).context("reading stdin")?;
+        let n = input
+            .read_until(b'\n', &mut line)
+            .context("reading stdin")?;
         if n == 0 {
             break;
         }

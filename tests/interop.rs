@@ -51,7 +51,9 @@ fn python_dendrite_against_the_binary() {
         out.status
     );
     assert!(
-        stdout.contains(&format!("{INTEROP_REQUESTS}/{INTEROP_REQUESTS} requests succeeded")),
+        stdout.contains(&format!(
+            "{INTEROP_REQUESTS}/{INTEROP_REQUESTS} requests succeeded"
+        )),
         "interop script passed without reporting {INTEROP_REQUESTS} successes:\n{stdout}"
     );
 }

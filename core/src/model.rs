@@ -109,7 +109,11 @@ impl Model {
 
     /// Mean of the classifiers' probabilities (uncalibrated).
     pub fn probability(&self, x: &[f32; N_INPUTS], k: Kernel) -> f32 {
-        let sum: f32 = self.classifiers.iter().map(|m| sigmoid(m.forward(k, x))).sum();
+        let sum: f32 = self
+            .classifiers
+            .iter()
+            .map(|m| sigmoid(m.forward(k, x)))
+            .sum();
         sum / N_CLASSIFIERS as f32
     }
 
@@ -199,7 +203,13 @@ mod tests {
 
     #[test]
     fn class_one_time_is_clamped() {
-        for (secs, want) in [(42.0, 42.0), (-5.0, 0.5), (0.0, 0.5), (1e9, 300.0), (f32::NAN, 0.5)] {
+        for (secs, want) in [
+            (42.0, 42.0),
+            (-5.0, 0.5),
+            (0.0, 0.5),
+            (1e9, 300.0),
+            (f32::NAN, 0.5),
+        ] {
             let m = constant_model(4.0, secs);
             let p = m.predict_raw(&[0.0; N_FEATURES], 0, Kernel::Scalar);
             assert_eq!(p.conversion_happened, 1);
@@ -210,10 +220,17 @@ mod tests {
     #[test]
     fn threshold_is_inclusive_and_nan_is_class_zero() {
         let m = constant_model(0.0, 10.0);
-        assert_eq!(m.predict_raw(&[0.0; N_FEATURES], 0, Kernel::Scalar).conversion_happened, 1);
+        assert_eq!(
+            m.predict_raw(&[0.0; N_FEATURES], 0, Kernel::Scalar)
+                .conversion_happened,
+            1
+        );
         let m = constant_model(f32::NAN, 10.0);
         let p = m.predict_raw(&[0.0; N_FEATURES], 0, Kernel::Scalar);
-        assert_eq!((p.conversion_happened, p.time_to_conversion_seconds), (0, -1.0));
+        assert_eq!(
+            (p.conversion_happened, p.time_to_conversion_seconds),
+            (0, -1.0)
+        );
         assert!(p.confidence.is_finite());
     }
 

@@ -656,7 +656,9 @@ mod tests {
         }
         let mut m = bytes.to_vec();
         for i in 0..m.len() {
-            for b in [b'"', b'{', b'}', b'[', b']', b',', b':', b'\\', b'-', b'e', 0xff, b'n'] {
+            for b in [
+                b'"', b'{', b'}', b'[', b']', b',', b':', b'\\', b'-', b'e', 0xff, b'n',
+            ] {
                 let old = m[i];
                 m[i] = b;
                 let _ = parse_request(&m);

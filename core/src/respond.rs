@@ -20,7 +20,10 @@ pub struct BufferTooSmall;
 
 impl fmt::Display for BufferTooSmall {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "output buffer too small (need at most {MAX_PREDICTION_LEN} bytes)")
+        write!(
+            f,
+            "output buffer too small (need at most {MAX_PREDICTION_LEN} bytes)"
+        )
     }
 }
 

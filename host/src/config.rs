@@ -16,10 +16,18 @@ pub struct ServeArgs {
     #[arg(long = "wallet.path", env = "CM_WALLET_PATH", default_value = crate::wallet::DEFAULT_WALLET_DIR)]
     pub wallet_path: String,
     /// Wallet (coldkey) name; the hotkey is read from `<path>/<name>/hotkeys/<hotkey>`.
-    #[arg(long = "wallet.name", env = "CM_WALLET_NAME", default_value = "default")]
+    #[arg(
+        long = "wallet.name",
+        env = "CM_WALLET_NAME",
+        default_value = "default"
+    )]
     pub wallet_name: String,
     /// Hotkey name inside the wallet. Only its public address is needed: the miner never signs.
-    #[arg(long = "wallet.hotkey", env = "CM_WALLET_HOTKEY", default_value = "default")]
+    #[arg(
+        long = "wallet.hotkey",
+        env = "CM_WALLET_HOTKEY",
+        default_value = "default"
+    )]
     pub wallet_hotkey: String,
     /// IPv4 address to bind (Python dendrites cannot reach IPv6 axons).
     #[arg(long = "axon.ip", env = "CM_AXON_IP", default_value = "0.0.0.0")]
@@ -43,7 +51,11 @@ pub struct ServeArgs {
     #[arg(long = "validators", env = "CM_VALIDATORS")]
     pub validators: Option<PathBuf>,
     /// Seconds between checks of the validators file for changes.
-    #[arg(long = "validators.poll", env = "CM_VALIDATORS_POLL", default_value_t = 3.0)]
+    #[arg(
+        long = "validators.poll",
+        env = "CM_VALIDATORS_POLL",
+        default_value_t = 3.0
+    )]
     pub validators_poll: f64,
     /// Accept every caller with a valid signature (for tests; logs a warning).
     #[arg(long = "allow-all", env = "CM_ALLOW_ALL")]
@@ -64,19 +76,31 @@ pub struct ServeArgs {
     #[arg(long = "max-header-bytes", env = "CM_MAX_HEADER_BYTES", default_value_t = 16 * 1024)]
     pub max_header_bytes: usize,
     /// Seconds a client has to send a complete header block; also the keep-alive idle limit (uvicorn's is 5 s too).
-    #[arg(long = "header-timeout", env = "CM_HEADER_TIMEOUT", default_value_t = 5.0)]
+    #[arg(
+        long = "header-timeout",
+        env = "CM_HEADER_TIMEOUT",
+        default_value_t = 5.0
+    )]
     pub header_timeout: f64,
     /// Seconds a client has to send the body once its headers passed the gate (408 after).
     #[arg(long = "body-timeout", env = "CM_BODY_TIMEOUT", default_value_t = 5.0)]
     pub body_timeout: f64,
     /// Most open connections; further clients wait in the kernel's accept queue.
-    #[arg(long = "max-connections", env = "CM_MAX_CONNECTIONS", default_value_t = 4096)]
+    #[arg(
+        long = "max-connections",
+        env = "CM_MAX_CONNECTIONS",
+        default_value_t = 4096
+    )]
     pub max_connections: usize,
     /// `hotkey:uuid` keys remembered for replay protection; the oldest is evicted beyond it.
     #[arg(long = "nonce.capacity", env = "CM_NONCE_CAPACITY", default_value_t = crate::nonce::DEFAULT_CAPACITY)]
     pub nonce_capacity: usize,
     /// Seconds a nonce may be ahead of our clock (Python has no bound; keep NTP on).
-    #[arg(long = "nonce.future_skew", env = "CM_NONCE_FUTURE_SKEW", default_value_t = 5.0)]
+    #[arg(
+        long = "nonce.future_skew",
+        env = "CM_NONCE_FUTURE_SKEW",
+        default_value_t = 5.0
+    )]
     pub nonce_future_skew: f64,
     /// Tokio worker threads (default: the number of available cores).
     #[arg(long = "workers", env = "CM_WORKERS")]
@@ -91,7 +115,11 @@ pub struct ServeArgs {
     #[arg(long = "log-level", env = "CM_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
     /// Seconds to let in-flight requests finish after SIGTERM or Ctrl-C.
-    #[arg(long = "shutdown-grace", env = "CM_SHUTDOWN_GRACE", default_value_t = 10.0)]
+    #[arg(
+        long = "shutdown-grace",
+        env = "CM_SHUTDOWN_GRACE",
+        default_value_t = 10.0
+    )]
     pub shutdown_grace: f64,
 }
 
@@ -99,7 +127,11 @@ pub struct ServeArgs {
 #[derive(Debug, Clone, Args)]
 pub struct ProbeArgs {
     /// Miner to query, IPv4:PORT.
-    #[arg(long = "target", env = "CM_PROBE_TARGET", default_value = "127.0.0.1:8091")]
+    #[arg(
+        long = "target",
+        env = "CM_PROBE_TARGET",
+        default_value = "127.0.0.1:8091"
+    )]
     pub target: String,
     /// The miner's hotkey ss58 (signed into every request). Default: read from the target's /health.
     #[arg(long = "hotkey", env = "CM_PROBE_HOTKEY")]
@@ -111,7 +143,11 @@ pub struct ProbeArgs {
     #[arg(long = "duration", env = "CM_PROBE_DURATION")]
     pub duration: Option<f64>,
     /// Requests in flight at once (one simulated dendrite, with its own uuid, per slot).
-    #[arg(long = "concurrency", env = "CM_PROBE_CONCURRENCY", default_value_t = 8)]
+    #[arg(
+        long = "concurrency",
+        env = "CM_PROBE_CONCURRENCY",
+        default_value_t = 8
+    )]
     pub concurrency: usize,
     /// Target total request rate per second (0 = as fast as answers come back).
     #[arg(long = "rate", env = "CM_PROBE_RATE", default_value_t = 0.0)]
@@ -132,10 +168,18 @@ pub struct ProbeArgs {
     #[arg(long = "wallet.path", env = "CM_WALLET_PATH", default_value = crate::wallet::DEFAULT_WALLET_DIR)]
     pub wallet_path: String,
     /// Wallet name.
-    #[arg(long = "wallet.name", env = "CM_WALLET_NAME", default_value = "default")]
+    #[arg(
+        long = "wallet.name",
+        env = "CM_WALLET_NAME",
+        default_value = "default"
+    )]
     pub wallet_name: String,
     /// Hotkey name; its file must hold secretPhrase, secretSeed or privateKey.
-    #[arg(long = "wallet.hotkey", env = "CM_WALLET_HOTKEY", default_value = "default")]
+    #[arg(
+        long = "wallet.hotkey",
+        env = "CM_WALLET_HOTKEY",
+        default_value = "default"
+    )]
     pub wallet_hotkey: String,
     /// Sign with a throwaway hotkey instead of a wallet (a `serve --dev` miner allows every caller).
     #[arg(long = "dev", env = "CM_PROBE_DEV")]

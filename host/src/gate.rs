@@ -17,7 +17,8 @@ use crate::ss58;
 use hyper::header::HeaderMap;
 
 /// `computed_body_hash` of a synapse without `required_hash_fields`: SHA3-256("").
-pub const EMPTY_BODY_HASH: &str = "a7ffc6f8bf1ed76651c14756a061d662f580ff4de43b49fa82d80a4b80f8434a";
+pub const EMPTY_BODY_HASH: &str =
+    "a7ffc6f8bf1ed76651c14756a061d662f580ff4de43b49fa82d80a4b80f8434a";
 /// The dendrite's default `timeout` when the header is absent (bittensor's 12 s).
 pub const DEFAULT_TIMEOUT_S: f64 = 12.0;
 
@@ -38,7 +39,10 @@ pub struct Reject {
 
 impl Reject {
     pub fn new(reason: Reason, detail: impl Into<String>) -> Reject {
-        Reject { reason, detail: detail.into() }
+        Reject {
+            reason,
+            detail: detail.into(),
+        }
     }
 
     /// The full message for the JSON body and the status header.
@@ -51,7 +55,7 @@ impl From<NonceError> for Reject {
     fn from(e: NonceError) -> Reject {
         let reason = match e {
             NonceError::TooOld { .. } => Reason::NonceStale,
-            NonceError::NotIncreasing => Reason::NonceReplay,
+            NonceError::NotIncreasing | NonceError::Replayed => Reason::NonceReplay,
             NonceError::InFuture { .. } => Reason::NonceFuture,
         };
         Reject::new(reason, e.to_string())
@@ -88,7 +92,13 @@ impl Auth<'_> {
 
     /// The message the dendrite signed, with *our* hotkey in the axon slot.
     pub fn message(&self, own_hotkey_ss58: &str) -> Result<sig::Message, SigError> {
-        sig::Message::new(self.nonce, self.hotkey_ss58, own_hotkey_ss58, self.uuid, self.body_hash)
+        sig::Message::new(
+            self.nonce,
+            self.hotkey_ss58,
+            own_hotkey_ss58,
+            self.uuid,
+            self.body_hash,
+        )
     }
 
     /// Verifies the signature.
@@ -102,14 +112,20 @@ impl Auth<'_> {
 fn text<'a>(h: &'a HeaderMap, name: &'static str) -> Result<Option<&'a str>, Reject> {
     match h.get(name) {
         None => Ok(None),
-        Some(v) => v
-            .to_str()
-            .map(|s| Some(s.trim()))
-            .map_err(|_| Reject::new(Reason::BadHeader, format!("header '{name}' is not ASCII text"))),
+        Some(v) => v.to_str().map(|s| Some(s.trim())).map_err(|_| {
+            Reject::new(
+                Reason::BadHeader,
+                format!("header '{name}' is not ASCII text"),
+            )
+        }),
     }
 }
 
-fn required<'a>(h: &'a HeaderMap, name: &'static str, missing: &'static str) -> Result<&'a str, Reject> {
+fn required<'a>(
+    h: &'a HeaderMap,
+    name: &'static str,
+    missing: &'static str,
+) -> Result<&'a str, Reject> {
     match text(h, name)? {
         Some(s) if !s.is_empty() => Ok(s),
         _ => Err(Reject::new(Reason::MissingAuth, missing)),
@@ -125,31 +141,58 @@ pub fn parse_float_header(s: &str) -> Option<f64> {
 pub fn parse_auth(h: &HeaderMap) -> Result<Auth<'_>, Reject> {
     let timeout_s = match text(h, H_TIMEOUT)? {
         None | Some("") => DEFAULT_TIMEOUT_S,
-        Some(s) => parse_float_header(s)
-            .filter(|v| *v >= 0.0)
-            .ok_or_else(|| Reject::new(Reason::BadHeader, format!("header 'timeout' is not a number: {s:.32}")))?,
+        Some(s) => parse_float_header(s).filter(|v| *v >= 0.0).ok_or_else(|| {
+            Reject::new(
+                Reason::BadHeader,
+                format!("header 'timeout' is not a number: {s:.32}"),
+            )
+        })?,
     };
     if let Some(s) = text(h, H_VERSION)? {
         if !s.is_empty() && s.parse::<u64>().is_err() {
-            return Err(Reject::new(Reason::BadHeader, format!("header '{H_VERSION}' is not an integer")));
+            return Err(Reject::new(
+                Reason::BadHeader,
+                format!("header '{H_VERSION}' is not an integer"),
+            ));
         }
     }
     let hotkey_ss58 = required(h, H_HOTKEY, "Missing dendrite hotkey")?;
-    let hotkey = ss58::decode_key(hotkey_ss58).map_err(|e| Reject::new(Reason::BadHotkey, e.to_string()))?;
+    let hotkey =
+        ss58::decode_key(hotkey_ss58).map_err(|e| Reject::new(Reason::BadHotkey, e.to_string()))?;
     let nonce_s = required(h, H_NONCE, "Missing Nonce")?;
-    let nonce = nonce_s
-        .parse::<u64>()
-        .map_err(|_| Reject::new(Reason::BadHeader, format!("header '{H_NONCE}' is not a non-negative integer")))?;
+    let nonce = nonce_s.parse::<u64>().map_err(|_| {
+        Reject::new(
+            Reason::BadHeader,
+            format!("header '{H_NONCE}' is not a non-negative integer"),
+        )
+    })?;
     let uuid = required(h, H_UUID, "Missing dendrite uuid")?;
     if uuid.len() > sig::MAX_UUID_LEN {
-        return Err(Reject::new(Reason::BadHeader, format!("header '{H_UUID}' is longer than {} characters", sig::MAX_UUID_LEN)));
+        return Err(Reject::new(
+            Reason::BadHeader,
+            format!(
+                "header '{H_UUID}' is longer than {} characters",
+                sig::MAX_UUID_LEN
+            ),
+        ));
     }
     let signature = sig::parse_signature_hex(required(h, H_SIGNATURE, "Missing Signature")?)?;
     let body_hash = required(h, H_BODY_HASH, "Missing computed_body_hash")?;
     if body_hash.len() > sig::BODY_HASH_HEX_LEN {
-        return Err(Reject::new(Reason::BodyHash, "computed_body_hash is longer than 64 characters"));
+        return Err(Reject::new(
+            Reason::BodyHash,
+            "computed_body_hash is longer than 64 characters",
+        ));
     }
-    Ok(Auth { timeout_s, hotkey_ss58, hotkey, nonce, uuid, signature, body_hash })
+    Ok(Auth {
+        timeout_s,
+        hotkey_ss58,
+        hotkey,
+        nonce,
+        uuid,
+        signature,
+        body_hash,
+    })
 }
 
 /// ConversionSynapse and the base Synapse declare no `required_hash_fields`,
@@ -181,7 +224,10 @@ mod tests {
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
-            h.insert(HeaderName::from_static(k), HeaderValue::from_str(v).unwrap());
+            h.insert(
+                HeaderName::from_static(k),
+                HeaderValue::from_str(v).unwrap(),
+            );
         }
         h
     }
@@ -212,11 +258,17 @@ mod tests {
         check_body_hash(&a).unwrap();
         a.verify(BOB).unwrap();
         // Signed for Bob's axon: a miner with another hotkey must refuse it.
-        assert_eq!(a.verify(ALICE).unwrap_err().reason, Reason::SignatureMismatch);
+        assert_eq!(
+            a.verify(ALICE).unwrap_err().reason,
+            Reason::SignatureMismatch
+        );
     }
 
     fn without(name: &str) -> HeaderMap {
-        let v: Vec<_> = axon_md_request().into_iter().filter(|(k, _)| *k != name).collect();
+        let v: Vec<_> = axon_md_request()
+            .into_iter()
+            .filter(|(k, _)| *k != name)
+            .collect();
         headers(&v)
     }
 
@@ -233,8 +285,14 @@ mod tests {
     #[test]
     fn missing_and_malformed_headers() {
         let r = |h: HeaderMap| parse_auth(&h).unwrap_err();
-        assert_eq!(r(without(H_SIGNATURE)).message(), "Not Verified with error: Missing Signature");
-        assert_eq!(r(without(H_NONCE)).message(), "Not Verified with error: Missing Nonce");
+        assert_eq!(
+            r(without(H_SIGNATURE)).message(),
+            "Not Verified with error: Missing Signature"
+        );
+        assert_eq!(
+            r(without(H_NONCE)).message(),
+            "Not Verified with error: Missing Nonce"
+        );
         assert_eq!(r(without(H_HOTKEY)).reason, Reason::MissingAuth);
         assert_eq!(r(without(H_UUID)).reason, Reason::MissingAuth);
         assert_eq!(r(without(H_BODY_HASH)).reason, Reason::MissingAuth);
@@ -244,7 +302,10 @@ mod tests {
         assert_eq!(r(with("timeout", "soon")).reason, Reason::BadHeader);
         assert_eq!(r(with("timeout", "nan")).reason, Reason::BadHeader);
         assert_eq!(r(with(H_VERSION, "10.5")).reason, Reason::BadHeader);
-        assert_eq!(r(with(H_SIGNATURE, &SIG[..100])).reason, Reason::SignatureMalformed);
+        assert_eq!(
+            r(with(H_SIGNATURE, &SIG[..100])).reason,
+            Reason::SignatureMalformed
+        );
         assert_eq!(r(with(H_UUID, &"u".repeat(65))).reason, Reason::BadHeader);
         // timeout and version are optional, as in Python.
         let a_h = without("timeout");

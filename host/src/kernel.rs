@@ -61,7 +61,10 @@ mod tests {
     fn auto_picks_what_the_cpu_has() {
         let k = select("auto").unwrap();
         #[cfg(target_arch = "x86_64")]
-        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") && std::is_x86_feature_detected!("f16c") {
+        if std::is_x86_feature_detected!("avx2")
+            && std::is_x86_feature_detected!("fma")
+            && std::is_x86_feature_detected!("f16c")
+        {
             assert_ne!(k.name(), "scalar");
         }
         let _ = k;

@@ -57,7 +57,11 @@ const DEV_BANNER: &str = "\
 *****************************************************************";
 
 /// `conversion-miner serve`: runs until SIGTERM or Ctrl-C.
-pub fn serve(a: &ServeArgs, embedded: &'static cm_core::model::Model, embedded_sha256: &'static str) -> Result<i32> {
+pub fn serve(
+    a: &ServeArgs,
+    embedded: &'static cm_core::model::Model,
+    embedded_sha256: &'static str,
+) -> Result<i32> {
     init_logging(&a.log_level)?;
 
     let hotkey = if a.dev {
@@ -66,7 +70,8 @@ pub fn serve(a: &ServeArgs, embedded: &'static cm_core::model::Model, embedded_s
         wallet::Hotkey::generate()
     } else {
         let p = wallet::hotkey_path(&a.wallet_path, &a.wallet_name, &a.wallet_hotkey);
-        wallet::load_hotkey(&p, false).context("loading the miner's hotkey (use --dev to try without a wallet)")?
+        wallet::load_hotkey(&p, false)
+            .context("loading the miner's hotkey (use --dev to try without a wallet)")?
     };
 
     let (model, model_sha256): (&'static cm_core::model::Model, String) = match &a.weights {
@@ -109,7 +114,11 @@ pub fn serve(a: &ServeArgs, embedded: &'static cm_core::model::Model, embedded_s
 
     let workers = a
         .workers
-        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        })
         .max(1);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)

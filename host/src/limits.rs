@@ -56,7 +56,11 @@ impl InFlight {
 
 /// The admission threshold for a caller of stake rank `rank` under `cap`.
 pub fn threshold(cap: usize, rank: f64) -> usize {
-    let r = if rank.is_finite() { rank.clamp(0.0, 1.0) } else { 0.0 };
+    let r = if rank.is_finite() {
+        rank.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
     let t = (cap as f64 * (1.0 - SHED_BAND * (1.0 - r))).floor() as usize;
     t.clamp(1, cap.max(1))
 }
@@ -82,7 +86,11 @@ impl RateLimiter {
     /// `rate` tokens per second, bucket size `burst`. A rate of 0 disables it.
     pub fn new(rate: f64, burst: f64) -> RateLimiter {
         let burst = if burst >= 1.0 { burst } else { rate.max(1.0) };
-        RateLimiter { rate, burst, buckets: Mutex::new(HashMap::new()) }
+        RateLimiter {
+            rate,
+            burst,
+            buckets: Mutex::new(HashMap::new()),
+        }
     }
 
     pub fn enabled(&self) -> bool {
@@ -105,7 +113,10 @@ impl RateLimiter {
                 return false;
             }
         }
-        let b = map.entry(*key).or_insert(Bucket { tokens: self.burst, at: now });
+        let b = map.entry(*key).or_insert(Bucket {
+            tokens: self.burst,
+            at: now,
+        });
         let refill = now.saturating_duration_since(b.at).as_secs_f64() * self.rate;
         b.tokens = (b.tokens + refill).min(self.burst);
         b.at = now;

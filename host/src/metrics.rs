@@ -13,7 +13,8 @@ use std::time::Duration;
 
 /// Histogram upper bounds in seconds (+Inf is implicit).
 pub const BUCKETS_S: [f64; 16] = [
-    1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 5e-2, 0.25, 1.0,
+    1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 5e-2,
+    0.25, 1.0,
 ];
 const N_BUCKETS: usize = BUCKETS_S.len() + 1;
 /// Confidence is summed in millionths to stay in an integer atomic.
@@ -27,16 +28,23 @@ pub struct Histogram {
 
 impl Default for Histogram {
     fn default() -> Self {
-        Histogram { counts: std::array::from_fn(|_| AtomicU64::new(0)), sum_ns: AtomicU64::new(0) }
+        Histogram {
+            counts: std::array::from_fn(|_| AtomicU64::new(0)),
+            sum_ns: AtomicU64::new(0),
+        }
     }
 }
 
 impl Histogram {
     pub fn observe(&self, d: Duration) {
         let s = d.as_secs_f64();
-        let i = BUCKETS_S.iter().position(|&b| s <= b).unwrap_or(BUCKETS_S.len());
+        let i = BUCKETS_S
+            .iter()
+            .position(|&b| s <= b)
+            .unwrap_or(BUCKETS_S.len());
         self.counts[i].fetch_add(1, Relaxed);
-        self.sum_ns.fetch_add(d.as_nanos().min(u64::MAX as u128) as u64, Relaxed);
+        self.sum_ns
+            .fetch_add(d.as_nanos().min(u64::MAX as u128) as u64, Relaxed);
     }
 
     fn render(&self, out: &mut String, name: &str, help: &str) {
@@ -69,7 +77,13 @@ pub enum Route {
 }
 
 impl Route {
-    const ALL: [Route; 5] = [Route::Conversion, Route::Ping, Route::Health, Route::Metrics, Route::Other];
+    const ALL: [Route; 5] = [
+        Route::Conversion,
+        Route::Ping,
+        Route::Health,
+        Route::Metrics,
+        Route::Other,
+    ];
     fn label(self) -> &'static str {
         match self {
             Route::Conversion => "ConversionSynapse",
@@ -81,12 +95,57 @@ impl Route {
     }
 }
 
+/// Connection-level failures hyper answers (or closes) before a handler runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnError {
+    /// Header block not complete within the header timeout (slow client or idle keep-alive).
+    HeaderTimeout,
+    /// Header block over the size or count limit (hyper answers 431).
+    HeadersTooLarge,
+    /// Not parseable as HTTP/1.1 (hyper answers 400).
+    BadHttp,
+    /// Anything else: resets, truncated messages.
+    Other,
+}
+
+impl ConnError {
+    const ALL: [ConnError; 4] = [
+        ConnError::HeaderTimeout,
+        ConnError::HeadersTooLarge,
+        ConnError::BadHttp,
+        ConnError::Other,
+    ];
+
+    /// Classifies a connection's error.
+    pub fn of(e: &hyper::Error) -> ConnError {
+        if e.is_timeout() {
+            ConnError::HeaderTimeout
+        } else if e.is_parse_too_large() {
+            ConnError::HeadersTooLarge
+        } else if e.is_parse() {
+            ConnError::BadHttp
+        } else {
+            ConnError::Other
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            ConnError::HeaderTimeout => "header_timeout",
+            ConnError::HeadersTooLarge => "headers_too_large",
+            ConnError::BadHttp => "bad_http",
+            ConnError::Other => "other",
+        }
+    }
+}
+
 /// All counters of one server.
 #[derive(Default)]
 pub struct Metrics {
     requests: [AtomicU64; 5],
     successes: AtomicU64,
     rejections: [AtomicU64; Reason::COUNT],
+    conn_errors: [AtomicU64; 4],
     predictions: AtomicU64,
     positives: AtomicU64,
     confidence_micro: AtomicU64,
@@ -109,12 +168,19 @@ pub struct Gauges<'a> {
 
 impl Metrics {
     pub fn request(&self, r: Route) {
-        let i = Route::ALL.iter().position(|&x| x == r).unwrap_or(Route::ALL.len() - 1);
+        let i = Route::ALL
+            .iter()
+            .position(|&x| x == r)
+            .unwrap_or(Route::ALL.len() - 1);
         self.requests[i].fetch_add(1, Relaxed);
     }
 
     pub fn reject(&self, r: Reason) {
         self.rejections[r.index()].fetch_add(1, Relaxed);
+    }
+
+    pub fn conn_error(&self, e: ConnError) {
+        self.conn_errors[e as usize].fetch_add(1, Relaxed);
     }
 
     pub fn rejections(&self, r: Reason) -> u64 {
@@ -130,8 +196,13 @@ impl Metrics {
         if positive {
             self.positives.fetch_add(1, Relaxed);
         }
-        let c = if confidence.is_finite() { confidence.clamp(0.0, 1.0) as f64 } else { 0.0 };
-        self.confidence_micro.fetch_add((c * CONFIDENCE_SCALE).round() as u64, Relaxed);
+        let c = if confidence.is_finite() {
+            confidence.clamp(0.0, 1.0) as f64
+        } else {
+            0.0
+        };
+        self.confidence_micro
+            .fetch_add((c * CONFIDENCE_SCALE).round() as u64, Relaxed);
     }
 
     /// Prometheus text exposition format 0.0.4.
@@ -139,7 +210,12 @@ impl Metrics {
         let mut o = String::with_capacity(8192);
         let _ = writeln!(o, "# HELP cm_requests_total Requests received, by route.\n# TYPE cm_requests_total counter");
         for (i, r) in Route::ALL.iter().enumerate() {
-            let _ = writeln!(o, "cm_requests_total{{route=\"{}\"}} {}", r.label(), self.requests[i].load(Relaxed));
+            let _ = writeln!(
+                o,
+                "cm_requests_total{{route=\"{}\"}} {}",
+                r.label(),
+                self.requests[i].load(Relaxed)
+            );
         }
         let _ = writeln!(o, "# HELP cm_success_total Axon requests answered 200 (predictions and pings).\n# TYPE cm_success_total counter\ncm_success_total {}", self.successes.load(Relaxed));
         let _ = writeln!(o, "# HELP cm_rejections_total Requests refused, by reason.\n# TYPE cm_rejections_total counter");
@@ -152,19 +228,48 @@ impl Metrics {
                 self.rejections[r.index()].load(Relaxed)
             );
         }
+        let _ = writeln!(o, "# HELP cm_connection_errors_total Connections ended by hyper before or between requests, by kind.\n# TYPE cm_connection_errors_total counter");
+        for e in ConnError::ALL {
+            let _ = writeln!(
+                o,
+                "cm_connection_errors_total{{kind=\"{}\"}} {}",
+                e.label(),
+                self.conn_errors[e as usize].load(Relaxed)
+            );
+        }
         let n = self.predictions.load(Relaxed);
         let pos = self.positives.load(Relaxed);
         let conf = self.confidence_micro.load(Relaxed) as f64 / CONFIDENCE_SCALE;
         let _ = writeln!(o, "# HELP cm_predictions_total Predictions served.\n# TYPE cm_predictions_total counter\ncm_predictions_total {n}");
         let _ = writeln!(o, "# HELP cm_predicted_positive_total Predictions with conversion_happened = 1.\n# TYPE cm_predicted_positive_total counter\ncm_predicted_positive_total {pos}");
         let _ = writeln!(o, "# HELP cm_confidence_sum Sum of confidences served.\n# TYPE cm_confidence_sum counter\ncm_confidence_sum {conf}");
-        let (rate, mean) = if n == 0 { (0.0, 0.0) } else { (pos as f64 / n as f64, conf / n as f64) };
+        let (rate, mean) = if n == 0 {
+            (0.0, 0.0)
+        } else {
+            (pos as f64 / n as f64, conf / n as f64)
+        };
         let _ = writeln!(o, "# HELP cm_predicted_positive_ratio Share of predictions that are positive since start.\n# TYPE cm_predicted_positive_ratio gauge\ncm_predicted_positive_ratio {rate}");
         let _ = writeln!(o, "# HELP cm_confidence_mean Mean confidence served since start.\n# TYPE cm_confidence_mean gauge\ncm_confidence_mean {mean}");
-        self.gate.render(&mut o, "cm_gate_seconds", "Time in the request gate before the signature check.");
-        self.verify.render(&mut o, "cm_verify_seconds", "Time verifying the sr25519 signature.");
-        self.predict.render(&mut o, "cm_predict_seconds", "Time parsing features and running the model.");
-        self.total.render(&mut o, "cm_request_seconds", "Total handler time of axon requests, body read included.");
+        self.gate.render(
+            &mut o,
+            "cm_gate_seconds",
+            "Time in the request gate before the signature check.",
+        );
+        self.verify.render(
+            &mut o,
+            "cm_verify_seconds",
+            "Time verifying the sr25519 signature.",
+        );
+        self.predict.render(
+            &mut o,
+            "cm_predict_seconds",
+            "Time parsing features and running the model.",
+        );
+        self.total.render(
+            &mut o,
+            "cm_request_seconds",
+            "Total handler time of axon requests, body read included.",
+        );
         let _ = writeln!(o, "# HELP cm_inflight Requests being handled now.\n# TYPE cm_inflight gauge\ncm_inflight {}", g.inflight);
         let _ = writeln!(o, "# HELP cm_nonce_keys hotkey:uuid keys in the nonce map.\n# TYPE cm_nonce_keys gauge\ncm_nonce_keys {}", g.nonce_keys);
         let _ = writeln!(o, "# HELP cm_validators Hotkeys on the allow-list.\n# TYPE cm_validators gauge\ncm_validators {}", g.validators);

@@ -1,17 +1,25 @@
-//! Replay protection: the last accepted nonce per `hotkey:uuid`, in bounded memory.
+//! Replay protection: recent nonces per `hotkey:uuid`, in bounded memory.
 //!
-//! The rules follow the Python axon (AXON.md §5.2) with two hardenings:
-//! - the first nonce of a key must lie inside `now - (4 s + timeout)` and,
-//!   unlike Python, no more than a few seconds in the future; the timeout that
-//!   widens the window comes from an unsigned header, so it is capped;
-//! - the window applies whatever `bt_header_dendrite_version` says, because
-//!   that header is not signed either.
-//! Later nonces of a key must strictly increase. The map has a fixed capacity
-//! and evicts the key that was *created* longest ago (FIFO): an evicted key
-//! simply falls back to the window rule, which still refuses any replay older
-//! than the window, so eviction never lets an old request through. Keys are
-//! stored as a 128-bit BLAKE2b digest of the public key and uuid, so an entry
-//! costs a few dozen bytes whatever the uuid length.
+//! The Python axon (AXON.md §5.2) keeps the last nonce per key and demands
+//! strict increase, so two requests a validator fires concurrently can arrive
+//! out of order and the second is refused (we saw this with a real 10.5
+//! dendrite sending three synapses at once). We keep the last
+//! [`RECENT_PER_KEY`] accepted nonces per key instead and accept a nonce that
+//! is (a) inside the time window `now - (4 s + timeout)` and no more than a
+//! few seconds in the future, (b) above the oldest remembered nonce once the
+//! ring is full, and (c) not in the ring. Every accepted nonce stays in the
+//! ring until a larger one pushes it out, and then it is at or below the new
+//! floor, so a nonce is accepted at most once per key.
+//!
+//! Differences from Python, all in the safe direction: the window applies to
+//! every request, not only a key's first (a legitimate nonce older than
+//! `4 s + timeout` belongs to a request the dendrite has already abandoned);
+//! the `timeout` that widens it is capped, since that header is unsigned; and
+//! `bt_header_dendrite_version` (also unsigned) cannot switch the window off.
+//! The map has a fixed capacity and evicts the key created longest ago
+//! (FIFO): an evicted key falls back to the window rule, which still refuses
+//! anything older than the window. Keys are a 128-bit BLAKE2b digest of the
+//! public key and uuid, so an entry has a fixed size whatever the uuid length.
 
 use blake2::digest::consts::U16;
 use blake2::{Blake2b, Digest};
@@ -27,6 +35,9 @@ pub const MAX_WINDOW_TIMEOUT_S: f64 = 120.0;
 pub const DEFAULT_FUTURE_SKEW_NS: u64 = 5_000_000_000;
 /// Default number of `hotkey:uuid` keys remembered.
 pub const DEFAULT_CAPACITY: usize = 100_000;
+/// Accepted nonces remembered per key: how far out of order concurrent
+/// requests from one dendrite may arrive.
+pub const RECENT_PER_KEY: usize = 8;
 const NS_PER_S: f64 = 1e9;
 
 type KeyHash = Blake2b<U16>;
@@ -35,10 +46,12 @@ type KeyHash = Blake2b<U16>;
 #[derive(Clone, Copy, Debug, PartialEq)]
 #[non_exhaustive]
 pub enum NonceError {
-    /// First nonce of a key, older than the window.
+    /// Older than the window.
     TooOld { window_s: f64, age_s: f64 },
-    /// Not greater than the last accepted nonce of this key (a replay).
+    /// At or below the oldest nonce still remembered for this key.
     NotIncreasing,
+    /// Exactly a nonce this key already used (a replay).
+    Replayed,
     /// Further ahead of our clock than the allowed skew.
     InFuture { ahead_s: f64 },
 }
@@ -51,6 +64,7 @@ impl fmt::Display for NonceError {
                 "Nonce is too old: acceptable delta is {window_s:.2} seconds but request was {age_s:.2} seconds old"
             ),
             NonceError::NotIncreasing => f.write_str("Nonce is too old, a newer one was last processed"),
+            NonceError::Replayed => f.write_str("Nonce was already used (replayed request)"),
             NonceError::InFuture { ahead_s } => {
                 write!(f, "Nonce is {ahead_s:.2} seconds in the future; check the validator's clock")
             }
@@ -66,9 +80,42 @@ pub fn endpoint_key(hotkey: &[u8; 32], uuid: &str) -> u128 {
     u128::from_le_bytes(h.finalize().into())
 }
 
-/// Bounded last-nonce map.
+/// The most recent accepted nonces of one key (unordered, no duplicates).
+#[derive(Clone, Copy, Debug)]
+struct Recent {
+    nonces: [u64; RECENT_PER_KEY],
+    len: u8,
+}
+
+impl Recent {
+    fn slice(&self) -> &[u64] {
+        &self.nonces[..self.len as usize]
+    }
+
+    /// Lowest nonce that is refused outright: the oldest remembered, once
+    /// the ring is full (before that, only the time window applies).
+    fn floor(&self) -> Option<u64> {
+        if (self.len as usize) < RECENT_PER_KEY {
+            None
+        } else {
+            self.slice().iter().copied().min()
+        }
+    }
+
+    fn insert(&mut self, n: u64) {
+        let len = self.len as usize;
+        if len < RECENT_PER_KEY {
+            self.nonces[len] = n;
+            self.len += 1;
+        } else if let Some((i, _)) = self.nonces.iter().enumerate().min_by_key(|(_, v)| **v) {
+            self.nonces[i] = n;
+        }
+    }
+}
+
+/// Bounded recent-nonce map.
 pub struct NonceMap {
-    last: HashMap<u128, u64>,
+    recent: HashMap<u128, Recent>,
     order: VecDeque<u128>,
     capacity: usize,
     future_skew_ns: u64,
@@ -78,8 +125,8 @@ impl NonceMap {
     pub fn new(capacity: usize, future_skew_ns: u64) -> NonceMap {
         let capacity = capacity.max(1);
         NonceMap {
-            last: HashMap::with_capacity(capacity),
-            order: VecDeque::with_capacity(capacity),
+            recent: HashMap::new(),
+            order: VecDeque::new(),
             capacity,
             future_skew_ns,
         }
@@ -87,50 +134,73 @@ impl NonceMap {
 
     /// Number of keys remembered.
     pub fn len(&self) -> usize {
-        self.last.len()
+        self.recent.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.last.is_empty()
+        self.recent.is_empty()
     }
 
     /// Checks a nonce without recording it (call before the signature check).
-    pub fn check(&self, key: u128, nonce: u64, timeout_s: f64, now_ns: u64) -> Result<(), NonceError> {
+    pub fn check(
+        &self,
+        key: u128,
+        nonce: u64,
+        timeout_s: f64,
+        now_ns: u64,
+    ) -> Result<(), NonceError> {
         if nonce > now_ns.saturating_add(self.future_skew_ns) {
-            return Err(NonceError::InFuture { ahead_s: (nonce - now_ns) as f64 / NS_PER_S });
+            return Err(NonceError::InFuture {
+                ahead_s: (nonce - now_ns) as f64 / NS_PER_S,
+            });
         }
-        match self.last.get(&key) {
-            Some(&prev) if nonce <= prev => Err(NonceError::NotIncreasing),
-            Some(_) => Ok(()),
-            None => {
-                let t = if timeout_s.is_finite() { timeout_s.clamp(0.0, MAX_WINDOW_TIMEOUT_S) } else { 0.0 };
-                let window_ns = ALLOWED_DELTA_NS + (t * NS_PER_S) as u64;
-                let oldest = now_ns.saturating_sub(window_ns);
-                if nonce <= oldest {
-                    Err(NonceError::TooOld {
-                        window_s: window_ns as f64 / NS_PER_S,
-                        age_s: now_ns.saturating_sub(nonce) as f64 / NS_PER_S,
-                    })
-                } else {
-                    Ok(())
-                }
+        let t = if timeout_s.is_finite() {
+            timeout_s.clamp(0.0, MAX_WINDOW_TIMEOUT_S)
+        } else {
+            0.0
+        };
+        let window_ns = ALLOWED_DELTA_NS + (t * NS_PER_S) as u64;
+        if nonce <= now_ns.saturating_sub(window_ns) {
+            return Err(NonceError::TooOld {
+                window_s: window_ns as f64 / NS_PER_S,
+                age_s: now_ns.saturating_sub(nonce) as f64 / NS_PER_S,
+            });
+        }
+        if let Some(r) = self.recent.get(&key) {
+            if r.floor().is_some_and(|f| nonce <= f) {
+                return Err(NonceError::NotIncreasing);
+            }
+            if r.slice().contains(&nonce) {
+                return Err(NonceError::Replayed);
             }
         }
+        Ok(())
     }
 
     /// Records an accepted nonce (call after the signature verified). Checks
     /// again, so two concurrent requests with one nonce cannot both pass.
-    pub fn commit(&mut self, key: u128, nonce: u64, timeout_s: f64, now_ns: u64) -> Result<(), NonceError> {
+    pub fn commit(
+        &mut self,
+        key: u128,
+        nonce: u64,
+        timeout_s: f64,
+        now_ns: u64,
+    ) -> Result<(), NonceError> {
         self.check(key, nonce, timeout_s, now_ns)?;
-        match self.last.get_mut(&key) {
-            Some(prev) => *prev = nonce,
+        match self.recent.get_mut(&key) {
+            Some(r) => r.insert(nonce),
             None => {
-                if self.last.len() >= self.capacity {
+                if self.recent.len() >= self.capacity {
                     if let Some(old) = self.order.pop_front() {
-                        self.last.remove(&old);
+                        self.recent.remove(&old);
                     }
                 }
-                self.last.insert(key, nonce);
+                let mut r = Recent {
+                    nonces: [0; RECENT_PER_KEY],
+                    len: 0,
+                };
+                r.insert(nonce);
+                self.recent.insert(key, r);
                 self.order.push_back(key);
             }
         }
@@ -150,30 +220,78 @@ mod tests {
     }
 
     #[test]
-    fn first_nonce_window() {
-        let m = NonceMap::new(16, DEFAULT_FUTURE_SKEW_NS);
+    fn time_window() {
+        let mut m = NonceMap::new(16, DEFAULT_FUTURE_SKEW_NS);
         // 12 s timeout: window is 16 s.
         assert!(m.check(key(0), NOW - 15 * S, 12.0, NOW).is_ok());
-        assert!(matches!(m.check(key(0), NOW - 17 * S, 12.0, NOW), Err(NonceError::TooOld { .. })));
+        assert!(matches!(
+            m.check(key(0), NOW - 17 * S, 12.0, NOW),
+            Err(NonceError::TooOld { .. })
+        ));
         // A huge unsigned timeout cannot widen the window past the cap.
         assert!(m.check(key(0), NOW - 1000 * S, 1e9, NOW).is_err());
         assert!(m.check(key(0), NOW - 1000 * S, f64::NAN, NOW).is_err());
         // Future bound.
         assert!(m.check(key(0), NOW + 4 * S, 12.0, NOW).is_ok());
-        assert!(matches!(m.check(key(0), NOW + 6 * S, 12.0, NOW), Err(NonceError::InFuture { .. })));
+        assert!(matches!(
+            m.check(key(0), NOW + 6 * S, 12.0, NOW),
+            Err(NonceError::InFuture { .. })
+        ));
+        // The window applies to known keys too.
+        m.commit(key(0), NOW, 12.0, NOW).unwrap();
+        assert!(matches!(
+            m.check(key(0), NOW + 1, 12.0, NOW + 100 * S),
+            Err(NonceError::TooOld { .. })
+        ));
     }
 
     #[test]
-    fn strictly_increasing_per_key() {
+    fn each_nonce_once_per_key() {
         let mut m = NonceMap::new(16, DEFAULT_FUTURE_SKEW_NS);
         m.commit(key(0), NOW, 12.0, NOW).unwrap();
-        assert_eq!(m.check(key(0), NOW, 12.0, NOW), Err(NonceError::NotIncreasing));
-        assert_eq!(m.commit(key(0), NOW - 1, 12.0, NOW), Err(NonceError::NotIncreasing));
+        assert_eq!(m.check(key(0), NOW, 12.0, NOW), Err(NonceError::Replayed));
+        assert_eq!(m.commit(key(0), NOW, 12.0, NOW), Err(NonceError::Replayed));
         // Another uuid of the same hotkey is independent.
-        assert!(m.check(key(1), NOW - 1, 12.0, NOW).is_ok());
-        // Once stored, only increase matters (no age window), as in Python.
-        m.commit(key(0), NOW + 1, 12.0, NOW + 100 * S).unwrap();
-        assert!(m.commit(key(0), NOW + 2, 12.0, NOW + 100 * S).is_ok());
+        assert!(m.check(key(1), NOW, 12.0, NOW).is_ok());
+    }
+
+    #[test]
+    fn out_of_order_within_the_ring() {
+        let mut m = NonceMap::new(16, DEFAULT_FUTURE_SKEW_NS);
+        // Three concurrent requests arriving 3, 1, 2.
+        for n in [NOW + 3, NOW + 1, NOW + 2] {
+            m.commit(key(0), n, 12.0, NOW).unwrap();
+        }
+        for n in [NOW + 1, NOW + 2, NOW + 3] {
+            assert_eq!(m.check(key(0), n, 12.0, NOW), Err(NonceError::Replayed));
+        }
+    }
+
+    #[test]
+    fn no_replay_after_the_ring_turns_over() {
+        let mut m = NonceMap::new(16, DEFAULT_FUTURE_SKEW_NS);
+        let used: Vec<u64> = (1..=100).map(|i| NOW + i * 1000).collect();
+        // Arrivals swapped pairwise within blocks of four: all accepted.
+        for block in used.chunks(4) {
+            for &j in &[1usize, 0, 3, 2] {
+                if let Some(&n) = block.get(j) {
+                    m.commit(key(0), n, 12.0, NOW).unwrap();
+                }
+            }
+        }
+        for &n in &used {
+            assert!(
+                m.check(key(0), n, 12.0, NOW).is_err(),
+                "nonce {n} accepted twice"
+            );
+        }
+        // Below the ring's floor is refused like Python's strict rule; a
+        // fresh larger one still passes.
+        assert_eq!(
+            m.check(key(0), NOW + 1, 12.0, NOW),
+            Err(NonceError::NotIncreasing)
+        );
+        assert!(m.check(key(0), NOW + 1_000_000, 12.0, NOW).is_ok());
     }
 
     #[test]
@@ -188,18 +306,24 @@ mod tests {
         assert_eq!(m.order.len(), cap);
         // Key 999 is remembered (replay refused); key 0 was evicted, so it
         // falls back to the window rule, which still refuses an old nonce.
-        assert_eq!(m.check(key(999), NOW, 12.0, NOW), Err(NonceError::NotIncreasing));
+        assert_eq!(m.check(key(999), NOW, 12.0, NOW), Err(NonceError::Replayed));
         assert!(m.check(key(0), NOW, 12.0, NOW).is_ok());
         assert!(m.check(key(0), NOW, 12.0, NOW + 60 * S).is_err());
     }
 
     #[test]
     fn messages_match_python() {
-        let e = NonceError::TooOld { window_s: 16.0, age_s: 20.5 };
+        let e = NonceError::TooOld {
+            window_s: 16.0,
+            age_s: 20.5,
+        };
         assert_eq!(
             e.to_string(),
             "Nonce is too old: acceptable delta is 16.00 seconds but request was 20.50 seconds old"
         );
-        assert_eq!(NonceError::NotIncreasing.to_string(), "Nonce is too old, a newer one was last processed");
+        assert_eq!(
+            NonceError::NotIncreasing.to_string(),
+            "Nonce is too old, a newer one was last processed"
+        );
     }
 }

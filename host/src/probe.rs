@@ -79,7 +79,10 @@ struct Tally {
 }
 
 fn now_ns() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
 }
 
 /// A version-1-looking uuid string from random bits (the axon treats it as text).
@@ -87,16 +90,23 @@ fn new_uuid() -> String {
     let mut b = [0u8; 16];
     getrandom_fill(&mut b);
     let h = hex::encode(b);
-    format!("{}-{}-11f1-{}-{}", &h[0..8], &h[8..12], &h[16..20], &h[20..32])
+    format!(
+        "{}-{}-11f1-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[16..20],
+        &h[20..32]
+    )
 }
 
 fn getrandom_fill(b: &mut [u8]) {
-    // schnorrkel's getrandom-backed generator is already a dependency; a
-    // throwaway keypair's public key is 32 uniformly random bytes.
-    let kp = schnorrkel::Keypair::generate();
-    let r = kp.public.to_bytes();
-    for (d, s) in b.iter_mut().zip(r.iter()) {
-        *d = *s;
+    if getrandom::getrandom(b).is_err() {
+        // No OS randomness: fall back to the clock, which is unique enough
+        // for a uuid that only has to differ between slots of one run.
+        let t = now_ns().to_le_bytes();
+        for (i, d) in b.iter_mut().enumerate() {
+            *d = t[i % t.len()] ^ (i as u8);
+        }
     }
 }
 
@@ -109,7 +119,9 @@ pub fn features_json(raw: &[f64; N_FEATURES], session_id: &str) -> Map<String, V
         let v = if IS_INTEGER[i] {
             Value::from(raw[i] as i64)
         } else {
-            serde_json::Number::from_f64(raw[i]).map(Value::Number).unwrap_or(Value::Null)
+            serde_json::Number::from_f64(raw[i])
+                .map(Value::Number)
+                .unwrap_or(Value::Null)
         };
         m.insert(FEATURE_NAMES[i].into(), v);
     }
@@ -138,10 +150,20 @@ struct Plan {
 }
 
 /// Builds a signed request exactly as a dendrite does; returns it with the body sent.
-fn build_request(plan: &Plan, idx: usize, nonce: u64, uuid: &str) -> Result<(Request<Full<Bytes>>, Value)> {
-    let kp = plan.signer.keypair.as_ref().ok_or_else(|| anyhow!("probe hotkey has no secret"))?;
+fn build_request(
+    plan: &Plan,
+    idx: usize,
+    nonce: u64,
+    uuid: &str,
+) -> Result<(Request<Full<Bytes>>, Value)> {
+    let kp = plan
+        .signer
+        .keypair
+        .as_ref()
+        .ok_or_else(|| anyhow!("probe hotkey has no secret"))?;
     let me = &plan.signer.ss58;
-    let msg = Message::new(nonce, me, &plan.miner, uuid, EMPTY_BODY_HASH).map_err(|e| anyhow!("{e}"))?;
+    let msg =
+        Message::new(nonce, me, &plan.miner, uuid, EMPTY_BODY_HASH).map_err(|e| anyhow!("{e}"))?;
     let signature = sig::sign_hex(kp, msg.as_bytes());
     let port = plan.target.port();
     let ip = plan.target.ip().to_string();
@@ -192,15 +214,23 @@ fn build_request(plan: &Plan, idx: usize, nonce: u64, uuid: &str) -> Result<(Req
 fn check_answer(sent: &Value, got: &Value) -> Result<(u8, f64, f64, f64), String> {
     let obj = got.as_object().ok_or("body is not an object")?;
     for (k, v) in sent.as_object().ok_or("request is not an object")? {
-        if matches!(k.as_str(), "axon" | "prediction" | "confidence" | "response_time") {
+        if matches!(
+            k.as_str(),
+            "axon" | "prediction" | "confidence" | "response_time"
+        ) {
             continue;
         }
         if obj.get(k) != Some(v) {
             return Err(format!("field '{k}' not echoed intact"));
         }
     }
-    let ax = obj.get("axon").and_then(Value::as_object).ok_or("no axon object")?;
-    if ax.get("status_code").and_then(Value::as_u64) != Some(200) || ax.get("status_message").and_then(Value::as_str) != Some("Success") {
+    let ax = obj
+        .get("axon")
+        .and_then(Value::as_object)
+        .ok_or("no axon object")?;
+    if ax.get("status_code").and_then(Value::as_u64) != Some(200)
+        || ax.get("status_message").and_then(Value::as_str) != Some("Success")
+    {
         return Err("axon status is not 200/Success".into());
     }
     for k in ["ip", "port", "hotkey"] {
@@ -208,52 +238,89 @@ fn check_answer(sent: &Value, got: &Value) -> Result<(u8, f64, f64, f64), String
             return Err(format!("axon.{k} not echoed"));
         }
     }
-    let p = obj.get("prediction").and_then(Value::as_object).ok_or("no prediction object")?;
+    let p = obj
+        .get("prediction")
+        .and_then(Value::as_object)
+        .ok_or("no prediction object")?;
     let class = match p.get("conversion_happened").and_then(Value::as_u64) {
         Some(c @ 0..=1) => c as u8,
         _ => return Err("conversion_happened is not 0 or 1".into()),
     };
-    let t = p.get("time_to_conversion_seconds").and_then(Value::as_f64).ok_or("time_to_conversion_seconds is not a number")?;
+    let t = p
+        .get("time_to_conversion_seconds")
+        .and_then(Value::as_f64)
+        .ok_or("time_to_conversion_seconds is not a number")?;
     if !valid(class, t) {
         return Err(format!("output rule broken: class {class} with time {t}"));
     }
-    let c = obj.get("confidence").and_then(Value::as_f64).ok_or("confidence is not a number")?;
+    let c = obj
+        .get("confidence")
+        .and_then(Value::as_f64)
+        .ok_or("confidence is not a number")?;
     if !(0.0..=1.0).contains(&c) {
         return Err(format!("confidence {c} outside [0, 1]"));
     }
-    let rt = obj.get("response_time").and_then(Value::as_f64).ok_or("response_time is not a number")?;
+    let rt = obj
+        .get("response_time")
+        .and_then(Value::as_f64)
+        .ok_or("response_time is not a number")?;
     if !(rt.is_finite() && rt >= 0.0) {
         return Err(format!("response_time {rt} is not a non-negative number"));
     }
     Ok((class, t, c, rt))
 }
 
-async fn one(client: &HttpClient, plan: &Plan, idx: usize, nonce: u64, uuid: &str) -> Result<Scored, Failure> {
-    let (req, sent) = build_request(plan, idx, nonce, uuid).map_err(|e| Failure::BadAnswer(format!("building the request: {e}")))?;
+async fn one(
+    client: &HttpClient,
+    plan: &Plan,
+    idx: usize,
+    nonce: u64,
+    uuid: &str,
+) -> Result<Scored, Failure> {
+    let (req, sent) = build_request(plan, idx, nonce, uuid)
+        .map_err(|e| Failure::BadAnswer(format!("building the request: {e}")))?;
     let t0 = Instant::now();
     let fut = async {
         let resp = client.request(req).await.map_err(|_| Failure::Transport)?;
         let status = resp.status().as_u16();
-        let hdr_status = resp.headers().get("bt_header_axon_status_code").and_then(|v| v.to_str().ok()).map(str::to_owned);
-        let ctype = resp.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
-        let body = resp.into_body().collect().await.map_err(|_| Failure::Transport)?.to_bytes();
+        let hdr_status = resp
+            .headers()
+            .get("bt_header_axon_status_code")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let ctype = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|_| Failure::Transport)?
+            .to_bytes();
         Ok::<_, Failure>((status, hdr_status, ctype, body))
     };
-    let (status, hdr_status, ctype, body) = match tokio::time::timeout(Duration::from_secs_f64(plan.timeout), fut).await {
-        Err(_) => return Err(Failure::Timeout),
-        Ok(r) => r?,
-    };
+    let (status, hdr_status, ctype, body) =
+        match tokio::time::timeout(Duration::from_secs_f64(plan.timeout), fut).await {
+            Err(_) => return Err(Failure::Timeout),
+            Ok(r) => r?,
+        };
     let latency_us = t0.elapsed().as_micros().min(u32::MAX as u128) as u32;
     if status != 200 {
         return Err(Failure::Status(status));
     }
     if hdr_status.as_deref() != Some("200") {
-        return Err(Failure::BadAnswer("bt_header_axon_status_code is not 200".into()));
+        return Err(Failure::BadAnswer(
+            "bt_header_axon_status_code is not 200".into(),
+        ));
     }
     if !ctype.starts_with("application/json") {
         return Err(Failure::BadAnswer(format!("content-type {ctype:?}")));
     }
-    let got: Value = serde_json::from_slice(&body).map_err(|e| Failure::BadAnswer(format!("invalid JSON: {e}")))?;
+    let got: Value = serde_json::from_slice(&body)
+        .map_err(|e| Failure::BadAnswer(format!("invalid JSON: {e}")))?;
     let (class, t, _c, rt) = check_answer(&sent, &got).map_err(Failure::BadAnswer)?;
     let s = &plan.rows[idx];
     Ok(Scored {
@@ -288,7 +355,13 @@ impl Progress {
     }
 }
 
-async fn slot(client: HttpClient, plan: Arc<Plan>, progress: Arc<Progress>, period: Option<Duration>, uuid_every: u64) -> Tally {
+async fn slot(
+    client: HttpClient,
+    plan: Arc<Plan>,
+    progress: Arc<Progress>,
+    period: Option<Duration>,
+    uuid_every: u64,
+) -> Tally {
     let mut t = Tally::default();
     let mut uuid = new_uuid();
     let mut sent_with_uuid = 0u64;
@@ -348,7 +421,10 @@ async fn miner_hotkey_from_health(client: &HttpClient, target: SocketAddrV4) -> 
 /// Runs the probe and prints its summary; exit code 0 only with zero errors.
 pub fn run(a: &ProbeArgs) -> Result<i32> {
     crate::init_logging("warn")?;
-    let target: SocketAddrV4 = a.target.parse().with_context(|| format!("--target {:?} is not IPv4:PORT", a.target))?;
+    let target: SocketAddrV4 = a
+        .target
+        .parse()
+        .with_context(|| format!("--target {:?} is not IPv4:PORT", a.target))?;
     if a.concurrency == 0 {
         bail!("--concurrency must be at least 1");
     }
@@ -359,17 +435,26 @@ pub fn run(a: &ProbeArgs) -> Result<i32> {
         Hotkey::generate()
     } else {
         let p = wallet::hotkey_path(&a.wallet_path, &a.wallet_name, &a.wallet_hotkey);
-        wallet::load_hotkey(&p, true).context("loading the probe's signing hotkey (or use --dev)")?
+        wallet::load_hotkey(&p, true)
+            .context("loading the probe's signing hotkey (or use --dev)")?
     };
-    let n_conv = a.conversations.unwrap_or(a.n.min(MAX_DEFAULT_CONVERSATIONS)).max(1);
+    let n_conv = a
+        .conversations
+        .unwrap_or(a.n.min(MAX_DEFAULT_CONVERSATIONS))
+        .max(1);
     let rows = cm_train::eval::test_set(a.seed, n_conv);
     let features: Vec<Value> = rows
         .iter()
         .enumerate()
         .map(|(i, s)| Value::Object(features_json(&s.raw, &format!("probe-{}-{i}", a.seed))))
         .collect();
-    let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(workers).enable_all().build()?;
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()?;
     rt.block_on(async move {
         let mut conn = HttpConnector::new();
         conn.set_nodelay(true);
@@ -380,17 +465,36 @@ pub fn run(a: &ProbeArgs) -> Result<i32> {
             Some(h) => Hotkey::from_ss58(h)?.ss58,
             None => miner_hotkey_from_health(&client, target).await?,
         };
-        let plan = Arc::new(Plan { target, miner, signer, timeout: a.timeout, rows, features });
+        let plan = Arc::new(Plan {
+            target,
+            miner,
+            signer,
+            timeout: a.timeout,
+            rows,
+            features,
+        });
         let duration = a.duration.map(|d| Duration::from_secs_f64(d.max(0.0)));
         let progress = Arc::new(Progress {
             next: AtomicU64::new(0),
-            limit: if duration.is_some() { None } else { Some(a.n as u64) },
+            limit: if duration.is_some() {
+                None
+            } else {
+                Some(a.n as u64)
+            },
             deadline: duration.map(|d| Instant::now() + d),
         });
         let period = (a.rate > 0.0).then(|| Duration::from_secs_f64(a.concurrency as f64 / a.rate));
         let t0 = Instant::now();
         let handles: Vec<_> = (0..a.concurrency)
-            .map(|_| tokio::spawn(slot(client.clone(), plan.clone(), progress.clone(), period, a.uuid_every)))
+            .map(|_| {
+                tokio::spawn(slot(
+                    client.clone(),
+                    plan.clone(),
+                    progress.clone(),
+                    period,
+                    a.uuid_every,
+                ))
+            })
             .collect();
         let mut all = Tally::default();
         for h in handles {
@@ -412,11 +516,25 @@ fn report(a: &ProbeArgs, plan: &Plan, t: &Tally, wall: f64) -> Result<i32> {
     let total = ok + errors;
     let mut lat: Vec<u32> = t.ok.iter().map(|s| s.latency_us).collect();
     lat.sort_unstable();
-    let mean = |f: &dyn Fn(&Scored) -> f64| if ok == 0 { 0.0 } else { t.ok.iter().map(f).sum::<f64>() / ok as f64 };
-    let (r0, rrt, orc) = (mean(&|s| s.reward0), mean(&|s| s.reward_rt), mean(&|s| s.oracle));
+    let mean = |f: &dyn Fn(&Scored) -> f64| {
+        if ok == 0 {
+            0.0
+        } else {
+            t.ok.iter().map(f).sum::<f64>() / ok as f64
+        }
+    };
+    let (r0, rrt, orc) = (
+        mean(&|s| s.reward0),
+        mean(&|s| s.reward_rt),
+        mean(&|s| s.oracle),
+    );
     let resp_us = mean(&|s| s.response_time) * 1e6;
     let pos = mean(&|s| if s.positive { 1.0 } else { 0.0 });
-    let (p50, p90, p99) = (percentile(&lat, 50.0), percentile(&lat, 90.0), percentile(&lat, 99.0));
+    let (p50, p90, p99) = (
+        percentile(&lat, 50.0),
+        percentile(&lat, 90.0),
+        percentile(&lat, 99.0),
+    );
     let pmax = lat.last().copied().unwrap_or(0) as f64 / 1000.0;
     let thr = if wall > 0.0 { total as f64 / wall } else { 0.0 };
     println!(
@@ -436,12 +554,21 @@ fn report(a: &ProbeArgs, plan: &Plan, t: &Tally, wall: f64) -> Result<i32> {
     }
     println!("  latency ms  p50 {p50:.3}  p90 {p90:.3}  p99 {p99:.3}  max {pmax:.3}");
     println!("  throughput {thr:.1} req/s over {wall:.2} s");
-    println!("  miner response_time mean {resp_us:.1} us; predicted positive {:.2}%", pos * 100.0);
+    println!(
+        "  miner response_time mean {resp_us:.1} us; predicted positive {:.2}%",
+        pos * 100.0
+    );
     let ratio = if orc > 0.0 { r0 / orc } else { 0.0 };
-    println!("  mean reward (response_time 0, as eval) model {r0:.6}  oracle {orc:.6}  ratio {ratio:.6}");
+    println!(
+        "  mean reward (response_time 0, as eval) model {r0:.6}  oracle {orc:.6}  ratio {ratio:.6}"
+    );
     println!("  mean reward with the miner's response_time {rrt:.6}");
     if a.json {
-        let by_status: BTreeMap<String, u64> = t.failures.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+        let by_status: BTreeMap<String, u64> = t
+            .failures
+            .iter()
+            .map(|(k, v)| (k.to_string(), *v))
+            .collect();
         let j = serde_json::json!({
             "requests": total, "ok": ok, "errors": errors, "errors_by_kind": by_status,
             "p50_ms": p50, "p90_ms": p90, "p99_ms": p99, "max_ms": pmax,
@@ -466,7 +593,8 @@ mod tests {
         assert_eq!(m.len(), N_FEATURES + 1);
         assert!(m["total_messages"].is_i64());
         assert!(m["message_ratio"].is_f64());
-        let body = serde_json::to_vec(&serde_json::json!({ "features": Value::Object(m) })).unwrap();
+        let body =
+            serde_json::to_vec(&serde_json::json!({ "features": Value::Object(m) })).unwrap();
         assert!(cm_core::parse::parse_request(&body).is_ok());
     }
 
@@ -487,7 +615,10 @@ mod tests {
         let a = crate::gate::parse_auth(req.headers()).unwrap();
         a.verify(&miner.ss58).unwrap();
         crate::gate::check_body_hash(&a).unwrap();
-        assert_eq!(body["dendrite"]["nonce"].as_u64(), Some(1_795_626_734_383_137_861));
+        assert_eq!(
+            body["dendrite"]["nonce"].as_u64(),
+            Some(1_795_626_734_383_137_861)
+        );
         assert!(a.verify(&plan.signer.ss58).is_err());
     }
 

@@ -91,7 +91,11 @@ impl Reason {
             Reason::MethodNotAllowed => 405,
             Reason::BodyTooLarge => 413,
             Reason::BodyTimeout => 408,
-            Reason::BodyRead | Reason::BadHeader | Reason::BodyHash | Reason::BadJson | Reason::BadFeatures => 400,
+            Reason::BodyRead
+            | Reason::BadHeader
+            | Reason::BodyHash
+            | Reason::BadJson
+            | Reason::BadFeatures => 400,
             Reason::MissingAuth
             | Reason::BadHotkey
             | Reason::NonceStale

@@ -22,7 +22,7 @@ use cm_core::parse::{parse_request, ParseError};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{Method, Request, Response};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -66,12 +66,21 @@ fn now_ns() -> u64 {
 
 impl State {
     fn me(&self) -> AxonId<'_> {
-        AxonId { hotkey: &self.hotkey_ss58, ip: &self.external_ip, port: self.external_port }
+        AxonId {
+            hotkey: &self.hotkey_ss58,
+            ip: &self.external_ip,
+            port: self.external_port,
+        }
     }
 
     fn reject(&self, rej: &Reject, t0: Instant, req: Option<&hyper::HeaderMap>) -> Resp {
         self.metrics.reject(rej.reason);
-        tracing::debug!(reason = rej.reason.label(), status = rej.reason.status(), "refused: {}", rej.message());
+        tracing::debug!(
+            reason = rej.reason.label(),
+            status = rej.reason.status(),
+            "refused: {}",
+            rej.message()
+        );
         synapse::error(rej, t0.elapsed().as_secs_f64(), req, &self.me())
     }
 
@@ -107,14 +116,24 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, I
     state.metrics.request(route);
     let method_ok = match route {
         Route::Conversion | Route::Ping => req.method() == Method::POST,
-        Route::Health | Route::Metrics => req.method() == Method::GET || req.method() == Method::HEAD,
+        Route::Health | Route::Metrics => {
+            req.method() == Method::GET || req.method() == Method::HEAD
+        }
         Route::Other => true,
     };
     if !method_ok {
-        let rej = Reject::new(Reason::MethodNotAllowed, format!("Method Not Allowed: {} {}", req.method(), path));
+        let rej = Reject::new(
+            Reason::MethodNotAllowed,
+            format!("Method Not Allowed: {} {}", req.method(), path),
+        );
         let mut r = state.reject(&rej, t0, None);
-        let allow = if matches!(route, Route::Conversion | Route::Ping) { "POST" } else { "GET, HEAD" };
-        r.headers_mut().insert(hyper::header::ALLOW, HeaderValue::from_static(allow));
+        let allow = if matches!(route, Route::Conversion | Route::Ping) {
+            "POST"
+        } else {
+            "GET, HEAD"
+        };
+        r.headers_mut()
+            .insert(hyper::header::ALLOW, HeaderValue::from_static(allow));
         return Ok(r);
     }
     Ok(match route {
@@ -123,7 +142,13 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, I
         Route::Health => health(&state),
         Route::Metrics => metrics(&state),
         Route::Other => {
-            let name: String = path.split('/').nth(1).unwrap_or("").chars().take(MAX_QUOTED_NAME).collect();
+            let name: String = path
+                .split('/')
+                .nth(1)
+                .unwrap_or("")
+                .chars()
+                .take(MAX_QUOTED_NAME)
+                .collect();
             let rej = Reject::new(
                 Reason::NotFound,
                 format!("Synapse name '{name}' not found. Available synapses ['{PING_SYNAPSE}', '{CONVERSION_SYNAPSE}']"),
@@ -141,20 +166,37 @@ fn content_length(h: &hyper::HeaderMap) -> Option<u64> {
 fn gate(state: &State, headers: &hyper::HeaderMap, t0: Instant) -> Result<(), Reject> {
     if let Some(n) = content_length(headers) {
         if n > state.max_body as u64 {
-            return Err(Reject::new(Reason::BodyTooLarge, format!("body of {n} bytes exceeds the {} byte limit", state.max_body)));
+            return Err(Reject::new(
+                Reason::BodyTooLarge,
+                format!(
+                    "body of {n} bytes exceeds the {} byte limit",
+                    state.max_body
+                ),
+            ));
         }
     }
     let auth: Auth<'_> = gate::parse_auth(headers)?;
     let rank = state.admission(&auth.hotkey).ok_or_else(|| {
-        Reject::new(Reason::Blacklisted, format!("hotkey {} is not on this miner's validators list.", auth.hotkey_ss58))
+        Reject::new(
+            Reason::Blacklisted,
+            format!(
+                "hotkey {} is not on this miner's validators list.",
+                auth.hotkey_ss58
+            ),
+        )
     })?;
     if !limits::admit(state.max_inflight, state.inflight.current(), rank) {
-        return Err(Reject::new(Reason::Overloaded, "too many requests in flight; lower-stake callers are refused first"));
+        return Err(Reject::new(
+            Reason::Overloaded,
+            "too many requests in flight; lower-stake callers are refused first",
+        ));
     }
     gate::check_body_hash(&auth)?;
     let key = auth.endpoint_key();
     let now = now_ns();
-    state.nonce_lock().check(key, auth.nonce, auth.timeout_s, now)?;
+    state
+        .nonce_lock()
+        .check(key, auth.nonce, auth.timeout_s, now)?;
     state.metrics.gate.observe(t0.elapsed());
 
     let tv = Instant::now();
@@ -162,9 +204,14 @@ fn gate(state: &State, headers: &hyper::HeaderMap, t0: Instant) -> Result<(), Re
     state.metrics.verify.observe(tv.elapsed());
     verified?;
 
-    state.nonce_lock().commit(key, auth.nonce, auth.timeout_s, now)?;
+    state
+        .nonce_lock()
+        .commit(key, auth.nonce, auth.timeout_s, now)?;
     if !state.rate.allow(&auth.hotkey, Instant::now()) {
-        return Err(Reject::new(Reason::RateLimited, format!("hotkey {} is over its rate limit", auth.hotkey_ss58)));
+        return Err(Reject::new(
+            Reason::RateLimited,
+            format!("hotkey {} is over its rate limit", auth.hotkey_ss58),
+        ));
     }
     Ok(())
 }
@@ -174,19 +221,28 @@ async fn read_body(state: &State, body: Incoming) -> Result<Bytes, Reject> {
     match tokio::time::timeout(state.body_timeout, limited.collect()).await {
         Err(_) => Err(Reject::new(
             Reason::BodyTimeout,
-            format!("body not received within {:.1} s", state.body_timeout.as_secs_f64()),
+            format!(
+                "body not received within {:.1} s",
+                state.body_timeout.as_secs_f64()
+            ),
         )),
-        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
-            Err(Reject::new(Reason::BodyTooLarge, format!("body exceeds the {} byte limit", state.max_body)))
-        }
-        Ok(Err(e)) => Err(Reject::new(Reason::BodyRead, format!("reading the body failed: {e}"))),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(Reject::new(
+            Reason::BodyTooLarge,
+            format!("body exceeds the {} byte limit", state.max_body),
+        )),
+        Ok(Err(e)) => Err(Reject::new(
+            Reason::BodyRead,
+            format!("reading the body failed: {e}"),
+        )),
         Ok(Ok(c)) => Ok(c.to_bytes()),
     }
 }
 
 fn parse_error(e: ParseError) -> Reject {
     match e {
-        ParseError::Json(_) | ParseError::NotAnObject => Reject::new(Reason::BadJson, e.to_string()),
+        ParseError::Json(_) | ParseError::NotAnObject => {
+            Reject::new(Reason::BadJson, e.to_string())
+        }
         _ => Reject::new(Reason::BadFeatures, e.to_string()),
     }
 }
@@ -220,25 +276,47 @@ async fn axon(state: &State, req: Request<Incoming>, name: &str, t0: Instant) ->
     };
     let mut value: serde_json::Value = match serde_json::from_slice(&bytes) {
         Ok(v) => v,
-        Err(e) => return state.reject(&Reject::new(Reason::BadJson, format!("invalid JSON: {e}")), t0, Some(&parts.headers)),
+        Err(e) => {
+            return state.reject(
+                &Reject::new(Reason::BadJson, format!("invalid JSON: {e}")),
+                t0,
+                Some(&parts.headers),
+            )
+        }
     };
     let Some(obj) = value.as_object_mut() else {
-        return state.reject(&Reject::new(Reason::BadJson, "the body is not a JSON object"), t0, Some(&parts.headers));
+        return state.reject(
+            &Reject::new(Reason::BadJson, "the body is not a JSON object"),
+            t0,
+            Some(&parts.headers),
+        );
     };
     if let Some(a) = &answer {
         state.metrics.predict.observe(tp.elapsed());
-        state.metrics.prediction(a.conversion_happened == 1, a.confidence as f32);
+        state
+            .metrics
+            .prediction(a.conversion_happened == 1, a.confidence as f32);
     }
     let elapsed = t0.elapsed().as_secs_f64();
     synapse::fill_success(obj, name, answer.as_ref(), elapsed, elapsed, &state.me());
     let out = match serde_json::to_vec(&value) {
         Ok(v) => v,
-        Err(e) => return state.reject(&Reject::new(Reason::Internal, format!("Internal Server Error: {e}")), t0, Some(&parts.headers)),
+        Err(e) => {
+            return state.reject(
+                &Reject::new(Reason::Internal, format!("Internal Server Error: {e}")),
+                t0,
+                Some(&parts.headers),
+            )
+        }
     };
     state.metrics.success();
     state.metrics.total.observe(t0.elapsed());
     if tracing::enabled!(tracing::Level::DEBUG) {
-        let hk = parts.headers.get(gate::H_HOTKEY).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let hk = parts
+            .headers
+            .get(gate::H_HOTKEY)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
         tracing::debug!(route = name, hotkey = hk, us = t0.elapsed().as_micros() as u64, class = ?answer.map(|a| a.conversion_happened), "answered 200");
     }
     synapse::success(out, name, elapsed, &parts.headers, &state.me())
@@ -247,7 +325,11 @@ async fn axon(state: &State, req: Request<Incoming>, name: &str, t0: Instant) ->
 fn gauges(state: &State) -> (usize, usize, f64) {
     let nonce_keys = state.nonce_lock().len();
     let validators = state.validators.as_ref().map(|v| v.len()).unwrap_or(0);
-    (nonce_keys, validators, state.started.elapsed().as_secs_f64())
+    (
+        nonce_keys,
+        validators,
+        state.started.elapsed().as_secs_f64(),
+    )
 }
 
 fn health(state: &State) -> Resp {
@@ -268,7 +350,8 @@ fn health(state: &State) -> Resp {
         "nonce_keys": nonce_keys,
     });
     let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
-    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     r
 }
 
@@ -284,8 +367,10 @@ fn metrics(state: &State) -> Resp {
         model_sha256: &state.model_sha256,
     });
     let mut r = Response::new(Full::new(Bytes::from(text)));
-    r.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
     r
 }
 
@@ -357,8 +442,12 @@ pub async fn run(listener: tokio::net::TcpListener, state: Arc<State>, lim: Conn
         let svc = hyper::service::service_fn(move |req| handle(st.clone(), req));
         let conn = builder.serve_connection(TokioIo::new(stream), svc);
         let fut = graceful.watch(conn);
+        let st_conn = state.clone();
         tokio::spawn(async move {
             if let Err(e) = fut.await {
+                st_conn
+                    .metrics
+                    .conn_error(crate::metrics::ConnError::of(&e));
                 tracing::debug!(%peer, "connection ended: {e}");
             }
             drop(permit);
@@ -374,9 +463,4 @@ pub async fn run(listener: tokio::net::TcpListener, state: Arc<State>, lim: Conn
         _ = graceful.shutdown() => tracing::info!("all connections closed"),
         _ = tokio::time::sleep(lim.shutdown_grace) => tracing::warn!("grace period over; closing remaining connections"),
     }
-}
-
-/// Builds the response status for a reason (used by tests).
-pub fn status_of(r: Reason) -> StatusCode {
-    StatusCode::from_u16(r.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }

@@ -68,7 +68,10 @@ impl Message {
         uuid: &str,
         body_hash: &str,
     ) -> Result<Self, SigError> {
-        let mut m = Message { buf: [0; MAX_MESSAGE_LEN], len: 0 };
+        let mut m = Message {
+            buf: [0; MAX_MESSAGE_LEN],
+            len: 0,
+        };
         let mut digits = [0u8; 20];
         m.push(format_u64(nonce, &mut digits))?;
         for part in [dendrite_hotkey, axon_hotkey, uuid, body_hash] {
@@ -79,8 +82,14 @@ impl Message {
     }
 
     fn push(&mut self, s: &[u8]) -> Result<(), SigError> {
-        let end = self.len.checked_add(s.len()).ok_or(SigError::MessageTooLong)?;
-        let dst = self.buf.get_mut(self.len..end).ok_or(SigError::MessageTooLong)?;
+        let end = self
+            .len
+            .checked_add(s.len())
+            .ok_or(SigError::MessageTooLong)?;
+        let dst = self
+            .buf
+            .get_mut(self.len..end)
+            .ok_or(SigError::MessageTooLong)?;
         dst.copy_from_slice(s);
         self.len = end;
         Ok(())
@@ -195,7 +204,10 @@ mod tests {
             Err(SigError::Mismatch)
         );
         let bob = ss58::decode_key(BOB).unwrap();
-        assert_eq!(verify(&bob, MESSAGE.as_bytes(), &sig), Err(SigError::Mismatch));
+        assert_eq!(
+            verify(&bob, MESSAGE.as_bytes(), &sig),
+            Err(SigError::Mismatch)
+        );
     }
 
     #[test]

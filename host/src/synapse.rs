@@ -76,11 +76,16 @@ pub fn f32_to_json(x: f32) -> f64 {
         let _ = write!(w, "{x}");
         32 - w.len()
     };
-    std::str::from_utf8(&buf[..n]).ok().and_then(|s| s.parse().ok()).unwrap_or(x as f64)
+    std::str::from_utf8(&buf[..n])
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(x as f64)
 }
 
 fn num(x: f64) -> Value {
-    Number::from_f64(x).map(Value::Number).unwrap_or(Value::Null)
+    Number::from_f64(x)
+        .map(Value::Number)
+        .unwrap_or(Value::Null)
 }
 
 fn terminal(entries: &[(&str, Value)]) -> Value {
@@ -106,8 +111,14 @@ pub fn fill_success(
     body.insert("name".into(), Value::String(name.into()));
     if let Some(a) = answer {
         let mut p = Map::with_capacity(2);
-        p.insert("conversion_happened".into(), Value::from(a.conversion_happened));
-        p.insert("time_to_conversion_seconds".into(), num(a.time_to_conversion_seconds));
+        p.insert(
+            "conversion_happened".into(),
+            Value::from(a.conversion_happened),
+        );
+        p.insert(
+            "time_to_conversion_seconds".into(),
+            num(a.time_to_conversion_seconds),
+        );
         body.insert("prediction".into(), Value::Object(p));
         body.insert("confidence".into(), num(a.confidence));
         body.insert("response_time".into(), num(response_time_s));
@@ -154,16 +165,31 @@ fn put(h: &mut HeaderMap, name: &'static str, value: &str) {
 
 /// Replaces anything a header value cannot carry.
 fn header_safe(s: &str) -> String {
-    s.chars().map(|c| if (' '..='~').contains(&c) { c } else { '?' }).collect()
+    s.chars()
+        .map(|c| if (' '..='~').contains(&c) { c } else { '?' })
+        .collect()
 }
 
-fn axon_headers(h: &mut HeaderMap, status: u16, message: &str, process_time_s: f64, req: Option<&HeaderMap>, me: &AxonId<'_>) {
+fn axon_headers(
+    h: &mut HeaderMap,
+    status: u16,
+    message: &str,
+    process_time_s: f64,
+    req: Option<&HeaderMap>,
+    me: &AxonId<'_>,
+) {
     h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     put(h, "bt_header_axon_status_code", itoa_u16(status).as_str());
     put(h, "bt_header_axon_status_message", &header_safe(message));
-    put(h, "bt_header_axon_process_time", &format!("{process_time_s}"));
+    put(
+        h,
+        "bt_header_axon_process_time",
+        &format!("{process_time_s}"),
+    );
     put(h, "bt_header_axon_hotkey", me.hotkey);
-    let req_ip = req.and_then(|r| r.get("bt_header_axon_ip")).and_then(|v| v.to_str().ok());
+    let req_ip = req
+        .and_then(|r| r.get("bt_header_axon_ip"))
+        .and_then(|v| v.to_str().ok());
     let req_port = req
         .and_then(|r| r.get("bt_header_axon_port"))
         .and_then(|v| v.to_str().ok())
@@ -172,7 +198,11 @@ fn axon_headers(h: &mut HeaderMap, status: u16, message: &str, process_time_s: f
         Some(ip) => put(h, "bt_header_axon_ip", ip),
         None => put(h, "bt_header_axon_ip", me.ip),
     }
-    put(h, "bt_header_axon_port", itoa_u16(req_port.unwrap_or(me.port)).as_str());
+    put(
+        h,
+        "bt_header_axon_port",
+        itoa_u16(req_port.unwrap_or(me.port)).as_str(),
+    );
 }
 
 fn itoa_u16(v: u16) -> String {
@@ -197,7 +227,11 @@ fn echo_request_headers(h: &mut HeaderMap, req: &HeaderMap, name: &str) {
         }
     }
     for k in ECHO_INT {
-        if let Some(v) = req.get(k).filter(|v| v.to_str().map(|s| s.trim().parse::<u64>().is_ok()).unwrap_or(false)) {
+        if let Some(v) = req.get(k).filter(|v| {
+            v.to_str()
+                .map(|s| s.trim().parse::<u64>().is_ok())
+                .unwrap_or(false)
+        }) {
             h.insert(HeaderName::from_static(k), v.clone());
         }
     }
@@ -206,13 +240,22 @@ fn echo_request_headers(h: &mut HeaderMap, req: &HeaderMap, name: &str) {
             h.append(k.clone(), v.clone());
         }
     }
-    if let Some(v) = req.get(gate::H_BODY_HASH).filter(|v| v.len() <= MAX_ECHO_LEN) {
+    if let Some(v) = req
+        .get(gate::H_BODY_HASH)
+        .filter(|v| v.len() <= MAX_ECHO_LEN)
+    {
         h.insert(HeaderName::from_static(gate::H_BODY_HASH), v.clone());
     }
 }
 
 /// A 200 answer with the full header set.
-pub fn success(body: Vec<u8>, name: &str, process_time_s: f64, req: &HeaderMap, me: &AxonId<'_>) -> Response<Full<Bytes>> {
+pub fn success(
+    body: Vec<u8>,
+    name: &str,
+    process_time_s: f64,
+    req: &HeaderMap,
+    me: &AxonId<'_>,
+) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::from(body)));
     let h = r.headers_mut();
     echo_request_headers(h, req, name);
@@ -221,10 +264,16 @@ pub fn success(body: Vec<u8>, name: &str, process_time_s: f64, req: &HeaderMap, 
 }
 
 /// `{"message": ...}` with the matching status headers.
-pub fn error(rej: &Reject, process_time_s: f64, req: Option<&HeaderMap>, me: &AxonId<'_>) -> Response<Full<Bytes>> {
+pub fn error(
+    rej: &Reject,
+    process_time_s: f64,
+    req: Option<&HeaderMap>,
+    me: &AxonId<'_>,
+) -> Response<Full<Bytes>> {
     let msg = rej.message();
     let status = rej.reason.status();
-    let body = serde_json::to_vec(&serde_json::json!({ "message": msg })).unwrap_or_else(|_| b"{}".to_vec());
+    let body = serde_json::to_vec(&serde_json::json!({ "message": msg }))
+        .unwrap_or_else(|_| b"{}".to_vec());
     let mut r = Response::new(Full::new(Bytes::from(body)));
     *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     axon_headers(r.headers_mut(), status, &msg, process_time_s, req, me);
@@ -236,7 +285,11 @@ mod tests {
     use super::*;
     use crate::reason::Reason;
 
-    const ME: AxonId<'static> = AxonId { hotkey: "5FHneW46xGXgs5mUiveU4sbTyGBzmstUspZC92UhjJM694ty", ip: "127.0.0.1", port: 8091 };
+    const ME: AxonId<'static> = AxonId {
+        hotkey: "5FHneW46xGXgs5mUiveU4sbTyGBzmstUspZC92UhjJM694ty",
+        ip: "127.0.0.1",
+        port: 8091,
+    };
 
     #[test]
     fn f32_prints_short() {
@@ -254,8 +307,19 @@ mod tests {
           "computed_body_hash": "", "features": {"session_id": "s", "message_ratio": 1.25}, "prediction": {"conversion_happened": 0, "time_to_conversion_seconds": -1.0},
           "confidence": null, "response_time": 0.0, "miner_uid": 3}"#;
         let mut v: Value = serde_json::from_str(req).unwrap();
-        let a = Answer { conversion_happened: 1, time_to_conversion_seconds: 63.2, confidence: 0.9 };
-        fill_success(v.as_object_mut().unwrap(), "ConversionSynapse", Some(&a), 1e-5, 2e-5, &ME);
+        let a = Answer {
+            conversion_happened: 1,
+            time_to_conversion_seconds: 63.2,
+            confidence: 0.9,
+        };
+        fill_success(
+            v.as_object_mut().unwrap(),
+            "ConversionSynapse",
+            Some(&a),
+            1e-5,
+            2e-5,
+            &ME,
+        );
         let out: Value = serde_json::from_slice(&serde_json::to_vec(&v).unwrap()).unwrap();
         assert_eq!(out["dendrite"]["nonce"].as_u64(), Some(1795626734383137861));
         assert_eq!(out["axon"]["status_code"], 200);
@@ -277,7 +341,10 @@ mod tests {
         assert_eq!(v["dendrite"].as_object().unwrap().len(), 10);
         assert_eq!(v["axon"]["status_code"], 200);
         assert_eq!(v["axon"]["hotkey"], ME.hotkey);
-        assert!(v.get("prediction").is_none(), "a ping carries no prediction");
+        assert!(
+            v.get("prediction").is_none(),
+            "a ping carries no prediction"
+        );
     }
 
     #[test]
@@ -288,7 +355,10 @@ mod tests {
         let h = r.headers();
         assert_eq!(h["content-type"], "application/json");
         assert_eq!(h["bt_header_axon_status_code"], "403");
-        assert_eq!(h["bt_header_axon_status_message"], "Forbidden. Key is blacklisted: not a validator.");
+        assert_eq!(
+            h["bt_header_axon_status_message"],
+            "Forbidden. Key is blacklisted: not a validator."
+        );
         assert_eq!(h["bt_header_axon_port"], "8091");
     }
 
@@ -299,13 +369,22 @@ mod tests {
         req.insert("total_size", HeaderValue::from_static("big"));
         req.insert("header_size", HeaderValue::from_static("464"));
         req.insert("bt_header_axon_port", HeaderValue::from_static("18393"));
-        req.insert("bt_header_dendrite_nonce", HeaderValue::from_static("1795626734383137861"));
-        req.insert("bt_header_input_obj_features", HeaderValue::from_static("e30="));
+        req.insert(
+            "bt_header_dendrite_nonce",
+            HeaderValue::from_static("1795626734383137861"),
+        );
+        req.insert(
+            "bt_header_input_obj_features",
+            HeaderValue::from_static("e30="),
+        );
         let r = success(b"{}".to_vec(), "ConversionSynapse", 0.5, &req, &ME);
         let h = r.headers();
         assert_eq!(h["name"], "ConversionSynapse");
         assert_eq!(h["timeout"], "12.0");
-        assert!(h.get("total_size").is_none(), "unparseable sizes are not echoed");
+        assert!(
+            h.get("total_size").is_none(),
+            "unparseable sizes are not echoed"
+        );
         assert_eq!(h["header_size"], "464");
         assert_eq!(h["bt_header_axon_port"], "18393");
         assert_eq!(h["bt_header_axon_status_code"], "200");

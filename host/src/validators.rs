@@ -80,7 +80,11 @@ impl AllowList {
             .into_iter()
             .map(|(k, stake)| {
                 let pos = distinct.partition_point(|&s| s < stake);
-                let rank = if top == 0 { 1.0 } else { pos as f64 / top as f64 };
+                let rank = if top == 0 {
+                    1.0
+                } else {
+                    pos as f64 / top as f64
+                };
                 (k, Entry { stake, rank })
             })
             .collect();
@@ -103,11 +107,16 @@ impl AllowList {
 /// Reads and parses a validators file.
 pub fn load(path: &Path) -> anyhow::Result<AllowList> {
     use anyhow::Context;
-    let meta = std::fs::metadata(path).with_context(|| format!("validators file {}", path.display()))?;
+    let meta =
+        std::fs::metadata(path).with_context(|| format!("validators file {}", path.display()))?;
     if meta.len() > MAX_FILE_BYTES {
-        anyhow::bail!("validators file {} is larger than {MAX_FILE_BYTES} bytes", path.display());
+        anyhow::bail!(
+            "validators file {} is larger than {MAX_FILE_BYTES} bytes",
+            path.display()
+        );
     }
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     AllowList::parse(&text).with_context(|| format!("validators file {}", path.display()))
 }
 
@@ -118,7 +127,9 @@ pub struct Shared {
 
 impl Shared {
     pub fn new(list: AllowList) -> Shared {
-        Shared { current: RwLock::new(Arc::new(list)) }
+        Shared {
+            current: RwLock::new(Arc::new(list)),
+        }
     }
 
     /// Looks a caller up in the list in force.
@@ -134,6 +145,10 @@ impl Shared {
             Ok(g) => g.len(),
             Err(p) => p.into_inner().len(),
         }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     pub fn replace(&self, list: AllowList) {
@@ -184,9 +199,7 @@ mod tests {
 
     #[test]
     fn parses_stakes_comments_and_ranks() {
-        let text = format!(
-            "# validators\n{ALICE}, 1500.5  # big\n\n  {BOB}\n{CHARLIE},10\n"
-        );
+        let text = format!("# validators\n{ALICE}, 1500.5  # big\n\n  {BOB}\n{CHARLIE},10\n");
         let l = AllowList::parse(&text).unwrap();
         assert_eq!(l.len(), 3);
         let a = l.get(&ss58::decode_key(ALICE).unwrap()).unwrap();

@@ -37,14 +37,20 @@ impl Hotkey {
     /// Wraps a keypair.
     pub fn from_keypair(kp: Keypair) -> Hotkey {
         let public = kp.public.to_bytes();
-        Hotkey { ss58: ss58::encode(&public), public, keypair: Some(kp) }
+        Hotkey {
+            ss58: ss58::encode(&public),
+            public,
+            keypair: Some(kp),
+        }
     }
 
     /// `secretSeed`: a 32-byte mini secret, expanded as Substrate does.
     pub fn from_seed_hex(seed_hex: &str) -> Result<Hotkey> {
         let bytes = decode_hex_exact::<SEED_LEN>(seed_hex).context("secretSeed")?;
         let mini = MiniSecretKey::from_bytes(&bytes).map_err(|e| anyhow!("secretSeed: {e}"))?;
-        Ok(Hotkey::from_keypair(mini.expand_to_keypair(ExpansionMode::Ed25519)))
+        Ok(Hotkey::from_keypair(
+            mini.expand_to_keypair(ExpansionMode::Ed25519),
+        ))
     }
 
     /// `privateKey`: 64 bytes in schnorrkel's canonical encoding.
@@ -61,13 +67,19 @@ impl Hotkey {
             .map_err(|e| anyhow!("secretPhrase: {e}"))?;
         let mini = substrate_bip39::mini_secret_from_entropy(&m.to_entropy(), "")
             .map_err(|e| anyhow!("secretPhrase: {e:?}"))?;
-        Ok(Hotkey::from_keypair(mini.expand_to_keypair(ExpansionMode::Ed25519)))
+        Ok(Hotkey::from_keypair(
+            mini.expand_to_keypair(ExpansionMode::Ed25519),
+        ))
     }
 
     /// An address only (no signing possible).
     pub fn from_ss58(addr: &str) -> Result<Hotkey> {
         let public = ss58::decode_key(addr).map_err(|e| anyhow!("{addr:?}: {e}"))?;
-        Ok(Hotkey { ss58: ss58::encode(&public), public, keypair: None })
+        Ok(Hotkey {
+            ss58: ss58::encode(&public),
+            public,
+            keypair: None,
+        })
     }
 }
 
@@ -83,7 +95,10 @@ fn decode_hex_exact<const N: usize>(s: &str) -> Result<[u8; N]> {
 
 /// Expands a leading `~` to `$HOME`.
 pub fn expand_home(p: &str) -> PathBuf {
-    if let Some(rest) = p.strip_prefix("~/").or(if p == "~" { Some("") } else { None }) {
+    if let Some(rest) = p
+        .strip_prefix("~/")
+        .or(if p == "~" { Some("") } else { None })
+    {
         if let Some(home) = std::env::var_os("HOME") {
             return Path::new(&home).join(rest);
         }
@@ -93,14 +108,21 @@ pub fn expand_home(p: &str) -> PathBuf {
 
 /// Path of a hotkey file.
 pub fn hotkey_path(wallet_path: &str, name: &str, hotkey: &str) -> PathBuf {
-    expand_home(wallet_path).join(name).join("hotkeys").join(hotkey)
+    expand_home(wallet_path)
+        .join(name)
+        .join("hotkeys")
+        .join(hotkey)
 }
 
 fn read_keyfile(path: &Path) -> Result<serde_json::Value> {
-    let meta = std::fs::metadata(path)
-        .with_context(|| format!("hotkey file {}", path.display()))?;
+    let meta =
+        std::fs::metadata(path).with_context(|| format!("hotkey file {}", path.display()))?;
     if meta.len() > MAX_KEYFILE_BYTES {
-        bail!("hotkey file {} is {} bytes; not a hotkey", path.display(), meta.len());
+        bail!(
+            "hotkey file {} is {} bytes; not a hotkey",
+            path.display(),
+            meta.len()
+        );
     }
     let raw = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     if raw.starts_with(b"$NACL") || raw.starts_with(b"$BTWALLET") || raw.starts_with(b"$ANSIBLE") {
@@ -110,12 +132,18 @@ fn read_keyfile(path: &Path) -> Result<serde_json::Value> {
             path.display()
         );
     }
-    serde_json::from_slice(&raw)
-        .with_context(|| format!("hotkey file {} is not bittensor keyfile JSON", path.display()))
+    serde_json::from_slice(&raw).with_context(|| {
+        format!(
+            "hotkey file {} is not bittensor keyfile JSON",
+            path.display()
+        )
+    })
 }
 
 fn str_field<'a>(v: &'a serde_json::Value, key: &str) -> Option<&'a str> {
-    v.get(key).and_then(|x| x.as_str()).filter(|s| !s.is_empty())
+    v.get(key)
+        .and_then(|x| x.as_str())
+        .filter(|s| !s.is_empty())
 }
 
 /// Derives a keypair from the secrets in a keyfile, in Python's order.
@@ -140,7 +168,11 @@ pub fn hotkey_from_json(v: &serde_json::Value, need_secret: bool) -> Result<Hotk
         Some(Hotkey::from_ss58(a).context("ss58Address")?)
     } else if let Some(p) = str_field(v, "publicKey").or_else(|| str_field(v, "accountId")) {
         let public = decode_hex_exact::<{ ss58::PUBKEY_LEN }>(p).context("publicKey")?;
-        Some(Hotkey { ss58: ss58::encode(&public), public, keypair: None })
+        Some(Hotkey {
+            ss58: ss58::encode(&public),
+            public,
+            keypair: None,
+        })
     } else {
         None
     };
@@ -202,7 +234,10 @@ mod tests {
         let full = serde_json::json!({"secretSeed": format!("0x{seed}"), "ss58Address": h.ss58});
         assert_eq!(hotkey_from_json(&full, true).unwrap().public, h.public);
         let addr_only = serde_json::json!({"ss58Address": h.ss58});
-        assert!(hotkey_from_json(&addr_only, false).unwrap().keypair.is_none());
+        assert!(hotkey_from_json(&addr_only, false)
+            .unwrap()
+            .keypair
+            .is_none());
         assert!(hotkey_from_json(&addr_only, true).is_err());
         let pk_only = serde_json::json!({"publicKey": format!("0x{}", hex::encode(h.public))});
         assert_eq!(hotkey_from_json(&pk_only, false).unwrap().ss58, h.ss58);

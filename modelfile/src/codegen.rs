@@ -27,14 +27,20 @@ pub fn generate(m: &ModelFile, source: &str, sha256: &str) -> Result<String, Mod
         s,
         "// Input scaler, BatchNorm and target scale folded into the linear layers in f64;"
     );
-    let _ = writeln!(s, "// each number rounded once to its storage type. Do not edit: retrain and rebuild.");
+    let _ = writeln!(
+        s,
+        "// each number rounded once to its storage type. Do not edit: retrain and rebuild."
+    );
     let _ = writeln!(s);
     let _ = writeln!(s, "/// The weights file this model was generated from.");
     let _ = writeln!(s, "pub const SOURCE_PATH: &str = {source:?};");
     let _ = writeln!(s, "/// SHA-256 of that file's bytes, lowercase hex.");
     let _ = writeln!(s, "pub const SOURCE_SHA256: &str = {sha256:?};");
     let _ = writeln!(s);
-    let _ = writeln!(s, "#[allow(clippy::all, clippy::unreadable_literal, clippy::excessive_precision)]");
+    let _ = writeln!(
+        s,
+        "#[allow(clippy::all, clippy::unreadable_literal, clippy::excessive_precision)]"
+    );
     let _ = writeln!(s, "static MODEL: cm_core::model::Model = {{");
     let _ = writeln!(s, "use cm_core::kernels::weight_from_f64 as w;");
     let _ = writeln!(s, "cm_core::model::Model {{");
@@ -54,6 +60,16 @@ pub fn generate(m: &ModelFile, source: &str, sha256: &str) -> Result<String, Mod
     let _ = writeln!(s, "time_max: {},", f32_lit(m.time_clamp[1]));
     let _ = writeln!(s, "}}\n}};");
     Ok(s)
+}
+
+/// Everything `build.rs` does between reading the file and writing
+/// `OUT_DIR/model.rs`: parse, validate, fold, hash, generate. Kept here so
+/// tests exercise exactly what the build runs.
+pub fn generate_from_bytes(bytes: &[u8], source: &str) -> Result<String, ModelError> {
+    let text =
+        std::str::from_utf8(bytes).map_err(|e| ModelError::new("", format!("not UTF-8: {e}")))?;
+    let file = crate::load::parse_model_file(text)?;
+    generate(&file, source, &crate::load::sha256_hex(bytes))
 }
 
 /// An `f32` literal that parses back to exactly `v as f32`.

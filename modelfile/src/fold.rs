@@ -49,13 +49,38 @@ pub fn fold_network(
         }
         _ => return Err(bad()),
     };
-    let (Layer::Linear { weight: w1, bias: b1, .. }, Layer::Batchnorm { mean, var, gamma, beta, eps, .. }) = (l1, bn) else {
+    let (
+        Layer::Linear {
+            weight: w1,
+            bias: b1,
+            ..
+        },
+        Layer::Batchnorm {
+            mean,
+            var,
+            gamma,
+            beta,
+            eps,
+            ..
+        },
+    ) = (l1, bn)
+    else {
         return Err(bad());
     };
-    let Layer::Linear { weight: w2, bias: b2, .. } = l2 else {
+    let Layer::Linear {
+        weight: w2,
+        bias: b2,
+        ..
+    } = l2
+    else {
         return Err(bad());
     };
-    let Layer::Linear { weight: w3, bias: b3, .. } = l3 else {
+    let Layer::Linear {
+        weight: w3,
+        bias: b3,
+        ..
+    } = l3
+    else {
         return Err(bad());
     };
     let rows_ok = |w: &[Vec<f64>], rows: usize, cols: usize| {
@@ -128,7 +153,10 @@ fn check_folded(at: &str, f: &FoldedMlp) -> Result<(), ModelError> {
         if (v as f32).is_finite() {
             Ok(())
         } else {
-            Err(ModelError::new(format!("{at} folded {name}[{i}]"), format!("{v} overflows f32")))
+            Err(ModelError::new(
+                format!("{at} folded {name}[{i}]"),
+                format!("{v} overflows f32"),
+            ))
         }
     };
     for (i, v) in f.b1.iter().enumerate() {
@@ -149,14 +177,30 @@ pub fn fold_all(m: &ModelFile) -> Result<(Vec<FoldedMlp>, Vec<FoldedMlp>), Model
         .classifiers
         .iter()
         .enumerate()
-        .map(|(i, n)| fold_network(&format!("classifiers[{i}]"), n, &m.scaler.mean, &m.scaler.std, None))
+        .map(|(i, n)| {
+            fold_network(
+                &format!("classifiers[{i}]"),
+                n,
+                &m.scaler.mean,
+                &m.scaler.std,
+                None,
+            )
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let target = Some((m.target.mean, m.target.std));
     let regressors = m
         .regressors
         .iter()
         .enumerate()
-        .map(|(i, n)| fold_network(&format!("regressors[{i}]"), n, &m.scaler.mean, &m.scaler.std, target))
+        .map(|(i, n)| {
+            fold_network(
+                &format!("regressors[{i}]"),
+                n,
+                &m.scaler.mean,
+                &m.scaler.std,
+                target,
+            )
+        })
         .collect::<Result<Vec<_>, _>>()?;
     Ok((classifiers, regressors))
 }
@@ -183,4 +227,74 @@ pub fn store(f: &FoldedMlp, out: &mut Mlp) {
         *d = *s as f32;
     }
     out.b3 = f.b3 as f32;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reference::{network_f64, scaled_inputs};
+    use crate::transform::inputs_f64;
+
+    /// The folded network in f64, on raw (unscaled) inputs.
+    fn folded_forward(f: &FoldedMlp, x: &[f64]) -> f64 {
+        let mut h1 = f.b1;
+        for (xi, row) in x.iter().zip(&f.w1) {
+            for (h, w) in h1.iter_mut().zip(row) {
+                *h += xi * w;
+            }
+        }
+        let mut h2 = f.b2;
+        for (hi, row) in h1.iter().zip(&f.w2) {
+            for (h, w) in h2.iter_mut().zip(row) {
+                *h += hi.max(0.0) * w;
+            }
+        }
+        f.b3 + h2
+            .iter()
+            .zip(&f.w3)
+            .map(|(h, w)| h.max(0.0) * w)
+            .sum::<f64>()
+    }
+
+    /// Folding is exact algebra: in f64 it must agree with the layer-by-layer
+    /// forward pass to rounding noise (relative 1e-9).
+    #[test]
+    fn folding_preserves_the_function() {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../weights/model.json"
+        ))
+        .unwrap();
+        let m = crate::parse_model_file(&text).unwrap();
+        crate::validate(&m).unwrap();
+        let (cls, regs) = fold_all(&m).unwrap();
+        let mut seed = 0x1234_5678_9abc_def1u64;
+        for _ in 0..50 {
+            let mut raw = [0.0; crate::transform::N_RAW];
+            for (i, r) in raw.iter_mut().enumerate() {
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let u = (seed >> 11) as f64 / (1u64 << 53) as f64;
+                *r = m.training_stats[i].min
+                    + u * (m.training_stats[i].max - m.training_stats[i].min);
+            }
+            let x = inputs_f64(&raw);
+            let z = scaled_inputs(&m, &raw);
+            for (f, n) in cls.iter().zip(&m.classifiers) {
+                let logit = folded_forward(f, &x);
+                let p = 1.0 / (1.0 + (-logit).exp());
+                let want = network_f64(n, &z)[0];
+                assert!((p - want).abs() <= 1e-9, "{p} vs {want}");
+            }
+            for (f, n) in regs.iter().zip(&m.regressors) {
+                let secs = folded_forward(f, &x);
+                let want = network_f64(n, &z)[0] * m.target.std + m.target.mean;
+                assert!(
+                    (secs - want).abs() <= 1e-9 * want.abs().max(1.0),
+                    "{secs} vs {want}"
+                );
+            }
+        }
+    }
 }

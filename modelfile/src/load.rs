@@ -1,19 +1,19 @@
 //! Reading a model file: text to checked [`ModelFile`] to inference [`Model`].
 //!
-//! Parsing goes in two steps so that errors point somewhere useful: first the
+//! Parsing goes in steps so that errors point somewhere useful: the text to a
+//! `serde_json::Value` (syntax errors with line and column), then the
 //! `format`/`version` header alone (an unknown version is reported as such,
-//! not as the first field it does not understand), then the whole file
-//! through `serde_path_to_error`, so a `null` weight (what serde_json writes
-//! for a NaN) is reported as `classifiers[0].layers[0].weight[5][17]: invalid
-//! type: null, expected f64`. Then [`validate`](crate::validate::validate),
-//! then folding. `build.rs` and `--weights FILE` both come through here.
+//! not as the first field it does not understand), then a walk for `null`
+//! (what serde_json writes for a NaN) reporting its exact path, then the
+//! typed parse through `serde_path_to_error`. Then
+//! [`validate`](crate::validate::validate), then folding. `build.rs` and
+//! `--weights FILE` both come through here.
 
 use std::path::{Path, PathBuf};
 
 use cm_core::kernels::Mlp;
 use cm_core::model::Model;
 use cm_core::schema::{CALIB_KNOTS, N_FEATURES};
-use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::fold::{fold_all, store};
@@ -64,21 +64,19 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
         .collect()
 }
 
-#[derive(Deserialize)]
-struct Header {
-    format: Option<String>,
-    version: Option<serde_json::Value>,
-}
-
-/// Parse model-file text (without validating the numbers).
+/// Parse model-file text (shapes and values are checked later, by
+/// [`validate`]).
 pub fn parse_model_file(text: &str) -> Result<ModelFile, ModelError> {
-    let h: Header = serde_json::from_str(text).map_err(|e| {
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| {
         ModelError::new(
             format!("line {} column {}", e.line(), e.column()),
-            format!("not a JSON object: {e}"),
+            format!("invalid JSON: {e}"),
         )
     })?;
-    match h.format.as_deref() {
+    let Some(obj) = value.as_object() else {
+        return Err(ModelError::new("", "the file is not a JSON object"));
+    };
+    match obj.get("format").and_then(|v| v.as_str()) {
         Some(FORMAT_NAME) => {}
         Some(other) => {
             return Err(ModelError::new(
@@ -86,29 +84,50 @@ pub fn parse_model_file(text: &str) -> Result<ModelFile, ModelError> {
                 format!("unknown format {other:?}, expected {FORMAT_NAME:?}"),
             ))
         }
-        None => return Err(ModelError::new("format", "missing")),
+        None => return Err(ModelError::new("format", "missing or not a string")),
     }
-    match h.version.as_ref().and_then(|v| v.as_u64()) {
-        Some(v) if v == u64::from(FORMAT_VERSION) => {}
-        _ => {
+    match obj.get("version") {
+        Some(v) if v.as_u64() == Some(u64::from(FORMAT_VERSION)) => {}
+        other => {
             return Err(ModelError::new(
                 "version",
                 format!(
                     "unknown format version {}, this build reads version {FORMAT_VERSION}",
-                    h.version.map_or("(missing)".to_string(), |v| v.to_string())
+                    other.map_or("(missing)".to_string(), |v| v.to_string())
                 ),
             ))
         }
     }
-    let mut de = serde_json::Deserializer::from_str(text);
-    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+    for (key, v) in obj {
+        if key != "report" {
+            find_null(key, v)?;
+        }
+    }
+    serde_path_to_error::deserialize(&value).map_err(|e| {
         let path = e.path().to_string();
-        let inner = e.into_inner();
-        ModelError::new(
-            path,
-            format!("{inner} (line {} column {})", inner.line(), inner.column()),
-        )
+        ModelError::new(path, e.into_inner().to_string())
     })
+}
+
+/// serde_json writes a NaN or infinite f64 as `null`; find the first one
+/// with its exact path (`classifiers[0].layers[3].weight[5][17]`), which the
+/// typed parse cannot give inside the internally tagged layer enum.
+fn find_null(path: &str, v: &serde_json::Value) -> Result<(), ModelError> {
+    use serde_json::Value;
+    match v {
+        Value::Null => Err(ModelError::new(
+            path,
+            "null where a number is expected (a NaN or infinity at export?)",
+        )),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .try_for_each(|(i, x)| find_null(&format!("{path}[{i}]"), x)),
+        Value::Object(map) => map
+            .iter()
+            .try_for_each(|(k, x)| find_null(&format!("{path}.{k}"), x)),
+        _ => Ok(()),
+    }
 }
 
 /// Validate, fold and round a parsed file into an inference model on the heap.
@@ -154,8 +173,12 @@ pub fn load(path: impl AsRef<Path>) -> Result<Loaded, LoadError> {
         kind,
     };
     let bytes = std::fs::read(path).map_err(|e| err(LoadErrorKind::Io(e)))?;
-    let text = std::str::from_utf8(&bytes)
-        .map_err(|e| err(LoadErrorKind::Model(ModelError::new("", format!("not UTF-8: {e}")))))?;
+    let text = std::str::from_utf8(&bytes).map_err(|e| {
+        err(LoadErrorKind::Model(ModelError::new(
+            "",
+            format!("not UTF-8: {e}"),
+        )))
+    })?;
     let file = parse_model_file(text).map_err(|e| err(LoadErrorKind::Model(e)))?;
     let model = build_model(&file).map_err(|e| err(LoadErrorKind::Model(e)))?;
     Ok(Loaded {

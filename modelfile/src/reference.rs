@@ -73,7 +73,10 @@ pub fn calibrate_f64(c: &Calibration, p: f64) -> f64 {
     } else if p >= xs[xs.len() - 1] {
         ys[ys.len() - 1]
     } else {
-        let j = xs.windows(2).position(|w| p <= w[1]).unwrap_or(xs.len() - 2);
+        let j = xs
+            .windows(2)
+            .position(|w| p <= w[1])
+            .unwrap_or(xs.len() - 2);
         let t = (p - xs[j]) / (xs[j + 1] - xs[j]);
         ys[j] + t * (ys[j + 1] - ys[j])
     };

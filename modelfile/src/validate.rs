@@ -80,12 +80,21 @@ impl Kind {
 pub const N_OUT: usize = 1;
 
 const BODY: [Kind; 6] = [
-    Kind::Linear { n_in: N_INPUTS, n_out: H1 },
+    Kind::Linear {
+        n_in: N_INPUTS,
+        n_out: H1,
+    },
     Kind::Batchnorm { dim: H1 },
     Kind::Relu,
-    Kind::Linear { n_in: H1, n_out: H2 },
+    Kind::Linear {
+        n_in: H1,
+        n_out: H2,
+    },
     Kind::Relu,
-    Kind::Linear { n_in: H2, n_out: N_OUT },
+    Kind::Linear {
+        n_in: H2,
+        n_out: N_OUT,
+    },
 ];
 
 /// Name of a stored layer.
@@ -151,7 +160,10 @@ pub fn validate(m: &ModelFile) -> Result<(), ModelError> {
     check_finite("target.mean", m.target.mean)?;
     check_finite("target.std", m.target.std)?;
     if m.target.std <= 0.0 {
-        return Err(ModelError::new("target.std", format!("{} is not positive", m.target.std)));
+        return Err(ModelError::new(
+            "target.std",
+            format!("{} is not positive", m.target.std),
+        ));
     }
 
     check_vec("calibration.x", &m.calibration.x, CALIB_KNOTS)?;
@@ -173,13 +185,20 @@ pub fn validate(m: &ModelFile) -> Result<(), ModelError> {
         if cy[i] < cy[i - 1] {
             return Err(ModelError::new(
                 format!("calibration.y[{i}]"),
-                format!("{} is below the previous value {} (must be non-decreasing)", cy[i], cy[i - 1]),
+                format!(
+                    "{} is below the previous value {} (must be non-decreasing)",
+                    cy[i],
+                    cy[i - 1]
+                ),
             ));
         }
     }
     for (i, y) in cy.iter().enumerate() {
         if !(0.0..=1.0).contains(y) {
-            return Err(ModelError::new(format!("calibration.y[{i}]"), format!("{y} is outside [0, 1]")));
+            return Err(ModelError::new(
+                format!("calibration.y[{i}]"),
+                format!("{y} is outside [0, 1]"),
+            ));
         }
     }
 
@@ -193,7 +212,10 @@ pub fn validate(m: &ModelFile) -> Result<(), ModelError> {
         ));
     }
     if !(lo as f32 > 0.0 && (hi as f32).is_finite()) {
-        return Err(ModelError::new("time_clamp", "does not fit f32 with min > 0"));
+        return Err(ModelError::new(
+            "time_clamp",
+            "does not fit f32 with min > 0",
+        ));
     }
 
     check_len("training_stats", m.training_stats.len(), N_FEATURES)?;
@@ -205,7 +227,12 @@ pub fn validate(m: &ModelFile) -> Result<(), ModelError> {
                 format!("is {:?}, expected {:?}", s.name, FEATURE_NAMES[i]),
             ));
         }
-        for (f, v) in [("mean", s.mean), ("std", s.std), ("min", s.min), ("max", s.max)] {
+        for (f, v) in [
+            ("mean", s.mean),
+            ("std", s.std),
+            ("min", s.min),
+            ("max", s.max),
+        ] {
             check_finite(&format!("{at}.{f}"), v)?;
         }
         check_vec(&format!("{at}.deciles"), &s.deciles, N_DECILES)?;
@@ -267,7 +294,10 @@ fn check_network(at: &str, n: &Network, classifier: bool) -> Result<(), ModelErr
                 check_vec(&format!("{lat}.beta"), beta, *dim)?;
                 check_finite(&format!("{lat}.eps"), *eps)?;
                 if *eps < 0.0 {
-                    return Err(ModelError::new(format!("{lat}.eps"), format!("{eps} is negative")));
+                    return Err(ModelError::new(
+                        format!("{lat}.eps"),
+                        format!("{eps} is negative"),
+                    ));
                 }
                 for (i, v) in var.iter().enumerate() {
                     if !(*v >= 0.0 && v + eps > 0.0) {
@@ -307,7 +337,10 @@ pub fn check_len(at: &str, got: usize, want: usize) -> Result<(), ModelError> {
     if got == want {
         Ok(())
     } else {
-        Err(ModelError::new(at, format!("wrong shape: {got} entries, expected {want}")))
+        Err(ModelError::new(
+            at,
+            format!("wrong shape: {got} entries, expected {want}"),
+        ))
     }
 }
 
@@ -332,7 +365,10 @@ pub fn check_vec(at: &str, v: &[f64], want: usize) -> Result<(), ModelError> {
 fn check_positive(at: &str, v: &[f64]) -> Result<(), ModelError> {
     for (i, x) in v.iter().enumerate() {
         if *x <= 0.0 {
-            return Err(ModelError::new(format!("{at}[{i}]"), format!("{x} is not positive")));
+            return Err(ModelError::new(
+                format!("{at}[{i}]"),
+                format!("{x} is not positive"),
+            ));
         }
     }
     Ok(())
@@ -343,6 +379,9 @@ pub fn check_storable(at: &str, v: f64) -> Result<(), ModelError> {
     if weight_fits(v) {
         Ok(())
     } else {
-        Err(ModelError::new(at, format!("{v} does not fit the weight storage type")))
+        Err(ModelError::new(
+            at,
+            format!("{v} does not fit the weight storage type"),
+        ))
     }
 }

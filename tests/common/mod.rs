@@ -64,7 +64,9 @@ pub fn ss58_encode(public: &[u8; 32]) -> String {
 
 /// Nanoseconds since the Unix epoch, as `time.time_ns()` gives them.
 pub fn now_ns() -> u64 {
-    let d = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock before 1970");
+    let d = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock before 1970");
     d.as_nanos() as u64
 }
 
@@ -100,7 +102,11 @@ impl Signer {
         let mini = MiniSecretKey::from_bytes(&seed).expect("32-byte seed");
         let keypair = mini.expand_to_keypair(ExpansionMode::Ed25519);
         let ss58 = ss58_encode(&keypair.public.to_bytes());
-        Signer { keypair, ss58, uuid: fresh_uuid() }
+        Signer {
+            keypair,
+            ss58,
+            uuid: fresh_uuid(),
+        }
     }
 
     /// Same key, new Dendrite object (new uuid, so a fresh nonce history).
@@ -110,13 +116,18 @@ impl Signer {
 
     /// `0x` + hex of an sr25519 signature of `msg` under `ctx`.
     pub fn sign_with(&self, ctx: &[u8], msg: &str) -> String {
-        let sig = self.keypair.sign(signing_context(ctx).bytes(msg.as_bytes()));
+        let sig = self
+            .keypair
+            .sign(signing_context(ctx).bytes(msg.as_bytes()));
         format!("0x{}", hex::encode(sig.to_bytes()))
     }
 
     /// The exact message a Dendrite signs (AXON.md section 5.1).
     pub fn message(&self, nonce: u64, miner_ss58: &str, body_hash: &str) -> String {
-        format!("{nonce}.{}.{miner_ss58}.{}.{body_hash}", self.ss58, self.uuid)
+        format!(
+            "{nonce}.{}.{miner_ss58}.{}.{body_hash}",
+            self.ss58, self.uuid
+        )
     }
 }
 
@@ -179,24 +190,45 @@ impl Signer {
         let mut headers = vec![
             ("name".to_string(), name.to_string()),
             ("timeout".to_string(), format!("{REQUEST_TIMEOUT_S:?}")),
-            ("bt_header_axon_ip".to_string(), call.axon_addr.ip().to_string()),
-            ("bt_header_axon_port".to_string(), call.axon_addr.port().to_string()),
-            ("bt_header_axon_hotkey".to_string(), call.miner_ss58.to_string()),
+            (
+                "bt_header_axon_ip".to_string(),
+                call.axon_addr.ip().to_string(),
+            ),
+            (
+                "bt_header_axon_port".to_string(),
+                call.axon_addr.port().to_string(),
+            ),
+            (
+                "bt_header_axon_hotkey".to_string(),
+                call.miner_ss58.to_string(),
+            ),
             ("bt_header_dendrite_ip".to_string(), dendrite_ip.to_string()),
-            ("bt_header_dendrite_version".to_string(), DENDRITE_VERSION.to_string()),
-            ("bt_header_dendrite_nonce".to_string(), call.nonce.to_string()),
+            (
+                "bt_header_dendrite_version".to_string(),
+                DENDRITE_VERSION.to_string(),
+            ),
+            (
+                "bt_header_dendrite_nonce".to_string(),
+                call.nonce.to_string(),
+            ),
             ("bt_header_dendrite_uuid".to_string(), self.uuid.clone()),
             ("bt_header_dendrite_hotkey".to_string(), self.ss58.clone()),
             ("bt_header_dendrite_signature".to_string(), signature),
         ];
         if has_features {
             // base64 of "{}": the empty-instance marker for a required dict field.
-            headers.push(("bt_header_input_obj_features".to_string(), "e30=".to_string()));
+            headers.push((
+                "bt_header_input_obj_features".to_string(),
+                "e30=".to_string(),
+            ));
         }
         headers.push(("header_size".to_string(), "464".to_string()));
         headers.push(("total_size".to_string(), "3701".to_string()));
         headers.push(("computed_body_hash".to_string(), body_hash));
-        Signed { headers, body: serde_json::to_vec(&body).expect("json") }
+        Signed {
+            headers,
+            body: serde_json::to_vec(&body).expect("json"),
+        }
     }
 }
 
@@ -256,11 +288,18 @@ pub struct Response {
 
 impl Response {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
     pub fn json(&self) -> Value {
         serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!("status {} body is not JSON ({e}): {:?}", self.status, String::from_utf8_lossy(&self.body))
+            panic!(
+                "status {} body is not JSON ({e}): {:?}",
+                self.status,
+                String::from_utf8_lossy(&self.body)
+            )
         })
     }
     pub fn text(&self) -> String {
@@ -316,7 +355,12 @@ pub fn read_response(s: &mut TcpStream) -> std::io::Result<Response> {
             headers.push((k.trim().to_string(), v.trim().to_string()));
         }
     }
-    let find = |n: &str| headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(n)).map(|(_, v)| v.clone());
+    let find = |n: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(n))
+            .map(|(_, v)| v.clone())
+    };
     let mut body = Vec::new();
     if let Some(len) = find("content-length").and_then(|v| v.parse::<usize>().ok()) {
         body.resize(len, 0);
@@ -337,11 +381,21 @@ pub fn read_response(s: &mut TcpStream) -> std::io::Result<Response> {
     } else {
         r.read_to_end(&mut body)?;
     }
-    Ok(Response { status, headers, body })
+    Ok(Response {
+        status,
+        headers,
+        body,
+    })
 }
 
 /// Serialises a request with `Connection: close`.
-pub fn encode_request(method: &str, path: &str, addr: SocketAddr, headers: &[(String, String)], body: &[u8]) -> Vec<u8> {
+pub fn encode_request(
+    method: &str,
+    path: &str,
+    addr: SocketAddr,
+    headers: &[(String, String)],
+    body: &[u8],
+) -> Vec<u8> {
     let mut out = format!("{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n");
     for (k, v) in headers {
         out.push_str(&format!("{k}: {v}\r\n"));
@@ -360,7 +414,12 @@ pub fn get(addr: SocketAddr, path: &str) -> std::io::Result<Response> {
     raw_exchange(addr, &encode_request("GET", path, addr, &[], b""))
 }
 
-pub fn post(addr: SocketAddr, path: &str, headers: &[(String, String)], body: &[u8]) -> std::io::Result<Response> {
+pub fn post(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(String, String)],
+    body: &[u8],
+) -> std::io::Result<Response> {
     raw_exchange(addr, &encode_request("POST", path, addr, headers, body))
 }
 
@@ -381,25 +440,39 @@ impl Server {
         let mut cmd = Command::new(bin());
         cmd.arg("serve").args(extra).args(["--axon.port", "0"]);
         cmd.env("NO_COLOR", "1").env_remove("RUST_LOG");
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {:?}: {e}", bin()));
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {:?}: {e}", bin()));
         let log = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = mpsc::channel::<SocketAddr>();
         let out = child.stdout.take().expect("stdout piped");
         let err = child.stderr.take().expect("stderr piped");
         spawn_pump(out, Arc::clone(&log), tx.clone());
         spawn_pump(err, Arc::clone(&log), tx);
-        let mut server = Server { child, addr: SocketAddr::from(([127, 0, 0, 1], 0)), log };
+        let mut server = Server {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            log,
+        };
         match rx.recv_timeout(START_TIMEOUT) {
             Ok(addr) => server.addr = addr,
-            Err(_) => panic!("server printed no '{LISTEN_MARKER}IP:PORT' line; output:\n{}", server.log_text()),
+            Err(_) => panic!(
+                "server printed no '{LISTEN_MARKER}IP:PORT' line; output:\n{}",
+                server.log_text()
+            ),
         }
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             match get(server.addr, "/health") {
                 Ok(r) if r.status == 200 => break,
                 _ if Instant::now() > deadline => {
-                    panic!("GET /health never answered 200; output:\n{}", server.log_text())
+                    panic!(
+                        "GET /health never answered 200; output:\n{}",
+                        server.log_text()
+                    )
                 }
                 _ => std::thread::sleep(Duration::from_millis(50)),
             }
@@ -440,7 +513,11 @@ impl Drop for Server {
     }
 }
 
-fn spawn_pump<R: Read + Send + 'static>(r: R, log: Arc<Mutex<Vec<String>>>, tx: mpsc::Sender<SocketAddr>) {
+fn spawn_pump<R: Read + Send + 'static>(
+    r: R,
+    log: Arc<Mutex<Vec<String>>>,
+    tx: mpsc::Sender<SocketAddr>,
+) {
     std::thread::spawn(move || {
         for line in BufReader::new(r).lines().map_while(Result::ok) {
             if let Some(addr) = parse_listening(&line) {
@@ -456,14 +533,21 @@ fn spawn_pump<R: Read + Send + 'static>(r: R, log: Arc<Mutex<Vec<String>>>, tx: 
 /// `... listening on 127.0.0.1:PORT ...` -> the address.
 pub fn parse_listening(line: &str) -> Option<SocketAddr> {
     let rest = &line[line.find(LISTEN_MARKER)? + LISTEN_MARKER.len()..];
-    let tok: String = rest.chars().take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':').collect();
+    let tok: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
+        .collect();
     tok.parse().ok()
 }
 
 /// First token that looks like a prefix-42 SS58 address (48 base58 chars starting with 5).
 pub fn find_ss58(line: &str) -> Option<String> {
     line.split(|c: char| !c.is_ascii_alphanumeric())
-        .find(|t| t.len() == 48 && t.starts_with('5') && bs58::decode(t).into_vec().is_ok_and(|v| v.len() == 35))
+        .find(|t| {
+            t.len() == 48
+                && t.starts_with('5')
+                && bs58::decode(t).into_vec().is_ok_and(|v| v.len() == 35)
+        })
         .map(str::to_string)
 }
 
@@ -482,13 +566,18 @@ pub fn write_wallet_hotkey(root: &Path, name: &str, hotkey: &str, seed: [u8; 32]
     });
     let dir = root.join(name).join("hotkeys");
     std::fs::create_dir_all(&dir).expect("mkdir wallet");
-    std::fs::write(dir.join(hotkey), serde_json::to_vec(&file).expect("json")).expect("write hotkey");
+    std::fs::write(dir.join(hotkey), serde_json::to_vec(&file).expect("json"))
+        .expect("write hotkey");
     s.ss58
 }
 
 /// A fresh empty directory under the cargo target tmp dir.
 pub fn temp_dir(tag: &str) -> PathBuf {
-    let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{tag}-{}-{}", std::process::id(), fresh_uuid()));
+    let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "{tag}-{}-{}",
+        std::process::id(),
+        fresh_uuid()
+    ));
     std::fs::create_dir_all(&d).expect("mkdir temp");
     d
 }

@@ -48,7 +48,7 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 24_000)]
     pub steps: usize,
     /// Adam steps per regressor.
-    #[arg(long, default_value_t = 8_000)]
+    #[arg(long, default_value_t = 16_000)]
     pub reg_steps: usize,
     /// Rows per batch.
     #[arg(long, default_value_t = 512)]
@@ -66,7 +66,7 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 0.0)]
     pub cls_wd: f32,
     /// AdamW weight decay of the regressors' hidden weights.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 3.0)]
     pub reg_wd: f32,
     /// Share of each batch replayed from the hard-example pool.
     #[arg(long, default_value_t = 0.25)]
@@ -133,7 +133,12 @@ pub fn gen(a: &GenArgs) -> anyhow::Result<i32> {
     let mut ids = Rng::derive(a.seed, STREAM_SESSION_ID);
     for _ in 0..a.n {
         let s = crate::data::generated(&mut rng);
-        let row = csv::Row { session_id: session_id(&mut ids), raw: s.raw, label: s.label, time: s.time };
+        let row = csv::Row {
+            session_id: session_id(&mut ids),
+            raw: s.raw,
+            label: s.label,
+            time: s.time,
+        };
         csv::write_row(&mut w, &row)?;
     }
     w.flush()?;
@@ -163,16 +168,29 @@ pub fn recipe(a: &TrainArgs) -> Recipe {
 
 pub fn train(a: &TrainArgs) -> anyhow::Result<i32> {
     anyhow::ensure!(a.batch >= 16, "--batch must be at least 16");
-    anyhow::ensure!(a.steps >= 10 && a.reg_steps >= 10, "--steps and --reg-steps must be at least 10");
-    anyhow::ensure!((0.0..1.0).contains(&a.dropout), "--dropout must be in [0, 1)");
-    anyhow::ensure!((0.0..1.0).contains(&a.hard_share), "--hard-share must be in [0, 1)");
-    anyhow::ensure!((0.0..=1.0).contains(&a.frozen), "--frozen must be in [0, 1]");
+    anyhow::ensure!(
+        a.steps >= 10 && a.reg_steps >= 10,
+        "--steps and --reg-steps must be at least 10"
+    );
+    anyhow::ensure!(
+        (0.0..1.0).contains(&a.dropout),
+        "--dropout must be in [0, 1)"
+    );
+    anyhow::ensure!(
+        (0.0..1.0).contains(&a.hard_share),
+        "--hard-share must be in [0, 1)"
+    );
+    anyhow::ensure!(
+        (0.0..=1.0).contains(&a.frozen),
+        "--frozen must be in [0, 1]"
+    );
     anyhow::ensure!(a.spread > 0.0, "--spread must be positive");
     let csv = match &a.csv {
         None => None,
         Some(path) => {
             let f = std::fs::File::open(path).with_context(|| format!("opening {path}"))?;
-            let rows = csv::load(std::io::BufReader::new(f)).with_context(|| format!("loading {path}"))?;
+            let rows =
+                csv::load(std::io::BufReader::new(f)).with_context(|| format!("loading {path}"))?;
             eprintln!("loaded {} rows from {path}", rows.len());
             Some((path.clone(), rows))
         }
@@ -200,7 +218,12 @@ pub fn train(a: &TrainArgs) -> anyhow::Result<i32> {
         }
     }
     std::fs::write(&a.out, text + "\n").with_context(|| format!("writing {}", a.out))?;
-    eprintln!("wrote {} (held-out accuracy {:.4}%, MAE on TP {:.4} s)", a.out, 100.0 * m.accuracy, m.mae_tp);
+    eprintln!(
+        "wrote {} (held-out accuracy {:.4}%, MAE on TP {:.4} s)",
+        a.out,
+        100.0 * m.accuracy,
+        m.mae_tp
+    );
     Ok(0)
 }
 
@@ -217,10 +240,14 @@ pub fn eval(a: &EvalArgs, embedded: &'static cm_core::model::Model) -> anyhow::R
         })
     };
     let (label, m) = match &a.weights {
-        None => ("embedded model, f32, scalar kernel".to_string(), core(embedded)),
+        None => (
+            "embedded model, f32, scalar kernel".to_string(),
+            core(embedded),
+        ),
         Some(path) if a.f64 => {
             let text = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
-            let mf = cm_modelfile::parse_model_file(&text).map_err(|e| anyhow::anyhow!("{path}: {e}"))?;
+            let mf = cm_modelfile::parse_model_file(&text)
+                .map_err(|e| anyhow::anyhow!("{path}: {e}"))?;
             cm_modelfile::validate(&mf).map_err(|e| anyhow::anyhow!("{path}: {e}"))?;
             let m = eval::score(&rows, |raw| {
                 let (c, t, _, _) = crate::export::predict_f64(&mf, raw);
@@ -229,11 +256,18 @@ pub fn eval(a: &EvalArgs, embedded: &'static cm_core::model::Model) -> anyhow::R
             (format!("{path}, f64 reference forward (unfolded)"), m)
         }
         Some(path) => {
-            let model = cm_modelfile::load_model(path).map_err(|e| anyhow::anyhow!("{path}: {e}"))?;
-            (format!("{path}, folded at run time, f32, scalar kernel"), core(&model))
+            let model =
+                cm_modelfile::load_model(path).map_err(|e| anyhow::anyhow!("{path}: {e}"))?;
+            (
+                format!("{path}, folded at run time, f32, scalar kernel"),
+                core(&model),
+            )
         }
     };
-    println!("{}", m.table(&format!("{label}; {} conversations, seed {}", a.n, a.seed)));
+    println!(
+        "{}",
+        m.table(&format!("{label}; {} conversations, seed {}", a.n, a.seed))
+    );
     if let Some(min) = a.min_accuracy {
         if m.accuracy < min {
             eprintln!("accuracy {:.6} is below --min-accuracy {min}", m.accuracy);

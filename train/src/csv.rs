@@ -34,11 +34,24 @@ pub enum CsvError {
     Empty,
     /// A required column is absent from the header.
     MissingColumn(&'static str),
-    DuplicateColumn { column: usize, name: String },
+    DuplicateColumn {
+        column: usize,
+        name: String,
+    },
     /// A row has fewer cells than the header.
-    ShortRow { line: usize, cells: usize, expected: usize },
+    ShortRow {
+        line: usize,
+        cells: usize,
+        expected: usize,
+    },
     /// A cell does not hold what its column needs.
-    BadCell { line: usize, column: usize, name: String, value: String, why: &'static str },
+    BadCell {
+        line: usize,
+        column: usize,
+        name: String,
+        value: String,
+        why: &'static str,
+    },
 }
 
 impl fmt::Display for CsvError {
@@ -50,11 +63,24 @@ impl fmt::Display for CsvError {
             CsvError::DuplicateColumn { column, name } => {
                 write!(f, "line 1, column {column}: column `{name}` appears twice")
             }
-            CsvError::ShortRow { line, cells, expected } => {
+            CsvError::ShortRow {
+                line,
+                cells,
+                expected,
+            } => {
                 write!(f, "line {line}: {cells} cells, the header has {expected}")
             }
-            CsvError::BadCell { line, column, name, value, why } => {
-                write!(f, "line {line}, column {column} (`{name}`): {why}: {value:?}")
+            CsvError::BadCell {
+                line,
+                column,
+                name,
+                value,
+                why,
+            } => {
+                write!(
+                    f,
+                    "line {line}, column {column} (`{name}`): {why}: {value:?}"
+                )
             }
         }
     }
@@ -99,11 +125,17 @@ fn layout(header: &str) -> Result<Layout, CsvError> {
         .collect();
     for (i, n) in names.iter().enumerate() {
         if names[..i].contains(n) {
-            return Err(CsvError::DuplicateColumn { column: i + 1, name: n.clone() });
+            return Err(CsvError::DuplicateColumn {
+                column: i + 1,
+                name: n.clone(),
+            });
         }
     }
     let find = |name: &'static str| {
-        names.iter().position(|n| n == name).ok_or(CsvError::MissingColumn(name))
+        names
+            .iter()
+            .position(|n| n == name)
+            .ok_or(CsvError::MissingColumn(name))
     };
     let mut features = [0usize; N_FEATURES];
     for (slot, name) in features.iter_mut().zip(FEATURE_NAMES.iter()) {
@@ -136,7 +168,11 @@ pub fn load<R: BufRead>(reader: R) -> Result<Vec<Row>, CsvError> {
         }
         let cells = split_line(line);
         if cells.len() < lay.names.len() {
-            return Err(CsvError::ShortRow { line: line_no, cells: cells.len(), expected: lay.names.len() });
+            return Err(CsvError::ShortRow {
+                line: line_no,
+                cells: cells.len(),
+                expected: lay.names.len(),
+            });
         }
         let bad = |col: usize, why: &'static str| CsvError::BadCell {
             line: line_no,
@@ -146,7 +182,10 @@ pub fn load<R: BufRead>(reader: R) -> Result<Vec<Row>, CsvError> {
             why,
         };
         let num = |col: usize| -> Result<f64, CsvError> {
-            let v: f64 = cells[col].trim().parse().map_err(|_| bad(col, "not a number"))?;
+            let v: f64 = cells[col]
+                .trim()
+                .parse()
+                .map_err(|_| bad(col, "not a number"))?;
             if v.is_finite() {
                 Ok(v)
             } else {
@@ -193,6 +232,10 @@ pub fn write_row<W: Write>(w: &mut W, row: &Row) -> std::io::Result<()> {
     for v in row.raw.iter() {
         write!(w, ",{v}")?;
     }
-    let minutes = if row.label == 1 { crate::gen::py_round(row.time / 60.0, 4) } else { -1.0 };
+    let minutes = if row.label == 1 {
+        crate::gen::py_round(row.time / 60.0, 4)
+    } else {
+        -1.0
+    };
     writeln!(w, ",{},{},{}", row.label, row.time, minutes)
 }

@@ -32,7 +32,11 @@ pub struct Sample {
 
 impl From<&Row> for Sample {
     fn from(r: &Row) -> Self {
-        Sample { raw: r.raw, label: r.label, time: r.time }
+        Sample {
+            raw: r.raw,
+            label: r.label,
+            time: r.time,
+        }
     }
 }
 
@@ -53,7 +57,9 @@ impl Source<'_> {
     pub fn next(&mut self) -> Sample {
         match self {
             Source::Generator(rng) => generated(rng),
-            Source::Rows { rows, rng } => rows[rng.int_inclusive(0, rows.len() as i64 - 1) as usize],
+            Source::Rows { rows, rng } => {
+                rows[rng.int_inclusive(0, rows.len() as i64 - 1) as usize]
+            }
         }
     }
 

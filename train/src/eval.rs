@@ -41,8 +41,14 @@ pub struct Metrics {
 }
 
 /// Score `predict` on `rows`; response_time is taken as 0 for model and oracle alike.
-pub fn score<F: FnMut(&[f64; N_FEATURES]) -> (u8, f64)>(rows: &[Sample], mut predict: F) -> Metrics {
-    let mut m = Metrics { n: rows.len(), ..Default::default() };
+pub fn score<F: FnMut(&[f64; N_FEATURES]) -> (u8, f64)>(
+    rows: &[Sample],
+    mut predict: F,
+) -> Metrics {
+    let mut m = Metrics {
+        n: rows.len(),
+        ..Default::default()
+    };
     let (mut r_sum, mut o_sum, mut err_sum) = (0.0, 0.0, 0.0);
     for s in rows {
         let (c, t) = predict(&s.raw);

@@ -10,7 +10,10 @@
 use crate::nn::{self, Net};
 use cm_core::schema::{CALIB_KNOTS, ENGINEERED_NAMES, FEATURE_NAMES, H1, H2, N_FEATURES, N_INPUTS};
 use cm_modelfile::transform::inputs_f64;
-use cm_modelfile::{Calibration, FeatureStats, Layer, ModelFile, Network, Scaler, TargetScale, FORMAT_NAME, FORMAT_VERSION};
+use cm_modelfile::{
+    Calibration, FeatureStats, Layer, ModelFile, Network, Scaler, TargetScale, FORMAT_NAME,
+    FORMAT_VERSION,
+};
 
 fn linear(w: &nalgebra::DMatrix<f32>, b: &[f64]) -> Layer {
     // Training stores W as in x out; the file wants out rows of in columns.
@@ -18,7 +21,9 @@ fn linear(w: &nalgebra::DMatrix<f32>, b: &[f64]) -> Layer {
     Layer::Linear {
         n_in,
         n_out,
-        weight: (0..n_out).map(|o| (0..n_in).map(|i| w[(i, o)] as f64).collect()).collect(),
+        weight: (0..n_out)
+            .map(|o| (0..n_in).map(|i| w[(i, o)] as f64).collect())
+            .collect(),
         bias: b.to_vec(),
     }
 }
@@ -45,7 +50,12 @@ pub fn network(net: &Net, last: Option<&(Vec<f64>, f64)>, classifier: bool) -> N
         Layer::Relu,
     ];
     match last {
-        Some((w, b)) => layers.push(Layer::Linear { n_in: H2, n_out: 1, weight: vec![w.clone()], bias: vec![*b] }),
+        Some((w, b)) => layers.push(Layer::Linear {
+            n_in: H2,
+            n_out: 1,
+            weight: vec![w.clone()],
+            bias: vec![*b],
+        }),
         None => layers.push(linear(&net.p[nn::W3], &[net.p[nn::B3][0] as f64])),
     }
     if classifier {
@@ -64,7 +74,14 @@ pub fn forward_f64(net: &Network, x: &[f64]) -> f64 {
                 .zip(bias)
                 .map(|(row, b)| b + row.iter().zip(&cur).map(|(w, v)| w * v).sum::<f64>())
                 .collect(),
-            Layer::Batchnorm { mean, var, gamma, beta, eps, .. } => cur
+            Layer::Batchnorm {
+                mean,
+                var,
+                gamma,
+                beta,
+                eps,
+                ..
+            } => cur
                 .iter()
                 .enumerate()
                 .map(|(j, v)| (v - mean[j]) / (var[j] + eps).sqrt() * gamma[j] + beta[j])
@@ -94,14 +111,21 @@ pub fn calibrate(c: &Calibration, p: f64) -> f64 {
 /// The model semantics (CONTEXT.md) in f64: (class, seconds, mean probability, confidence).
 pub fn predict_f64(m: &ModelFile, raw: &[f64; N_FEATURES]) -> (u8, f64, f64, f64) {
     let v = inputs_f64(raw);
-    let x: Vec<f64> = (0..N_INPUTS).map(|i| (v[i] - m.scaler.mean[i]) / m.scaler.std[i]).collect();
-    let p = m.classifiers.iter().map(|n| forward_f64(n, &x)).sum::<f64>()
+    let x: Vec<f64> = (0..N_INPUTS)
+        .map(|i| (v[i] - m.scaler.mean[i]) / m.scaler.std[i])
+        .collect();
+    let p = m
+        .classifiers
+        .iter()
+        .map(|n| forward_f64(n, &x))
+        .sum::<f64>()
         / m.classifiers.len() as f64;
     let conf = calibrate(&m.calibration, p);
     if p < 0.5 {
         return (0, -1.0, p, conf);
     }
-    let t = m.regressors.iter().map(|n| forward_f64(n, &x)).sum::<f64>() / m.regressors.len() as f64;
+    let t =
+        m.regressors.iter().map(|n| forward_f64(n, &x)).sum::<f64>() / m.regressors.len() as f64;
     let t = (t * m.target.std + m.target.mean).clamp(m.time_clamp[0], m.time_clamp[1]);
     (1, t, p, conf)
 }
@@ -168,12 +192,22 @@ pub fn model_file(
         format: FORMAT_NAME.to_string(),
         version: FORMAT_VERSION,
         features: FEATURE_NAMES.iter().map(|s| s.to_string()).collect(),
-        inputs: FEATURE_NAMES.iter().chain(ENGINEERED_NAMES.iter()).map(|s| s.to_string()).collect(),
+        inputs: FEATURE_NAMES
+            .iter()
+            .chain(ENGINEERED_NAMES.iter())
+            .map(|s| s.to_string())
+            .collect(),
         fill: e.fill.clone(),
-        scaler: Scaler { mean: e.scaler.mean.to_vec(), std: e.scaler.std.to_vec() },
+        scaler: Scaler {
+            mean: e.scaler.mean.to_vec(),
+            std: e.scaler.std.to_vec(),
+        },
         classifiers,
         regressors,
-        target: TargetScale { mean: e.target.0, std: e.target.1 },
+        target: TargetScale {
+            mean: e.target.0,
+            std: e.target.1,
+        },
         calibration,
         time_clamp: e.time_clamp,
         training_stats: FEATURE_NAMES

@@ -68,7 +68,14 @@ pub struct Draw {
 }
 
 const fn d(feature: usize, mean: f64, std: f64, lo: f64, hi: f64, finish: Finish) -> Draw {
-    Draw { feature, mean, std, lo, hi, finish }
+    Draw {
+        feature,
+        mean,
+        std,
+        lo,
+        hi,
+        finish,
+    }
 }
 use Finish::{Int, Round};
 
@@ -110,7 +117,9 @@ pub fn py_round(x: f64, n: u8) -> f64 {
     let y = x * p;
     let frac = y - y.floor();
     if (frac - 0.5).abs() < 1e-6 {
-        return format!("{:.*}", n as usize, x).parse().unwrap_or(y.round() / p);
+        return format!("{:.*}", n as usize, x)
+            .parse()
+            .unwrap_or(y.round() / p);
     }
     y.round() / p
 }
@@ -147,13 +156,29 @@ pub fn derive(v: &mut [f64; N_FEATURES]) {
     v[f::CHARS_USER] = (user * v[f::AVG_LEN_USER]).trunc();
     v[f::CHARS_AGENT] = (agent * v[f::AVG_LEN_AGENT]).trunc();
     let hour = v[f::HOUR];
-    v[f::BUSINESS_HOURS] = if (9.0..=17.0).contains(&hour) { 1.0 } else { 0.0 };
+    v[f::BUSINESS_HOURS] = if (9.0..=17.0).contains(&hour) {
+        1.0
+    } else {
+        0.0
+    };
     let day = v[f::DAY];
     v[f::WEEKEND] = if day == 0.0 || day == 6.0 { 1.0 } else { 0.0 };
-    v[f::Q_PER_AGENT_MSG] = if agent > 0.0 { py_round(v[f::Q_AGENT] / agent, 4) } else { 0.0 };
-    v[f::Q_PER_USER_MSG] = if user > 0.0 { py_round(v[f::Q_USER] / user, 4) } else { 0.0 };
+    v[f::Q_PER_AGENT_MSG] = if agent > 0.0 {
+        py_round(v[f::Q_AGENT] / agent, 4)
+    } else {
+        0.0
+    };
+    v[f::Q_PER_USER_MSG] = if user > 0.0 {
+        py_round(v[f::Q_USER] / user, 4)
+    } else {
+        0.0
+    };
     let minutes = v[f::DURATION_MIN];
-    v[f::MESSAGES_PER_MINUTE] = if minutes > 0.0 { py_round(total / minutes, 4) } else { 0.0 };
+    v[f::MESSAGES_PER_MINUTE] = if minutes > 0.0 {
+        py_round(total / minutes, 4)
+    } else {
+        0.0
+    };
     for (min_i, avg_i, max_i) in [
         (f::MIN_LEN_USER, f::AVG_LEN_USER, f::MAX_LEN_USER),
         (f::MIN_LEN_AGENT, f::AVG_LEN_AGENT, f::MAX_LEN_AGENT),

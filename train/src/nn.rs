@@ -32,13 +32,40 @@ pub const B3: usize = 7;
 pub const N_PARAMS: usize = 8;
 
 /// `c = alpha * op(a) * op(b) + beta * c`, `op` = transpose when the flag is set.
-pub fn gemm(alpha: f32, a: &DMatrix<f32>, ta: bool, b: &DMatrix<f32>, tb: bool, beta: f32, c: &mut DMatrix<f32>) {
-    let (m, k) = if ta { (a.ncols(), a.nrows()) } else { (a.nrows(), a.ncols()) };
-    let (k2, n) = if tb { (b.ncols(), b.nrows()) } else { (b.nrows(), b.ncols()) };
-    assert!(k == k2 && c.nrows() == m && c.ncols() == n, "gemm shape mismatch");
+pub fn gemm(
+    alpha: f32,
+    a: &DMatrix<f32>,
+    ta: bool,
+    b: &DMatrix<f32>,
+    tb: bool,
+    beta: f32,
+    c: &mut DMatrix<f32>,
+) {
+    let (m, k) = if ta {
+        (a.ncols(), a.nrows())
+    } else {
+        (a.nrows(), a.ncols())
+    };
+    let (k2, n) = if tb {
+        (b.ncols(), b.nrows())
+    } else {
+        (b.nrows(), b.ncols())
+    };
+    assert!(
+        k == k2 && c.nrows() == m && c.ncols() == n,
+        "gemm shape mismatch"
+    );
     // Column-major: element (i, j) at i + j * nrows.
-    let (rsa, csa) = if ta { (a.nrows() as isize, 1) } else { (1, a.nrows() as isize) };
-    let (rsb, csb) = if tb { (b.nrows() as isize, 1) } else { (1, b.nrows() as isize) };
+    let (rsa, csa) = if ta {
+        (a.nrows() as isize, 1)
+    } else {
+        (1, a.nrows() as isize)
+    };
+    let (rsb, csb) = if tb {
+        (b.nrows() as isize, 1)
+    } else {
+        (1, b.nrows() as isize)
+    };
     let csc = c.nrows() as isize;
     // SAFETY: the pointers come from live, correctly sized matrices; the
     // strides above address exactly their m x k, k x n and m x n elements
@@ -122,7 +149,12 @@ impl Net {
             randn(rng, H2, 1, (1.0 / H2 as f64).sqrt()),
             zeros(1, 1),
         ];
-        Net { p, run_mean: vec![0.0; H1], run_var: vec![1.0; H1], mode: BnMode::Batch }
+        Net {
+            p,
+            run_mean: vec![0.0; H1],
+            run_var: vec![1.0; H1],
+            mode: BnMode::Batch,
+        }
     }
 
     pub fn zeros_like(&self) -> Vec<DMatrix<f32>> {
@@ -152,7 +184,11 @@ impl Net {
         ensure(&mut c.mask, b, H1);
         ensure(&mut c.a1, b, H1);
         c.inv_std.resize(H1, 0.0);
-        let keep_scale = if dropout > 0.0 { 1.0 / (1.0 - dropout) } else { 1.0 };
+        let keep_scale = if dropout > 0.0 {
+            1.0 / (1.0 - dropout)
+        } else {
+            1.0
+        };
         for j in 0..H1 {
             let z = c.z1.column(j);
             let (mean, var) = match self.mode {
@@ -160,8 +196,10 @@ impl Net {
                     let mean = z.iter().map(|&v| v as f64).sum::<f64>() / b as f64;
                     let var = z.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / b as f64;
                     let unbiased = var * b as f64 / (b as f64 - 1.0).max(1.0);
-                    self.run_mean[j] = (1.0 - BN_MOMENTUM) * self.run_mean[j] + BN_MOMENTUM * mean as f32;
-                    self.run_var[j] = (1.0 - BN_MOMENTUM) * self.run_var[j] + BN_MOMENTUM * unbiased as f32;
+                    self.run_mean[j] =
+                        (1.0 - BN_MOMENTUM) * self.run_mean[j] + BN_MOMENTUM * mean as f32;
+                    self.run_var[j] =
+                        (1.0 - BN_MOMENTUM) * self.run_var[j] + BN_MOMENTUM * unbiased as f32;
                     (mean as f32, var as f32)
                 }
                 BnMode::Frozen => (self.run_mean[j], self.run_var[j]),
@@ -228,7 +266,13 @@ impl Net {
     }
 
     /// Backward pass of the last `forward_train`, given d(loss)/d(out) per row.
-    pub fn backward(&self, x: &DMatrix<f32>, dout: &DMatrix<f32>, c: &mut Cache, g: &mut [DMatrix<f32>]) {
+    pub fn backward(
+        &self,
+        x: &DMatrix<f32>,
+        dout: &DMatrix<f32>,
+        c: &mut Cache,
+        g: &mut [DMatrix<f32>],
+    ) {
         let b = x.nrows();
         gemm(1.0, &c.a2, true, dout, false, 0.0, &mut g[W3]);
         g[B3][0] = dout.iter().sum();
@@ -250,7 +294,11 @@ impl Net {
         for j in 0..H1 {
             let (mut sdy, mut sdyx) = (0.0f64, 0.0f64);
             for i in 0..b {
-                let dy = if c.ybn[(i, j)] > 0.0 { c.d1[(i, j)] * c.mask[(i, j)] } else { 0.0 };
+                let dy = if c.ybn[(i, j)] > 0.0 {
+                    c.d1[(i, j)] * c.mask[(i, j)]
+                } else {
+                    0.0
+                };
                 c.d1[(i, j)] = dy;
                 sdy += dy as f64;
                 sdyx += (dy * c.xhat[(i, j)]) as f64;
@@ -299,7 +347,15 @@ pub struct Adam {
 
 impl Adam {
     pub fn new(net: &Net) -> Adam {
-        Adam { m: net.zeros_like(), v: net.zeros_like(), t: 0, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0 }
+        Adam {
+            m: net.zeros_like(),
+            v: net.zeros_like(),
+            t: 0,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.0,
+        }
     }
 
     pub fn step(&mut self, net: &mut Net, g: &[DMatrix<f32>], lr: f32) {
@@ -315,7 +371,12 @@ impl Adam {
             let p = net.p[k].as_mut_slice();
             let m = self.m[k].as_mut_slice();
             let v = self.v[k].as_mut_slice();
-            for (((p, m), v), &g) in p.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()).zip(g[k].as_slice()) {
+            for (((p, m), v), &g) in p
+                .iter_mut()
+                .zip(m.iter_mut())
+                .zip(v.iter_mut())
+                .zip(g[k].as_slice())
+            {
                 *m = self.beta1 * *m + (1.0 - self.beta1) * g;
                 *v = self.beta2 * *v + (1.0 - self.beta2) * g * g;
                 *p -= step * *m / (v.sqrt() + self.eps);
@@ -348,7 +409,11 @@ mod tests {
                 net.forward_train(&x, 0.0, &mut Rng::new(0), &mut c);
                 net.run_mean = saved.0;
                 net.run_var = saved.1;
-                c.out.iter().zip(t.iter()).map(|(&o, &y)| 0.5 * ((o - y) as f64).powi(2)).sum()
+                c.out
+                    .iter()
+                    .zip(t.iter())
+                    .map(|(&o, &y)| 0.5 * ((o - y) as f64).powi(2))
+                    .sum()
             };
             let mut c = Cache::default();
             let saved = (net.run_mean.clone(), net.run_var.clone());
@@ -373,7 +438,10 @@ mod tests {
                     let num = (lp - lm) / (2.0 * h as f64);
                     let ana = g[k].as_slice()[idx] as f64;
                     let tol = 2e-2 * (1.0 + num.abs());
-                    assert!((num - ana).abs() < tol, "{mode:?} param {k}[{idx}]: numeric {num} analytic {ana}");
+                    assert!(
+                        (num - ana).abs() < tol,
+                        "{mode:?} param {k}[{idx}]: numeric {num} analytic {ana}"
+                    );
                 }
             }
         }

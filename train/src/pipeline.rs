@@ -49,42 +49,59 @@ pub fn run(plan: &Plan) -> anyhow::Result<(ModelFile, Metrics)> {
     let r = &plan.recipe;
     let seed = plan.seed;
     // Rows for statistics, progress and calibration.
-    let (stat_rows, heldout_rows, calib_rows, train_rows): (Vec<Sample>, Vec<Sample>, Vec<Sample>, Vec<Sample>) =
-        match &plan.csv {
-            None => (
-                gen_rows(&mut Rng::derive(seed, STREAM_PILOT), plan.pilot_rows),
-                gen_rows(&mut Rng::derive(seed, STREAM_HELDOUT), plan.heldout_rows),
-                gen_rows(&mut Rng::derive(seed, STREAM_CALIB), plan.calib_rows),
-                Vec::new(),
-            ),
-            Some((_, rows)) => {
-                let mut all: Vec<Sample> = rows.iter().map(Sample::from).collect();
-                if all.len() < 100 {
-                    anyhow::bail!("the CSV has {} rows; training needs at least 100", all.len());
-                }
-                let mut rng = Rng::derive(seed, STREAM_SPLIT);
-                for i in (1..all.len()).rev() {
-                    let j = rng.int_inclusive(0, i as i64) as usize;
-                    all.swap(i, j);
-                }
-                let n_hold = all.len() / 10;
-                let heldout = all[..n_hold].to_vec();
-                let calib = all[n_hold..2 * n_hold].to_vec();
-                let train = all[2 * n_hold..].to_vec();
-                (train.clone(), heldout, calib, train)
+    let (stat_rows, heldout_rows, calib_rows, train_rows): (
+        Vec<Sample>,
+        Vec<Sample>,
+        Vec<Sample>,
+        Vec<Sample>,
+    ) = match &plan.csv {
+        None => (
+            gen_rows(&mut Rng::derive(seed, STREAM_PILOT), plan.pilot_rows),
+            gen_rows(&mut Rng::derive(seed, STREAM_HELDOUT), plan.heldout_rows),
+            gen_rows(&mut Rng::derive(seed, STREAM_CALIB), plan.calib_rows),
+            Vec::new(),
+        ),
+        Some((_, rows)) => {
+            let mut all: Vec<Sample> = rows.iter().map(Sample::from).collect();
+            if all.len() < 100 {
+                anyhow::bail!(
+                    "the CSV has {} rows; training needs at least 100",
+                    all.len()
+                );
             }
-        };
+            let mut rng = Rng::derive(seed, STREAM_SPLIT);
+            for i in (1..all.len()).rev() {
+                let j = rng.int_inclusive(0, i as i64) as usize;
+                all.swap(i, j);
+            }
+            let n_hold = all.len() / 10;
+            let heldout = all[..n_hold].to_vec();
+            let calib = all[n_hold..2 * n_hold].to_vec();
+            let train = all[2 * n_hold..].to_vec();
+            (train.clone(), heldout, calib, train)
+        }
+    };
     let scaler = Scaler::fit(&stat_rows, r.spread);
     let stats = data::feature_stats(&stat_rows);
     let fill: Vec<f64> = stats.iter().map(|s| s[0]).collect();
-    let times: Vec<f64> = stat_rows.iter().filter(|s| s.label == 1).map(|s| s.time).collect();
+    let times: Vec<f64> = stat_rows
+        .iter()
+        .filter(|s| s.label == 1)
+        .map(|s| s.time)
+        .collect();
     if times.len() < 2 {
         anyhow::bail!("no converted rows to train the regressors on");
     }
     let t_mean = times.iter().sum::<f64>() / times.len() as f64;
-    let t_std = (times.iter().map(|t| (t - t_mean).powi(2)).sum::<f64>() / times.len() as f64).sqrt().max(1e-6);
-    let heldout = Heldout { x: scaler.matrix(&heldout_rows), rows: heldout_rows };
-    let conv_rate = stat_rows.iter().filter(|s| s.label == 1).count() as f64 / stat_rows.len() as f64;
+    let t_std = (times.iter().map(|t| (t - t_mean).powi(2)).sum::<f64>() / times.len() as f64)
+        .sqrt()
+        .max(1e-6);
+    let heldout = Heldout {
+        x: scaler.matrix(&heldout_rows),
+        rows: heldout_rows,
+    };
+    let conv_rate =
+        stat_rows.iter().filter(|s| s.label == 1).count() as f64 / stat_rows.len() as f64;
     eprintln!(
         "data: {} statistics rows, conversion rate {:.2}%, converted time mean {t_mean:.2} s std {t_std:.2} s; {:.1} s",
         stat_rows.len(),
@@ -95,7 +112,15 @@ pub fn run(plan: &Plan) -> anyhow::Result<(ModelFile, Metrics)> {
     // Five networks, each with its own data stream and initialisation.
     let jobs: Vec<(String, Task)> = (0..N_CLASSIFIERS)
         .map(|i| (format!("cls{i}"), Task::Classify))
-        .chain((0..N_REGRESSORS).map(|i| (format!("reg{i}"), Task::Regress { mean: t_mean, std: t_std })))
+        .chain((0..N_REGRESSORS).map(|i| {
+            (
+                format!("reg{i}"),
+                Task::Regress {
+                    mean: t_mean,
+                    std: t_std,
+                },
+            )
+        }))
         .collect();
     let trained: Vec<Trained> = std::thread::scope(|sc| {
         let handles: Vec<_> = jobs
@@ -104,43 +129,77 @@ pub fn run(plan: &Plan) -> anyhow::Result<(ModelFile, Metrics)> {
             .map(|(j, (name, task))| {
                 let src = match &plan.csv {
                     None => Source::Generator(Rng::derive(seed, STREAM_NET + j as u64)),
-                    Some(_) => Source::Rows { rows: &train_rows, rng: Rng::derive(seed, STREAM_NET + j as u64) },
+                    Some(_) => Source::Rows {
+                        rows: &train_rows,
+                        rng: Rng::derive(seed, STREAM_NET + j as u64),
+                    },
                 };
                 let (scaler, heldout) = (&scaler, &heldout);
                 let net_seed = seed ^ ((j as u64 + 1) << 32);
                 sc.spawn(move || trainer::train_net(name, *task, r, src, scaler, heldout, net_seed))
             })
             .collect();
-        handles.into_iter().map(|h| h.join().expect("training thread panicked")).collect()
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("training thread panicked"))
+            .collect()
     });
     let train_secs = started.elapsed().as_secs_f64();
 
-    let classifiers: Vec<_> = trained[..N_CLASSIFIERS].iter().map(|t| export::network(&t.net, None, true)).collect();
-    let regressors: Vec<_> =
-        trained[N_CLASSIFIERS..].iter().map(|t| export::network(&t.net, t.last_f64.as_ref(), false)).collect();
-    let extras = Extras { scaler, fill, stats, target: (t_mean, t_std), time_clamp: [1.0, 600.0] };
+    let classifiers: Vec<_> = trained[..N_CLASSIFIERS]
+        .iter()
+        .map(|t| export::network(&t.net, None, true))
+        .collect();
+    let regressors: Vec<_> = trained[N_CLASSIFIERS..]
+        .iter()
+        .map(|t| export::network(&t.net, t.last_f64.as_ref(), false))
+        .collect();
+    let extras = Extras {
+        scaler,
+        fill,
+        stats,
+        target: (t_mean, t_std),
+        time_clamp: [1.0, 600.0],
+    };
     let identity = cm_modelfile::Calibration {
-        x: (0..cm_core::schema::CALIB_KNOTS).map(|i| i as f64 / 16.0).collect(),
-        y: (0..cm_core::schema::CALIB_KNOTS).map(|i| i as f64 / 16.0).collect(),
+        x: (0..cm_core::schema::CALIB_KNOTS)
+            .map(|i| i as f64 / 16.0)
+            .collect(),
+        y: (0..cm_core::schema::CALIB_KNOTS)
+            .map(|i| i as f64 / 16.0)
+            .collect(),
     };
     let mut mf = export::model_file(classifiers, regressors, &extras, identity, json!({}));
-    let pairs: Vec<(f64, u8)> = calib_rows.iter().map(|s| (export::predict_f64(&mf, &s.raw).2, s.label)).collect();
+    let pairs: Vec<(f64, u8)> = calib_rows
+        .iter()
+        .map(|s| (export::predict_f64(&mf, &s.raw).2, s.label))
+        .collect();
     mf.calibration = export::fit_calibration(&pairs);
-    cm_modelfile::validate(&mf).map_err(|e| anyhow::anyhow!("the exported model file is invalid: {e}"))?;
+    cm_modelfile::validate(&mf)
+        .map_err(|e| anyhow::anyhow!("the exported model file is invalid: {e}"))?;
 
     let (test_rows, test_desc) = match &plan.csv {
         None => (
             eval::test_set(plan.test_seed, plan.test_rows),
-            format!("{} fresh generated conversations, seed {} (the `gen`/`eval` stream)", plan.test_rows, plan.test_seed),
+            format!(
+                "{} fresh generated conversations, seed {} (the `gen`/`eval` stream)",
+                plan.test_rows, plan.test_seed
+            ),
         ),
-        Some(_) => (heldout.rows.clone(), format!("{} held-out CSV rows (10% split)", heldout.rows.len())),
+        Some(_) => (
+            heldout.rows.clone(),
+            format!("{} held-out CSV rows (10% split)", heldout.rows.len()),
+        ),
     };
     let metrics = eval::score(&test_rows, |raw: &[f64; N_FEATURES]| {
         let (c, t, _, _) = export::predict_f64(&mf, raw);
         (c, t)
     });
     let total_secs = started.elapsed().as_secs_f64();
-    eprintln!("{}", metrics.table("held-out test, f64 forward of the exported file"));
+    eprintln!(
+        "{}",
+        metrics.table("held-out test, f64 forward of the exported file")
+    );
     for (s, c, _) in metrics.wrong.iter().take(12) {
         eprintln!(
             "  wrong: predicted {c}, truth {} (duration {}, message_ratio {}, entities {}, has_target {})",

@@ -37,9 +37,21 @@ pub fn valid(pred_class: u8, pred_time: f64) -> bool {
 }
 
 /// The reward of one answer against the truth.
-pub fn reward(pred_class: u8, pred_time: f64, true_class: u8, true_time: f64, response_time: f64) -> Reward {
+pub fn reward(
+    pred_class: u8,
+    pred_time: f64,
+    true_class: u8,
+    true_time: f64,
+    response_time: f64,
+) -> Reward {
     if !valid(pred_class, pred_time) {
-        return Reward { class_r: 0.0, reg_r: 0.0, pred_r: 0.0, time_r: 0.0, total: 0.0 };
+        return Reward {
+            class_r: 0.0,
+            reg_r: 0.0,
+            pred_r: 0.0,
+            time_r: 0.0,
+            total: 0.0,
+        };
     }
     let class_r = if pred_class != true_class {
         0.0
@@ -55,5 +67,11 @@ pub fn reward(pred_class: u8, pred_time: f64, true_class: u8, true_time: f64, re
     };
     let pred_r = PRED_W_CLASS * class_r + PRED_W_REG * reg_r;
     let time_r = (1.0 - response_time / TIMEOUT_S).max(0.0);
-    Reward { class_r, reg_r, pred_r, time_r, total: TOTAL_W_PRED * pred_r + TOTAL_W_TIME * time_r }
+    Reward {
+        class_r,
+        reg_r,
+        pred_r,
+        time_r,
+        total: TOTAL_W_PRED * pred_r + TOTAL_W_TIME * time_r,
+    }
 }

@@ -109,6 +109,9 @@ mod tests {
         for _ in 0..120_000 {
             counts[(a.int_inclusive(8, 19) - 8) as usize] += 1;
         }
-        assert!(counts.iter().all(|c| (9_000..11_000).contains(c)), "{counts:?}");
+        assert!(
+            counts.iter().all(|c| (9_000..11_000).contains(c)),
+            "{counts:?}"
+        );
     }
 }

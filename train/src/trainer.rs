@@ -50,7 +50,10 @@ pub struct Recipe {
 pub enum Task {
     Classify,
     /// Seconds = output * std + mean.
-    Regress { mean: f64, std: f64 },
+    Regress {
+        mean: f64,
+        std: f64,
+    },
 }
 
 /// Held-out rows for the progress display.
@@ -91,7 +94,12 @@ pub fn heldout_metric(net: &Net, task: Task, h: &Heldout) -> f64 {
     net.forward_eval(&h.x, &mut c);
     match task {
         Task::Classify => {
-            let right = h.rows.iter().zip(c.out.iter()).filter(|(s, &z)| (z >= 0.0) == (s.label == 1)).count();
+            let right = h
+                .rows
+                .iter()
+                .zip(c.out.iter())
+                .filter(|(s, &z)| (z >= 0.0) == (s.label == 1))
+                .count();
             right as f64 / h.rows.len() as f64
         }
         Task::Regress { mean, std } => {
@@ -115,7 +123,14 @@ fn target(task: Task, s: &Sample) -> f32 {
 }
 
 /// Set BatchNorm statistics to their population values over `batches` fresh batches.
-fn population_stats(net: &mut Net, task: Task, src: &mut Source, scaler: &Scaler, batch: usize, batches: usize) {
+fn population_stats(
+    net: &mut Net,
+    task: Task,
+    src: &mut Source,
+    scaler: &Scaler,
+    batch: usize,
+    batches: usize,
+) {
     let mut x = DMatrix::zeros(batch, N_INPUTS);
     let mut z1 = DMatrix::zeros(batch, H1);
     let (mut s1, mut s2) = (vec![0.0f64; H1], vec![0.0f64; H1]);
@@ -144,8 +159,16 @@ fn population_stats(net: &mut Net, task: Task, src: &mut Source, scaler: &Scaler
 }
 
 /// Least-squares refit (f64) of a regressor's last layer on converted rows.
-fn refit_last_layer(net: &Net, task: Task, src: &mut Source, scaler: &Scaler, rows: usize) -> (Vec<f64>, f64) {
-    let Task::Regress { mean, std } = task else { unreachable!("refit is for regressors") };
+fn refit_last_layer(
+    net: &Net,
+    task: Task,
+    src: &mut Source,
+    scaler: &Scaler,
+    rows: usize,
+) -> (Vec<f64>, f64) {
+    let Task::Regress { mean, std } = task else {
+        unreachable!("refit is for regressors")
+    };
     const CHUNK: usize = 4096;
     let dim = H2 + 1;
     let mut ata = nalgebra::DMatrix::<f64>::zeros(dim, dim);
@@ -230,8 +253,16 @@ pub fn train_net(
             net.mode = BnMode::Frozen;
         }
         let lr = lr_at(r, step, steps);
-        let dropout = if net.mode == BnMode::Batch { r.dropout } else { 0.0 };
-        let n_hard = if pool.len() >= b { ((b as f64) * r.hard_share) as usize } else { 0 };
+        let dropout = if net.mode == BnMode::Batch {
+            r.dropout
+        } else {
+            0.0
+        };
+        let n_hard = if pool.len() >= b {
+            ((b as f64) * r.hard_share) as usize
+        } else {
+            0
+        };
         let n_fresh = b - n_hard;
         for i in 0..n_fresh {
             let s = match task {
@@ -283,7 +314,11 @@ pub fn train_net(
                 }
             }
         }
-        loss_avg = if step == 0 { loss_sum / b as f64 } else { 0.98 * loss_avg + 0.02 * loss_sum / b as f64 };
+        loss_avg = if step == 0 {
+            loss_sum / b as f64
+        } else {
+            0.98 * loss_avg + 0.02 * loss_sum / b as f64
+        };
         if (step + 1) % r.eval_every == 0 || step + 1 == steps {
             metric = heldout_metric(&net, task, heldout);
             let what = match task {
@@ -311,5 +346,9 @@ pub fn train_net(
         }
         Task::Classify => None,
     };
-    Trained { net, last_f64, heldout_metric: metric }
+    Trained {
+        net,
+        last_f64,
+        heldout_metric: metric,
+    }
 }

@@ -27,27 +27,77 @@ fn generated_conversations_follow_the_rules() {
             match d.finish {
                 Finish::Round(k) => {
                     assert!(x >= d.lo && x <= d.hi, "{} = {x}", FEATURE_NAMES[d.feature]);
-                    assert!(is_2dp(x, k as i32), "{} = {x} not at {k}dp", FEATURE_NAMES[d.feature]);
+                    assert!(
+                        is_2dp(x, k as i32),
+                        "{} = {x} not at {k}dp",
+                        FEATURE_NAMES[d.feature]
+                    );
                 }
                 Finish::Int => assert_eq!(x, x.trunc(), "{}", FEATURE_NAMES[d.feature]),
             }
         }
         assert!((8.0..=19.0).contains(&v[f::HOUR]) && (0.0..=6.0).contains(&v[f::DAY]));
-        assert_eq!(v[f::BUSINESS_HOURS], if (9.0..=17.0).contains(&v[f::HOUR]) { 1.0 } else { 0.0 });
-        assert_eq!(v[f::WEEKEND], if v[f::DAY] == 0.0 || v[f::DAY] == 6.0 { 1.0 } else { 0.0 });
-        assert_eq!(v[f::USER_MESSAGES] + v[f::AGENT_MESSAGES], v[f::TOTAL_MESSAGES]);
-        assert_eq!(v[f::USER_MESSAGES], (v[f::TOTAL_MESSAGES] / (1.0 + 1.0 / v[f::MESSAGE_RATIO])).trunc());
-        assert_eq!(v[f::DURATION_MIN], gen::py_round(v[f::DURATION_S] / 60.0, 4));
-        assert_eq!(v[f::CHARS_USER], (v[f::USER_MESSAGES] * v[f::AVG_LEN_USER]).trunc());
-        assert_eq!(v[f::CHARS_AGENT], (v[f::AGENT_MESSAGES] * v[f::AVG_LEN_AGENT]).trunc());
-        assert_eq!(v[f::MESSAGES_PER_MINUTE], gen::py_round(v[f::TOTAL_MESSAGES] / v[f::DURATION_MIN], 4));
-        assert_eq!(v[f::Q_PER_AGENT_MSG], gen::py_round(v[f::Q_AGENT] / v[f::AGENT_MESSAGES], 4));
+        assert_eq!(
+            v[f::BUSINESS_HOURS],
+            if (9.0..=17.0).contains(&v[f::HOUR]) {
+                1.0
+            } else {
+                0.0
+            }
+        );
+        assert_eq!(
+            v[f::WEEKEND],
+            if v[f::DAY] == 0.0 || v[f::DAY] == 6.0 {
+                1.0
+            } else {
+                0.0
+            }
+        );
+        assert_eq!(
+            v[f::USER_MESSAGES] + v[f::AGENT_MESSAGES],
+            v[f::TOTAL_MESSAGES]
+        );
+        assert_eq!(
+            v[f::USER_MESSAGES],
+            (v[f::TOTAL_MESSAGES] / (1.0 + 1.0 / v[f::MESSAGE_RATIO])).trunc()
+        );
+        assert_eq!(
+            v[f::DURATION_MIN],
+            gen::py_round(v[f::DURATION_S] / 60.0, 4)
+        );
+        assert_eq!(
+            v[f::CHARS_USER],
+            (v[f::USER_MESSAGES] * v[f::AVG_LEN_USER]).trunc()
+        );
+        assert_eq!(
+            v[f::CHARS_AGENT],
+            (v[f::AGENT_MESSAGES] * v[f::AVG_LEN_AGENT]).trunc()
+        );
+        assert_eq!(
+            v[f::MESSAGES_PER_MINUTE],
+            gen::py_round(v[f::TOTAL_MESSAGES] / v[f::DURATION_MIN], 4)
+        );
+        assert_eq!(
+            v[f::Q_PER_AGENT_MSG],
+            gen::py_round(v[f::Q_AGENT] / v[f::AGENT_MESSAGES], 4)
+        );
         assert_eq!(v[f::SEQ_AGENT], 1.0);
         assert_eq!(v[f::ENTITY_RATE], 0.0);
         // After the fix-up (and the final int pass) min <= avg <= max up to truncation.
-        assert!(v[f::MIN_LEN_USER] <= v[f::AVG_LEN_USER] && v[f::AVG_LEN_USER] < v[f::MAX_LEN_USER] + 1.0);
-        assert!(v[f::MIN_LEN_AGENT] <= v[f::AVG_LEN_AGENT] && v[f::AVG_LEN_AGENT] < v[f::MAX_LEN_AGENT] + 1.0);
-        for k in [f::MIN_LEN_USER, f::MAX_LEN_USER, f::MIN_LEN_AGENT, f::MAX_LEN_AGENT] {
+        assert!(
+            v[f::MIN_LEN_USER] <= v[f::AVG_LEN_USER]
+                && v[f::AVG_LEN_USER] < v[f::MAX_LEN_USER] + 1.0
+        );
+        assert!(
+            v[f::MIN_LEN_AGENT] <= v[f::AVG_LEN_AGENT]
+                && v[f::AVG_LEN_AGENT] < v[f::MAX_LEN_AGENT] + 1.0
+        );
+        for k in [
+            f::MIN_LEN_USER,
+            f::MAX_LEN_USER,
+            f::MIN_LEN_AGENT,
+            f::MAX_LEN_AGENT,
+        ] {
             assert_eq!(v[k], v[k].trunc());
         }
         converted += truth(&v).0 as usize;
@@ -58,9 +108,15 @@ fn generated_conversations_follow_the_rules() {
 
 #[test]
 fn same_seed_same_conversations() {
-    let a: Vec<_> = (0..100).scan(Rng::new(5), |r, _| Some(gen::conversation(r))).collect();
-    let b: Vec<_> = (0..100).scan(Rng::new(5), |r, _| Some(gen::conversation(r))).collect();
-    let c: Vec<_> = (0..100).scan(Rng::new(6), |r, _| Some(gen::conversation(r))).collect();
+    let a: Vec<_> = (0..100)
+        .scan(Rng::new(5), |r, _| Some(gen::conversation(r)))
+        .collect();
+    let b: Vec<_> = (0..100)
+        .scan(Rng::new(5), |r, _| Some(gen::conversation(r)))
+        .collect();
+    let c: Vec<_> = (0..100)
+        .scan(Rng::new(6), |r, _| Some(gen::conversation(r)))
+        .collect();
     assert_eq!(a, b);
     assert_ne!(a, c);
 }
@@ -91,7 +147,12 @@ fn rows(n: usize, seed: u64) -> Vec<Row> {
     (0..n)
         .map(|i| {
             let s = generated(&mut rng);
-            Row { session_id: format!("s{i}"), raw: s.raw, label: s.label, time: s.time }
+            Row {
+                session_id: format!("s{i}"),
+                raw: s.raw,
+                label: s.label,
+                time: s.time,
+            }
         })
         .collect()
 }
@@ -148,18 +209,26 @@ fn csv_bad_cells_name_line_and_column() {
     lines[2] = cells.join(",");
     let err = csv::load(lines.join("\n").as_bytes()).unwrap_err();
     match &err {
-        CsvError::BadCell { line, column, name, .. } => {
+        CsvError::BadCell {
+            line, column, name, ..
+        } => {
             assert_eq!((*line, *column, name.as_str()), (3, 20, "message_ratio"));
         }
         e => panic!("unexpected {e:?}"),
     }
     let msg = err.to_string();
-    assert!(msg.contains("line 3") && msg.contains("column 20") && msg.contains("message_ratio"), "{msg}");
+    assert!(
+        msg.contains("line 3") && msg.contains("column 20") && msg.contains("message_ratio"),
+        "{msg}"
+    );
 
     let err = csv::load("session_id,conversation_duration_seconds\n".as_bytes()).unwrap_err();
     assert!(matches!(err, CsvError::MissingColumn(_)), "{err:?}");
     let short = format!("{}\n1,2,3\n", text.lines().next().unwrap());
-    assert!(matches!(csv::load(short.as_bytes()).unwrap_err(), CsvError::ShortRow { line: 2, .. }));
+    assert!(matches!(
+        csv::load(short.as_bytes()).unwrap_err(),
+        CsvError::ShortRow { line: 2, .. }
+    ));
 }
 
 #[test]

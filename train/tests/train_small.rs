@@ -59,7 +59,11 @@ fn small_model_learns_the_rule() {
         let p = model.predict_raw(&r, (1u64 << N_FEATURES) - 1, Kernel::Scalar);
         (p.conversion_happened, p.time_to_conversion_seconds as f64)
     });
-    assert!(core.accuracy >= 0.97, "core path accuracy {}", core.accuracy);
+    assert!(
+        core.accuracy >= 0.97,
+        "core path accuracy {}",
+        core.accuracy
+    );
     assert_eq!(core.invalid, 0);
     let secs = started.elapsed().as_secs_f64();
     eprintln!("small training test took {secs:.1} s");
