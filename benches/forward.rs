@@ -18,6 +18,8 @@ use cm_core::schema::{H1, H2, N_INPUTS};
 
 mod support;
 
+use support::cpu_clock::CpuClock;
+
 /// Distinct inputs the benches cycle through.
 const N_SAMPLES: usize = 64;
 /// Multiply-adds per layer.
@@ -30,7 +32,7 @@ fn networks() -> Vec<(&'static str, Box<Mlp>)> {
     vec![("trained", trained), ("random", support::random_mlp(42))]
 }
 
-fn bench_forward(c: &mut Criterion) {
+fn bench_forward(c: &mut Criterion<CpuClock>) {
     let xs = support::random_inputs(7, N_SAMPLES);
     let kernels = support::kernels();
     eprintln!("weights: {W_BYTES}-byte storage; kernels: {:?}", kernels.iter().map(|k| k.name()).collect::<Vec<_>>());
@@ -94,5 +96,9 @@ fn bench_forward(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench_forward);
+criterion_group! {
+    name = benches;
+    config = support::criterion();
+    targets = bench_forward
+}
 criterion_main!(benches);

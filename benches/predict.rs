@@ -19,10 +19,12 @@ use cm_core::respond::{write_prediction, MAX_PREDICTION_LEN};
 
 mod support;
 
+use support::cpu_clock::CpuClock;
+
 /// Distinct request bodies the benches cycle through.
 const N_BODIES: usize = 256;
 
-fn bench_predict(c: &mut Criterion) {
+fn bench_predict(c: &mut Criterion<CpuClock>) {
     let model = conversion_miner::embedded::model();
     let bodies = support::request_bodies(2024, N_BODIES);
     let kernels = support::kernels();
@@ -89,5 +91,9 @@ fn bench_predict(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_predict);
+criterion_group! {
+    name = benches;
+    config = support::criterion();
+    targets = bench_predict
+}
 criterion_main!(benches);

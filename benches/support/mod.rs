@@ -2,6 +2,8 @@
 //! request bodies, so every bench (and the PyTorch peer) sees the same data.
 #![allow(dead_code)]
 
+pub mod cpu_clock;
+
 use cm_core::kernels::{weight_from_f64, CpuFeatures, Kernel, Mlp};
 use cm_core::schema::{FEATURE_NAMES, H1, H2, IS_INTEGER, N_INPUTS};
 
@@ -93,4 +95,9 @@ pub fn request_bodies(seed: u64, n: usize) -> Vec<Vec<u8>> {
             serde_json::to_vec(&body).expect("json")
         })
         .collect()
+}
+
+/// The criterion configuration every bench uses: thread CPU clock.
+pub fn criterion() -> criterion::Criterion<cpu_clock::CpuClock> {
+    criterion::Criterion::default().with_measurement(cpu_clock::CpuClock::from_env())
 }

@@ -45,6 +45,9 @@ type HttpClient = Client<HttpConnector, Full<Bytes>>;
 enum Failure {
     Status(u16),
     Timeout,
+    /// Could not connect (refused, e.g. after the miner shut down).
+    Connect,
+    /// The connection failed mid-request.
     Transport,
     BadAnswer(String),
 }
@@ -54,6 +57,7 @@ impl std::fmt::Display for Failure {
         match self {
             Failure::Status(s) => write!(f, "status {s}"),
             Failure::Timeout => f.write_str("timeout"),
+            Failure::Connect => f.write_str("connect error"),
             Failure::Transport => f.write_str("transport error"),
             Failure::BadAnswer(w) => write!(f, "bad answer: {w}"),
         }
@@ -281,7 +285,13 @@ async fn one(
         .map_err(|e| Failure::BadAnswer(format!("building the request: {e}")))?;
     let t0 = Instant::now();
     let fut = async {
-        let resp = client.request(req).await.map_err(|_| Failure::Transport)?;
+        let resp = client.request(req).await.map_err(|e| {
+            if e.is_connect() {
+                Failure::Connect
+            } else {
+                Failure::Transport
+            }
+        })?;
         let status = resp.status().as_u16();
         let hdr_status = resp
             .headers()
@@ -549,7 +559,7 @@ fn report(a: &ProbeArgs, plan: &Plan, t: &Tally, wall: f64) -> Result<i32> {
     for (f, n) in &t.failures {
         println!("  error {f}: {n}");
     }
-    for s in &t.first_failures {
+    for s in t.first_failures.iter().take(5) {
         println!("    e.g. {s}");
     }
     println!("  latency ms  p50 {p50:.3}  p90 {p90:.3}  p99 {p99:.3}  max {pmax:.3}");
