@@ -75,14 +75,14 @@ pub struct ServeArgs {
     /// Largest request header block in bytes (hyper answers 431 above it).
     #[arg(long = "max-header-bytes", env = "CM_MAX_HEADER_BYTES", default_value_t = 16 * 1024)]
     pub max_header_bytes: usize,
-    /// Seconds a client has to send a complete header block; also the keep-alive idle limit (uvicorn's is 5 s too).
+    /// Seconds a client has to send a complete header block; also the keep-alive idle limit (uvicorn's is 5 s too); 0 disables.
     #[arg(
         long = "header-timeout",
         env = "CM_HEADER_TIMEOUT",
         default_value_t = 5.0
     )]
     pub header_timeout: f64,
-    /// Seconds a client has to send the body once its headers passed the gate (408 after).
+    /// Seconds a client has to send the body once its headers passed the gate (408 after); 0 disables.
     #[arg(long = "body-timeout", env = "CM_BODY_TIMEOUT", default_value_t = 5.0)]
     pub body_timeout: f64,
     /// Most open connections; further clients wait in the kernel's accept queue.

@@ -106,6 +106,18 @@ impl Auth<'_> {
         let m = self.message(own_hotkey_ss58)?;
         sig::verify(&self.hotkey, m.as_bytes(), &self.signature).map_err(Reject::from)
     }
+
+    /// Verifies the signature through a cache of decompressed keys.
+    pub fn verify_cached(
+        &self,
+        own_hotkey_ss58: &str,
+        cache: &sig::KeyCache,
+    ) -> Result<(), Reject> {
+        let m = self.message(own_hotkey_ss58)?;
+        cache
+            .verify(&self.hotkey, m.as_bytes(), &self.signature)
+            .map_err(Reject::from)
+    }
 }
 
 /// A header as text; `Ok(None)` when absent, an error when not visible ASCII.

@@ -10,6 +10,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod config;
+pub mod echo;
 pub mod gate;
 pub mod kernel;
 pub mod limits;
@@ -144,6 +145,7 @@ pub fn serve(
             allow_all,
             validators: validators.clone(),
             nonces: Mutex::new(nonce::NonceMap::new(a.nonce_capacity, skew.as_nanos() as u64)),
+            keys: sig::KeyCache::default(),
             inflight: limits::InFlight::default(),
             rate: limits::RateLimiter::new(a.rate_limit.max(0.0), a.rate_burst),
             metrics: metrics::Metrics::default(),

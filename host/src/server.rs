@@ -8,6 +8,7 @@
 //! Shutdown stops accepting, lets every in-flight request finish (hyper's
 //! graceful close), and gives up after a grace period.
 
+use crate::echo;
 use crate::gate::{self, Auth, Reject};
 use crate::limits::{self, InFlight, RateLimiter};
 use crate::metrics::{Gauges, Metrics, Route};
@@ -42,6 +43,7 @@ pub struct State {
     pub allow_all: bool,
     pub validators: Option<Arc<validators::Shared>>,
     pub nonces: Mutex<NonceMap>,
+    pub keys: crate::sig::KeyCache,
     pub inflight: InFlight,
     pub rate: RateLimiter,
     pub metrics: Metrics,
@@ -200,7 +202,7 @@ fn gate(state: &State, headers: &hyper::HeaderMap, t0: Instant) -> Result<(), Re
     state.metrics.gate.observe(t0.elapsed());
 
     let tv = Instant::now();
-    let verified = auth.verify(&state.hotkey_ss58);
+    let verified = auth.verify_cached(&state.hotkey_ss58, &state.keys);
     state.metrics.verify.observe(tv.elapsed());
     verified?;
 
@@ -218,7 +220,12 @@ fn gate(state: &State, headers: &hyper::HeaderMap, t0: Instant) -> Result<(), Re
 
 async fn read_body(state: &State, body: Incoming) -> Result<Bytes, Reject> {
     let limited = Limited::new(body, state.max_body);
-    match tokio::time::timeout(state.body_timeout, limited.collect()).await {
+    let wait = if state.body_timeout.is_zero() {
+        Duration::MAX
+    } else {
+        state.body_timeout
+    };
+    match tokio::time::timeout(wait, limited.collect()).await {
         Err(_) => Err(Reject::new(
             Reason::BodyTimeout,
             format!(
@@ -245,6 +252,24 @@ fn parse_error(e: ParseError) -> Reject {
         }
         _ => Reject::new(Reason::BadFeatures, e.to_string()),
     }
+}
+
+/// The general echo: any valid JSON object, through a `Value` tree.
+fn echo_via_value(
+    bytes: &[u8],
+    name: &str,
+    answer: Option<&Answer>,
+    elapsed: f64,
+    me: &AxonId<'_>,
+) -> Result<Vec<u8>, Reject> {
+    let mut value: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|e| Reject::new(Reason::BadJson, format!("invalid JSON: {e}")))?;
+    let obj = value
+        .as_object_mut()
+        .ok_or_else(|| Reject::new(Reason::BadJson, "the body is not a JSON object"))?;
+    synapse::fill_success(obj, name, answer, elapsed, elapsed, me);
+    serde_json::to_vec(&value)
+        .map_err(|e| Reject::new(Reason::Internal, format!("Internal Server Error: {e}")))
 }
 
 /// A synapse route: gate, body, model, answer.
@@ -274,23 +299,6 @@ async fn axon(state: &State, req: Request<Incoming>, name: &str, t0: Instant) ->
     } else {
         None
     };
-    let mut value: serde_json::Value = match serde_json::from_slice(&bytes) {
-        Ok(v) => v,
-        Err(e) => {
-            return state.reject(
-                &Reject::new(Reason::BadJson, format!("invalid JSON: {e}")),
-                t0,
-                Some(&parts.headers),
-            )
-        }
-    };
-    let Some(obj) = value.as_object_mut() else {
-        return state.reject(
-            &Reject::new(Reason::BadJson, "the body is not a JSON object"),
-            t0,
-            Some(&parts.headers),
-        );
-    };
     if let Some(a) = &answer {
         state.metrics.predict.observe(tp.elapsed());
         state
@@ -298,17 +306,14 @@ async fn axon(state: &State, req: Request<Incoming>, name: &str, t0: Instant) ->
             .prediction(a.conversion_happened == 1, a.confidence as f32);
     }
     let elapsed = t0.elapsed().as_secs_f64();
-    synapse::fill_success(obj, name, answer.as_ref(), elapsed, elapsed, &state.me());
-    let out = match serde_json::to_vec(&value) {
-        Ok(v) => v,
-        Err(e) => {
-            return state.reject(
-                &Reject::new(Reason::Internal, format!("Internal Server Error: {e}")),
-                t0,
-                Some(&parts.headers),
-            )
-        }
-    };
+    let out =
+        match echo::splice_success(&bytes, name, answer.as_ref(), elapsed, elapsed, &state.me()) {
+            Some(out) => out,
+            None => match echo_via_value(&bytes, name, answer.as_ref(), elapsed, &state.me()) {
+                Ok(out) => out,
+                Err(rej) => return state.reject(&rej, t0, Some(&parts.headers)),
+            },
+        };
     state.metrics.success();
     state.metrics.total.observe(t0.elapsed());
     if tracing::enabled!(tracing::Level::DEBUG) {
@@ -404,8 +409,18 @@ async fn shutdown_signal() {
     }
 }
 
-/// Accepts connections until a shutdown signal, then drains.
+/// Accepts connections until SIGTERM or Ctrl-C, then drains.
 pub async fn run(listener: tokio::net::TcpListener, state: Arc<State>, lim: ConnLimits) {
+    run_until(listener, state, lim, shutdown_signal()).await
+}
+
+/// Accepts connections until `stop` resolves, then drains.
+pub async fn run_until(
+    listener: tokio::net::TcpListener,
+    state: Arc<State>,
+    lim: ConnLimits,
+    stop: impl std::future::Future<Output = ()>,
+) {
     use hyper::server::conn::http1;
     use hyper_util::rt::{TokioIo, TokioTimer};
     use hyper_util::server::graceful::GracefulShutdown;
@@ -413,12 +428,12 @@ pub async fn run(listener: tokio::net::TcpListener, state: Arc<State>, lim: Conn
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(lim.header_timeout)
+        .header_read_timeout((!lim.header_timeout.is_zero()).then_some(lim.header_timeout))
         .max_header_size(lim.max_header_bytes)
         .keep_alive(true);
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(tokio::sync::Semaphore::new(lim.max_connections.max(1)));
-    let signal = shutdown_signal();
+    let signal = stop;
     tokio::pin!(signal);
     loop {
         let permit = tokio::select! {

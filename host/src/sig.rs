@@ -147,6 +147,58 @@ pub fn verify_with_context(
         .map_err(|_| SigError::Mismatch)
 }
 
+/// Most decompressed public keys kept by a [`KeyCache`].
+pub const KEY_CACHE_CAPACITY: usize = 4096;
+
+/// Decompressed public keys of callers whose signatures verified.
+///
+/// Decompressing a Ristretto point (an inverse square root) is a sizeable
+/// part of a verification, and validators are few and call often. Only keys
+/// that produced a valid signature are kept, so forged headers cannot fill
+/// the cache; when it is full it is cleared and refills with the live callers.
+#[derive(Default)]
+pub struct KeyCache {
+    keys: std::sync::Mutex<std::collections::HashMap<[u8; 32], PublicKey>>,
+}
+
+impl KeyCache {
+    fn get(&self, k: &[u8; 32]) -> Option<PublicKey> {
+        self.keys.lock().ok()?.get(k).copied()
+    }
+
+    fn put(&self, k: [u8; 32], pk: PublicKey) {
+        if let Ok(mut m) = self.keys.lock() {
+            if m.len() >= KEY_CACHE_CAPACITY {
+                m.clear();
+            }
+            m.insert(k, pk);
+        }
+    }
+
+    /// [`verify`], reusing the decompressed key when this caller verified before.
+    pub fn verify(
+        &self,
+        pubkey: &[u8; 32],
+        msg: &[u8],
+        sig: &[u8; SIGNATURE_LEN],
+    ) -> Result<(), SigError> {
+        let sig = Signature::from_bytes(sig).map_err(|_| SigError::Malformed)?;
+        let (pk, cached) = match self.get(pubkey) {
+            Some(pk) => (pk, true),
+            None => (
+                PublicKey::from_bytes(pubkey).map_err(|_| SigError::BadPublicKey)?,
+                false,
+            ),
+        };
+        pk.verify(signing_context(SIGNING_CONTEXT).bytes(msg), &sig)
+            .map_err(|_| SigError::Mismatch)?;
+        if !cached {
+            self.put(*pubkey, pk);
+        }
+        Ok(())
+    }
+}
+
 /// Signs as a dendrite does and returns `0x` + hex.
 pub fn sign_hex(kp: &Keypair, msg: &[u8]) -> String {
     let sig = kp.sign(signing_context(SIGNING_CONTEXT).bytes(msg));
@@ -207,6 +259,31 @@ mod tests {
         assert_eq!(
             verify(&bob, MESSAGE.as_bytes(), &sig),
             Err(SigError::Mismatch)
+        );
+    }
+
+    #[test]
+    fn key_cache_gives_the_same_answers() {
+        let cache = KeyCache::default();
+        let pk = ss58::decode_key(ALICE).unwrap();
+        let sig = parse_signature_hex(SIG).unwrap();
+        for _ in 0..2 {
+            assert_eq!(cache.verify(&pk, MESSAGE.as_bytes(), &sig), Ok(()));
+            let m = Message::new(NONCE + 1, ALICE, BOB, UUID, EMPTY_HASH).unwrap();
+            assert_eq!(
+                cache.verify(&pk, m.as_bytes(), &sig),
+                Err(SigError::Mismatch)
+            );
+        }
+        let bob = ss58::decode_key(BOB).unwrap();
+        assert_eq!(
+            cache.verify(&bob, MESSAGE.as_bytes(), &sig),
+            Err(SigError::Mismatch)
+        );
+        assert_eq!(
+            cache.keys.lock().unwrap().len(),
+            1,
+            "only verified keys are cached"
         );
     }
 

@@ -245,8 +245,12 @@ pub fn run(plan: &Plan) -> anyhow::Result<(ModelFile, Metrics)> {
         },
         "commands": {
             "train": plan.command,
-            "eval": format!("conversion-miner eval --n {} --seed {}", plan.test_rows, plan.test_seed),
+            "eval": match &plan.csv {
+                None => format!("conversion-miner eval --n {} --seed {}", plan.test_rows, plan.test_seed),
+                Some(_) => "the test rows are the CSV's own held-out split; `conversion-miner eval --weights FILE` scores generated conversations instead".to_string(),
+            },
         },
     });
+    eprintln!("training {train_secs:.1} s, whole run {total_secs:.1} s (wall clock)");
     Ok((mf, metrics))
 }

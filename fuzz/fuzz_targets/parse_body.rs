@@ -1,0 +1,87 @@
+//! Fuzz target `parse_body`: any bytes a client can send as a request body.
+//!
+//! The body parser is the first code that reads attacker-chosen bytes after
+//! the gate, so it is fuzzed end to end the way the server uses it: parse,
+//! and when the parse succeeds, predict with the model compiled into the
+//! binary and write the JSON answer. Besides "never panics", every accepted
+//! body must give an answer that obeys the subnet's output rules, and the
+//! writer must fit any answer into [`MAX_PREDICTION_LEN`] bytes and refuse a
+//! too-small buffer with an error instead of a panic or a truncated answer.
+#![no_main]
+
+use cm_core::kernels::Kernel;
+use cm_core::model::{Prediction, NO_CONVERSION_TIME};
+use cm_core::parse::{parse_request, ParseError};
+use cm_core::respond::{write_prediction, BufferTooSmall, MAX_PREDICTION_LEN};
+use cm_core::schema::N_FEATURES;
+use libfuzzer_sys::fuzz_target;
+
+/// A buffer too small for any answer (the shortest is over 60 bytes).
+const SMALL_BUF: usize = 16;
+/// Bytes of the fixed text around the two floats, for the short-buffer check.
+const PREFIX: &[u8] = b"{\"conversion_happened\":";
+
+fuzz_target!(|body: &[u8]| {
+    let features = match parse_request(body) {
+        Ok(f) => f,
+        Err(e) => {
+            check_error(e);
+            return;
+        }
+    };
+    // Everything accepted is finite and fits the presence mask.
+    assert_eq!(features.present >> N_FEATURES, 0);
+    for (i, v) in features.values.iter().enumerate() {
+        assert!(v.is_finite(), "feature {i} accepted as {v}");
+    }
+    assert!(features.session_id.is_some());
+
+    let model = conversion_miner::embedded::model();
+    let p = model.predict(&features, Kernel::Scalar);
+    check_rules(&p, model.time_min, model.time_max);
+
+    let mut small = [0u8; SMALL_BUF];
+    assert_eq!(write_prediction(&p, &mut small), Err(BufferTooSmall));
+    let mut large = [0u8; MAX_PREDICTION_LEN];
+    let n = write_prediction(&p, &mut large).expect("MAX_PREDICTION_LEN is enough");
+    assert!(n <= MAX_PREDICTION_LEN);
+    assert!(large[..n].starts_with(PREFIX));
+    assert_eq!(large[n - 1], b'}');
+    assert!(core::str::from_utf8(&large[..n]).is_ok());
+});
+
+/// The subnet's output rules (model.rs): class 0 answers exactly -1.0,
+/// class 1 a finite positive time inside the model's clamp, and the
+/// confidence is a probability.
+fn check_rules(p: &Prediction, time_min: f32, time_max: f32) {
+    match p.conversion_happened {
+        0 => assert_eq!(
+            p.time_to_conversion_seconds.to_bits(),
+            NO_CONVERSION_TIME.to_bits(),
+            "class 0 with time {}",
+            p.time_to_conversion_seconds
+        ),
+        1 => {
+            let t = p.time_to_conversion_seconds;
+            assert!(t.is_finite() && t > 0.0, "class 1 with time {t}");
+            assert!((time_min..=time_max).contains(&t), "time {t} outside the clamp");
+        }
+        c => panic!("class {c}"),
+    }
+    assert!(
+        (0.0..=1.0).contains(&p.confidence),
+        "confidence {}",
+        p.confidence
+    );
+}
+
+/// Every refusal can be shown to the client, and one about a field names it.
+fn check_error(e: ParseError) {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    write!(s, "{e}").expect("Display does not fail");
+    assert!(!s.is_empty());
+    if let Some(field) = e.field() {
+        assert!(s.starts_with(field), "{s:?} does not name {field}");
+    }
+}

@@ -1,0 +1,403 @@
+//! Property tests of the hostile-input path: parse, predict, respond.
+//!
+//! The cargo-fuzz targets (`fuzz/`) need a nightly toolchain; these run on
+//! stable in every `cargo test`, with case counts small enough to take a few
+//! seconds. They state the same contract from the outside: any body gives
+//! either a refusal that names what was wrong or features that predict an
+//! answer obeying the subnet's output rules, on every kernel this CPU runs;
+//! a parse that succeeds reports exactly the values that were sent; and the
+//! response writer always emits a JSON object with exactly the three fields.
+//! Inputs are built three ways: raw bytes, JSON trees with keys drawn from
+//! the real schema and random ones, and complete valid requests (to which
+//! mutations are then applied, so the accepted path is exercised as much as
+//! the refusals).
+
+use cm_core::kernels::Kernel;
+use cm_core::model::{Model, Prediction, NO_CONVERSION_TIME};
+use cm_core::parse::{parse_request, ParseError, FEATURES_KEY, SESSION_ID};
+use cm_core::respond::{write_prediction, BufferTooSmall, MAX_PREDICTION_LEN};
+use cm_core::schema::{FEATURE_NAMES, IS_INTEGER, N_FEATURES, REQUIRED};
+use proptest::prelude::*;
+use proptest::test_runner::TestCaseError;
+use serde_json::{Map, Value};
+
+/// Cases for the cheap properties (parse only, or the writer).
+const CASES_FAST: u32 = 2000;
+/// Cases for properties that run the model on every kernel.
+const CASES_MODEL: u32 = 512;
+/// Longest random byte string tried as a body.
+const MAX_RANDOM_BODY: usize = 600;
+/// Largest magnitude of the "ordinary" feature values generated.
+const WIDE: f64 = 1e7;
+
+fn model() -> &'static Model {
+    conversion_miner::embedded::model()
+}
+
+/// Every kernel this machine can run (scalar always; SIMD ones when the CPU has them).
+fn kernels() -> Vec<Kernel> {
+    let cpu = cm_host::kernel::detect();
+    Kernel::NAMES
+        .iter()
+        .filter_map(|n| Kernel::from_name(n, cpu).ok())
+        .collect()
+}
+
+fn check_rules(p: &Prediction, m: &Model) -> Result<(), TestCaseError> {
+    match p.conversion_happened {
+        0 => prop_assert_eq!(
+            p.time_to_conversion_seconds.to_bits(),
+            NO_CONVERSION_TIME.to_bits(),
+            "class 0 must answer exactly -1.0, got {}",
+            p.time_to_conversion_seconds
+        ),
+        1 => {
+            let t = p.time_to_conversion_seconds;
+            prop_assert!(t.is_finite() && t > 0.0, "class 1 with time {}", t);
+            prop_assert!(m.time_min <= t && t <= m.time_max, "time {} outside the clamp", t);
+        }
+        c => prop_assert!(false, "class {}", c),
+    }
+    prop_assert!(
+        (0.0..=1.0).contains(&p.confidence),
+        "confidence {}",
+        p.confidence
+    );
+    Ok(())
+}
+
+/// Predicts on every kernel and checks the rules for each answer.
+fn check_all_kernels(raw: &[f32; N_FEATURES], present: u64) -> Result<(), TestCaseError> {
+    let m = model();
+    for k in kernels() {
+        let p = m.predict_raw(raw, present, k);
+        check_rules(&p, m)?;
+        check_written(&p)?;
+    }
+    Ok(())
+}
+
+/// The writer's output parses as a JSON object with exactly the three fields,
+/// each holding what was written (a non-finite float as `null`).
+fn check_written(p: &Prediction) -> Result<(), TestCaseError> {
+    let mut buf = [0u8; MAX_PREDICTION_LEN];
+    let n = write_prediction(p, &mut buf).map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let v: Value = serde_json::from_slice(&buf[..n])
+        .map_err(|e| TestCaseError::fail(format!("not JSON: {e}")))?;
+    let obj = v
+        .as_object()
+        .ok_or_else(|| TestCaseError::fail("not an object"))?;
+    prop_assert_eq!(obj.len(), 3);
+    prop_assert_eq!(
+        obj.get("conversion_happened").and_then(Value::as_u64),
+        Some(u64::from(p.conversion_happened))
+    );
+    for (name, x) in [
+        ("time_to_conversion_seconds", p.time_to_conversion_seconds),
+        ("confidence", p.confidence),
+    ] {
+        let got = obj
+            .get(name)
+            .ok_or_else(|| TestCaseError::fail(format!("no {name}")))?;
+        if x.is_finite() {
+            let back = got.as_f64().map(|f| f as f32);
+            prop_assert_eq!(back.map(f32::to_bits), Some(x.to_bits()), "{} = {}", name, x);
+        } else {
+            prop_assert!(got.is_null(), "{} = {} written as {}", name, x, got);
+        }
+    }
+    // One byte short of the answer is refused, not truncated.
+    if n > 0 {
+        let mut short = vec![0u8; n - 1];
+        prop_assert_eq!(write_prediction(p, &mut short), Err(BufferTooSmall));
+    }
+    Ok(())
+}
+
+/// The contract for any body: a refusal that names its field, or features
+/// that predict a valid answer.
+fn check_body(body: &[u8]) -> Result<Option<cm_core::parse::Features<'_>>, TestCaseError> {
+    match parse_request(body) {
+        Err(e) => {
+            check_error(e)?;
+            Ok(None)
+        }
+        Ok(f) => {
+            prop_assert_eq!(f.present >> N_FEATURES, 0);
+            prop_assert!(f.session_id.is_some());
+            for &i in REQUIRED.iter() {
+                prop_assert!(f.is_present(i), "required {} missing", FEATURE_NAMES[i]);
+            }
+            for (i, v) in f.values.iter().enumerate() {
+                prop_assert!(v.is_finite(), "{} = {}", FEATURE_NAMES[i], v);
+                if f.is_present(i) && IS_INTEGER[i] {
+                    prop_assert!(*v >= 0.0 && v.fract() == 0.0, "{} = {}", FEATURE_NAMES[i], v);
+                }
+            }
+            check_all_kernels(&f.values, f.present)?;
+            Ok(Some(f))
+        }
+    }
+}
+
+fn check_error(e: ParseError) -> Result<(), TestCaseError> {
+    let msg = e.to_string();
+    prop_assert!(!msg.is_empty());
+    if let Some(field) = e.field() {
+        prop_assert!(
+            field == SESSION_ID || field == FEATURES_KEY || FEATURE_NAMES.contains(&field),
+            "unknown field {}",
+            field
+        );
+        prop_assert!(msg.starts_with(field), "{:?} does not name {}", msg, field);
+    }
+    Ok(())
+}
+
+// ------------------------------------------------------------ strategies
+
+/// A finite value for feature `i` that a validator could send: a whole
+/// non-negative number for integer features, anything finite otherwise.
+fn valid_value(i: usize) -> BoxedStrategy<Value> {
+    if IS_INTEGER[i] {
+        prop_oneof![
+            4 => (0u64..1000).prop_map(Value::from),
+            1 => (0u64..(1 << 24)).prop_map(Value::from),
+            // A whole number written as a float, as pandas sometimes does.
+            1 => (0u32..100_000).prop_map(|x| Value::from(f64::from(x))),
+        ]
+        .boxed()
+    } else {
+        prop_oneof![
+            4 => (-WIDE..WIDE).prop_map(Value::from),
+            1 => (-1e30f64..1e30).prop_map(Value::from),
+            1 => Just(Value::from(0.0)),
+        ]
+        .boxed()
+    }
+}
+
+/// A complete, valid features object (all 40 features and a session id).
+fn valid_features() -> impl Strategy<Value = Map<String, Value>> {
+    let values: Vec<BoxedStrategy<Value>> = (0..N_FEATURES).map(valid_value).collect();
+    (values, "[a-zA-Z0-9_-]{1,40}", any::<u64>()).prop_map(|(vals, sid, drop_mask)| {
+        let mut m = Map::new();
+        m.insert(SESSION_ID.into(), Value::from(sid));
+        for (i, v) in vals.into_iter().enumerate() {
+            // Optional features may be missing; the required ones never are.
+            if REQUIRED.contains(&i) || drop_mask & (1 << i) == 0 || drop_mask >> 63 == 0 {
+                m.insert(FEATURE_NAMES[i].into(), v);
+            }
+        }
+        m
+    })
+}
+
+/// Features either bare or inside a synapse body like a validator's.
+fn wrap(features: Map<String, Value>, synapse: bool) -> Value {
+    if !synapse {
+        return Value::Object(features);
+    }
+    serde_json::json!({
+        "name": "ConversionSynapse",
+        "timeout": 12.0,
+        "total_size": 3701,
+        "header_size": 0,
+        "dendrite": {"status_code": null, "nonce": 1795626734383137861u64,
+                     "uuid": "5c06965a-e8f3-11f1-9a7d-02fc00000001", "version": 10005000},
+        "axon": {"status_code": null, "port": 8091, "signature": null},
+        "computed_body_hash": "",
+        "features": features,
+        "prediction": {"conversion_happened": 0, "time_to_conversion_seconds": -1.0},
+        "confidence": null,
+        "response_time": 0.0,
+        "miner_uid": 0
+    })
+}
+
+/// Any JSON leaf, including the hostile ones (huge, negative, fractional, wrong type).
+fn leaf() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        any::<u64>().prop_map(Value::from),
+        any::<f64>().prop_map(Value::from), // NaN/inf become null
+        (-1e3f64..1e3).prop_map(Value::from),
+        prop_oneof![Just(1e308), Just(-1e308), Just(3.5e38), Just(-0.5), Just(0.5)]
+            .prop_map(Value::from),
+        "[ -~]{0,12}".prop_map(Value::from),
+        "\\PC{0,6}".prop_map(Value::from),
+    ]
+}
+
+fn key() -> impl Strategy<Value = String> {
+    prop_oneof![
+        4 => proptest::sample::select(FEATURE_NAMES.to_vec()).prop_map(str::to_owned),
+        1 => Just(SESSION_ID.to_owned()),
+        1 => Just(FEATURES_KEY.to_owned()),
+        1 => "[a-z_]{0,12}",
+    ]
+}
+
+/// JSON trees with schema and random keys, up to a few levels deep.
+fn json_tree() -> impl Strategy<Value = Value> {
+    leaf().prop_recursive(4, 48, 8, |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+            proptest::collection::btree_map(key(), inner, 0..8)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+/// One change to a valid features object.
+#[derive(Debug, Clone)]
+enum Mutation {
+    Remove(String),
+    Set(String, Value),
+}
+
+fn mutation() -> impl Strategy<Value = Mutation> {
+    prop_oneof![
+        key().prop_map(Mutation::Remove),
+        (key(), prop_oneof![3 => leaf(), 1 => json_tree()]).prop_map(|(k, v)| Mutation::Set(k, v)),
+    ]
+}
+
+/// What a successful parse must report for a features object the test built.
+fn expect_same(f: &cm_core::parse::Features<'_>, sent: &Map<String, Value>) -> Result<(), TestCaseError> {
+    for (i, name) in FEATURE_NAMES.iter().enumerate() {
+        match sent.get(*name) {
+            Some(v) => {
+                prop_assert!(f.is_present(i), "{} sent but not present", name);
+                let want = v
+                    .as_f64()
+                    .ok_or_else(|| TestCaseError::fail(format!("{name} accepted as {v}")))?
+                    as f32;
+                prop_assert_eq!(f.values[i].to_bits(), want.to_bits(), "{}", name);
+            }
+            None => prop_assert!(!f.is_present(i), "{} present but not sent", name),
+        }
+    }
+    if let Some(Value::String(s)) = sent.get(SESSION_ID) {
+        // The parser returns the text between the quotes, escapes as sent.
+        let quoted = serde_json::to_string(s).unwrap_or_default();
+        if quoted == format!("\"{s}\"") {
+            prop_assert_eq!(f.session_id, Some(s.as_str()));
+        }
+    } else {
+        prop_assert!(false, "accepted without a string session_id");
+    }
+    Ok(())
+}
+
+/// The features object a body's parse result must come from: the nested
+/// `features` object when there is one, else the top level.
+fn source_object(body: &Value) -> Option<&Map<String, Value>> {
+    let top = body.as_object()?;
+    match top.get(FEATURES_KEY) {
+        Some(Value::Object(m)) => Some(m),
+        Some(_) => None,
+        None => Some(top),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(CASES_FAST))]
+
+    #[test]
+    fn random_bytes_are_refused_or_answered(
+        body in proptest::collection::vec(any::<u8>(), 0..MAX_RANDOM_BODY)
+    ) {
+        check_body(&body)?;
+    }
+
+    #[test]
+    fn random_json_trees_are_refused_or_answered_faithfully(tree in json_tree()) {
+        let text = serde_json::to_vec(&tree).expect("a Value serializes");
+        if let Some(f) = check_body(&text)? {
+            let src = source_object(&tree)
+                .ok_or_else(|| TestCaseError::fail("accepted a body without a features object"))?;
+            expect_same(&f, src)?;
+        }
+    }
+
+    #[test]
+    fn writer_emits_exactly_three_json_fields(
+        class in 0u8..=1,
+        time in any::<f32>(),
+        confidence in any::<f32>(),
+    ) {
+        check_written(&Prediction { conversion_happened: class, time_to_conversion_seconds: time, confidence })?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(CASES_MODEL))]
+
+    #[test]
+    fn valid_requests_are_accepted_and_answered(
+        features in valid_features(),
+        synapse in any::<bool>(),
+    ) {
+        let body = serde_json::to_vec(&wrap(features.clone(), synapse)).expect("serializes");
+        let f = check_body(&body)?
+            .ok_or_else(|| TestCaseError::fail(format!("refused: {:?}", parse_request(&body).err())))?;
+        expect_same(&f, &features)?;
+    }
+
+    #[test]
+    fn mutated_requests_are_refused_or_answered_faithfully(
+        features in valid_features(),
+        synapse in any::<bool>(),
+        mutations in proptest::collection::vec(mutation(), 1..4),
+    ) {
+        let mut m = features;
+        for mu in mutations {
+            match mu {
+                Mutation::Remove(k) => { m.remove(&k); }
+                Mutation::Set(k, v) => { m.insert(k, v); }
+            }
+        }
+        let tree = wrap(m, synapse);
+        let body = serde_json::to_vec(&tree).expect("serializes");
+        if let Some(f) = check_body(&body)? {
+            let src = source_object(&tree)
+                .ok_or_else(|| TestCaseError::fail("accepted a body without a features object"))?;
+            expect_same(&f, src)?;
+        }
+    }
+
+    #[test]
+    fn mutated_bytes_of_a_valid_body_are_refused_or_answered(
+        features in valid_features(),
+        edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..6),
+    ) {
+        let mut body = serde_json::to_vec(&wrap(features, true)).expect("serializes");
+        for (at, byte) in edits {
+            let i = at.index(body.len());
+            body[i] = byte;
+        }
+        check_body(&body)?;
+    }
+
+    #[test]
+    fn any_finite_features_predict_valid_answers_on_every_kernel(
+        raw in proptest::array::uniform32(prop_oneof![
+            4 => -1e6f32..1e6,
+            1 => proptest::num::f32::NORMAL | proptest::num::f32::SUBNORMAL | proptest::num::f32::ZERO,
+        ]),
+        tail in proptest::array::uniform8(prop_oneof![
+            4 => -1e6f32..1e6,
+            1 => proptest::num::f32::NORMAL | proptest::num::f32::SUBNORMAL | proptest::num::f32::ZERO,
+        ]),
+        present in any::<u64>(),
+    ) {
+        let mut values = [0f32; N_FEATURES];
+        values[..32].copy_from_slice(&raw);
+        values[32..].copy_from_slice(&tail);
+        check_all_kernels(&values, present & ((1u64 << N_FEATURES) - 1))?;
+        check_all_kernels(&values, (1u64 << N_FEATURES) - 1)?;
+    }
+}
