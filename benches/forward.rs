@@ -1,10 +1,13 @@
 //! One network forward, per layer and whole, on every kernel this CPU runs.
 //!
 //! Throughput is in multiply-adds (`Elements`), so criterion's elem/s is
-//! MAC/s. Two weight sets: `trained` is the embedded model's first
-//! classifier (its ReLU sparsity is what production sees), `random` a
-//! seeded random network (about half the units active). Inputs cycle
-//! through 64 vectors so no branch pattern is learnt from one input.
+//! MAC/s (of the dense network; the kernels skip zero inputs and inactive
+//! ReLU units, so they do fewer). Two workloads: `trained` is the embedded
+//! model's first classifier on the inputs of generated validator requests
+//! (the zero inputs and ReLU sparsity production sees), `random` a seeded
+//! random network on random inputs (no zero inputs, about half the units
+//! active). Inputs cycle through 64 vectors so no branch pattern is learnt
+//! from one input.
 //!
 //!     CARGO_TARGET_DIR=... cargo bench --bench forward
 //!     cargo bench --bench forward --features cm-core/f16-weights   # f16 storage
@@ -27,20 +30,47 @@ const MACS_L1: u64 = (N_INPUTS * H1) as u64;
 const MACS_L2: u64 = (H1 * H2) as u64;
 const MACS_OUT: u64 = H2 as u64;
 
-fn networks() -> Vec<(&'static str, Box<Mlp>)> {
-    let trained = Box::new(conversion_miner::embedded::model().classifiers[0].clone());
-    vec![("trained", trained), ("random", support::random_mlp(42))]
+/// (name, network, inputs): the embedded model's first classifier on the
+/// network inputs of generated validator requests, and a random network on
+/// random inputs.
+fn workloads() -> Vec<(&'static str, Box<Mlp>, Vec<[f32; N_INPUTS]>)> {
+    let model = conversion_miner::embedded::model();
+    let requests = support::request_inputs(model, 2024, N_SAMPLES);
+    let trained = Box::new(model.classifiers[0].clone());
+    vec![
+        ("trained", trained, requests),
+        (
+            "random",
+            support::random_mlp(42),
+            support::random_inputs(7, N_SAMPLES),
+        ),
+    ]
 }
 
 fn bench_forward(c: &mut Criterion<CpuClock>) {
-    let xs = support::random_inputs(7, N_SAMPLES);
     let kernels = support::kernels();
-    eprintln!("weights: {W_BYTES}-byte storage; kernels: {:?}", kernels.iter().map(|k| k.name()).collect::<Vec<_>>());
-    for (wname, m) in networks() {
-        let h1s: Vec<[f32; H1]> = xs.iter().map(|x| m.layer1(cm_core::kernels::Kernel::Scalar, x)).collect();
-        let h2s: Vec<[f32; H2]> = h1s.iter().map(|h| m.layer2(cm_core::kernels::Kernel::Scalar, h)).collect();
-        let active = h1s.iter().flatten().filter(|v| **v > 0.0).count() as f64 / (N_SAMPLES * H1) as f64;
-        eprintln!("{wname}: {:.0}% of layer-1 units active", active * 100.0);
+    eprintln!(
+        "weights: {W_BYTES}-byte storage; kernels: {:?}",
+        kernels.iter().map(|k| k.name()).collect::<Vec<_>>()
+    );
+    for (wname, m, xs) in workloads() {
+        let zeros = xs.iter().flatten().filter(|v| **v == 0.0).count() as f64
+            / (N_SAMPLES * N_INPUTS) as f64;
+        let h1s: Vec<[f32; H1]> = xs
+            .iter()
+            .map(|x| m.layer1(cm_core::kernels::Kernel::Scalar, x))
+            .collect();
+        let h2s: Vec<[f32; H2]> = h1s
+            .iter()
+            .map(|h| m.layer2(cm_core::kernels::Kernel::Scalar, h))
+            .collect();
+        let active =
+            h1s.iter().flatten().filter(|v| **v > 0.0).count() as f64 / (N_SAMPLES * H1) as f64;
+        eprintln!(
+            "{wname}: {:.0}% of inputs zero, {:.0}% of layer-1 units active",
+            zeros * 100.0,
+            active * 100.0
+        );
 
         let mut g = c.benchmark_group(format!("forward/{wname}/network"));
         g.throughput(Throughput::Elements(MACS_L1 + MACS_L2 + MACS_OUT));

@@ -29,11 +29,22 @@ fn bench_predict(c: &mut Criterion<CpuClock>) {
     let bodies = support::request_bodies(2024, N_BODIES);
     let kernels = support::kernels();
     let mean_len = bodies.iter().map(Vec::len).sum::<usize>() / N_BODIES;
-    let parsed: Vec<_> = bodies.iter().map(|b| parse_request(b).expect("generated body parses")).collect();
-    let inputs: Vec<_> = parsed.iter().map(|f| features::inputs(&model.filled(&f.values, f.present))).collect();
+    let parsed: Vec<_> = bodies
+        .iter()
+        .map(|b| parse_request(b).expect("generated body parses"))
+        .collect();
+    let inputs: Vec<_> = parsed
+        .iter()
+        .map(|f| features::inputs(&model.filled(&f.values, f.present)))
+        .collect();
     let positives = parsed
         .iter()
-        .filter(|f| model.predict(f, cm_core::kernels::Kernel::Scalar).conversion_happened == 1)
+        .filter(|f| {
+            model
+                .predict(f, cm_core::kernels::Kernel::Scalar)
+                .conversion_happened
+                == 1
+        })
         .count();
     eprintln!("{N_BODIES} bodies, mean {mean_len} bytes, {positives} predicted class 1");
 
@@ -59,7 +70,11 @@ fn bench_predict(c: &mut Criterion<CpuClock>) {
         let mut i = 0;
         b.iter(|| {
             i = (i + 1) % N_BODIES;
-            black_box(parse_request(black_box(&bodies[i])).expect("parses").present)
+            black_box(
+                parse_request(black_box(&bodies[i]))
+                    .expect("parses")
+                    .present,
+            )
         })
     });
     g.bench_function("features", |b| {
@@ -67,7 +82,9 @@ fn bench_predict(c: &mut Criterion<CpuClock>) {
         b.iter(|| {
             i = (i + 1) % N_BODIES;
             let f = &parsed[i];
-            black_box(features::inputs(&model.filled(black_box(&f.values), f.present)))
+            black_box(features::inputs(
+                &model.filled(black_box(&f.values), f.present),
+            ))
         })
     });
     for &k in &kernels {
@@ -79,7 +96,10 @@ fn bench_predict(c: &mut Criterion<CpuClock>) {
             })
         });
     }
-    let preds: Vec<_> = inputs.iter().map(|x| model.predict_inputs(x, cm_core::kernels::Kernel::Scalar)).collect();
+    let preds: Vec<_> = inputs
+        .iter()
+        .map(|x| model.predict_inputs(x, cm_core::kernels::Kernel::Scalar))
+        .collect();
     g.bench_function("respond", |b| {
         let mut out = [0u8; MAX_PREDICTION_LEN];
         let mut i = 0;

@@ -2,6 +2,14 @@
 use clap::{Parser, Subcommand};
 use conversion_miner::{embedded, predict};
 
+// The static builds link musl, whose malloc takes one global lock per call
+// and hands freed pages back to the kernel eagerly; under the server's worker
+// threads that shows up as contention and extra syscalls. mimalloc keeps
+// per-thread heaps. glibc builds keep glibc's malloc, which is already fine.
+#[cfg(target_env = "musl")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(name = "conversion-miner", version, about = "Bittensor conversion-analytics miner: a trained model compiled in, served over the axon protocol.", long_about = None)]
 struct Cli {

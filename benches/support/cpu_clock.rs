@@ -19,13 +19,27 @@ pub struct CpuClock {
 impl CpuClock {
     pub fn from_env() -> Self {
         let wall = std::env::var("CM_BENCH_CLOCK").is_ok_and(|v| v == "wall");
-        let clock = if wall { libc::CLOCK_MONOTONIC } else { libc::CLOCK_THREAD_CPUTIME_ID };
-        eprintln!("bench clock: {}", if wall { "wall (CLOCK_MONOTONIC)" } else { "thread CPU time (CLOCK_THREAD_CPUTIME_ID)" });
+        let clock = if wall {
+            libc::CLOCK_MONOTONIC
+        } else {
+            libc::CLOCK_THREAD_CPUTIME_ID
+        };
+        eprintln!(
+            "bench clock: {}",
+            if wall {
+                "wall (CLOCK_MONOTONIC)"
+            } else {
+                "thread CPU time (CLOCK_THREAD_CPUTIME_ID)"
+            }
+        );
         CpuClock { clock }
     }
 
     fn now_ns(&self) -> u64 {
-        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
         // SAFETY: `ts` is a valid, writable timespec; both clock ids exist
         // on every Linux this bench runs on.
         let rc = unsafe { libc::clock_gettime(self.clock, &mut ts) };
@@ -76,10 +90,17 @@ impl ValueFormatter for NanosFormatter {
         unit
     }
 
-    fn scale_throughputs(&self, _typical: f64, throughput: &Throughput, values: &mut [f64]) -> &'static str {
+    fn scale_throughputs(
+        &self,
+        _typical: f64,
+        throughput: &Throughput,
+        values: &mut [f64],
+    ) -> &'static str {
         // values are ns per iteration; turn them into elements (or bytes) per second.
         let (per_iter, unit_k, unit_m, unit_g, unit) = match *throughput {
-            Throughput::Bytes(n) | Throughput::BytesDecimal(n) => (n as f64, "KB/s", "MB/s", "GB/s", "B/s"),
+            Throughput::Bytes(n) | Throughput::BytesDecimal(n) => {
+                (n as f64, "KB/s", "MB/s", "GB/s", "B/s")
+            }
             Throughput::Elements(n) => (n as f64, "Kelem/s", "Melem/s", "Gelem/s", "elem/s"),
         };
         let rates: Vec<f64> = values.iter().map(|ns| per_iter * 1e9 / ns).collect();

@@ -49,7 +49,9 @@ pub fn random_mlp(seed: u64) -> Box<Mlp> {
 /// `n` standard-scale input vectors.
 pub fn random_inputs(seed: u64, n: usize) -> Vec<[f32; N_INPUTS]> {
     let mut r = Rng(seed);
-    (0..n).map(|_| std::array::from_fn(|_| (r.sym() * 1.7) as f32)).collect()
+    (0..n)
+        .map(|_| std::array::from_fn(|_| (r.sym() * 1.7) as f32))
+        .collect()
 }
 
 /// What this CPU can run, detected the way the host does it.
@@ -60,7 +62,10 @@ pub fn cpu() -> CpuFeatures {
 /// Every kernel this CPU can run, scalar first.
 pub fn kernels() -> Vec<Kernel> {
     let cpu = cpu();
-    Kernel::NAMES.iter().filter_map(|n| Kernel::from_name(n, cpu).ok()).collect()
+    Kernel::NAMES
+        .iter()
+        .filter_map(|n| Kernel::from_name(n, cpu).ok())
+        .collect()
 }
 
 /// `n` synapse request bodies as a validator sends them: the subnet's
@@ -100,4 +105,16 @@ pub fn request_bodies(seed: u64, n: usize) -> Vec<Vec<u8>> {
 /// The criterion configuration every bench uses: thread CPU clock.
 pub fn criterion() -> criterion::Criterion<cpu_clock::CpuClock> {
     criterion::Criterion::default().with_measurement(cpu_clock::CpuClock::from_env())
+}
+
+/// Network inputs (after parse, fill and feature transform) of `n`
+/// generated validator requests.
+pub fn request_inputs(model: &cm_core::model::Model, seed: u64, n: usize) -> Vec<[f32; N_INPUTS]> {
+    request_bodies(seed, n)
+        .iter()
+        .map(|b| {
+            let f = cm_core::parse::parse_request(b).expect("generated body parses");
+            cm_core::features::inputs(&model.filled(&f.values, f.present))
+        })
+        .collect()
 }

@@ -102,6 +102,10 @@ pub struct ServeArgs {
         default_value_t = 5.0
     )]
     pub nonce_future_skew: f64,
+    /// Python's nonce rule: refuse any nonce below the newest accepted for its hotkey:uuid, even if
+    /// never seen (default: accept unseen nonces that arrive out of order, within the window).
+    #[arg(long = "nonce.strict", env = "CM_NONCE_STRICT")]
+    pub nonce_strict: bool,
     /// Tokio worker threads (default: the number of available cores).
     #[arg(long = "workers", env = "CM_WORKERS")]
     pub workers: Option<usize>,

@@ -144,7 +144,7 @@ pub fn serve(
             hotkey_ss58: hotkey.ss58.clone(),
             allow_all,
             validators: validators.clone(),
-            nonces: Mutex::new(nonce::NonceMap::new(a.nonce_capacity, skew.as_nanos() as u64)),
+            nonces: Mutex::new(nonce::NonceMap::new(a.nonce_capacity, skew.as_nanos() as u64).strict(a.nonce_strict)),
             keys: sig::KeyCache::default(),
             inflight: limits::InFlight::default(),
             rate: limits::RateLimiter::new(a.rate_limit.max(0.0), a.rate_burst),

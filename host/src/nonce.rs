@@ -11,7 +11,8 @@
 //! ring until a larger one pushes it out, and then it is at or below the new
 //! floor, so a nonce is accepted at most once per key.
 //!
-//! Differences from Python, all in the safe direction: the window applies to
+//! `--nonce.strict` restores Python's strict increase for operators who want
+//! it. Other differences from Python, all in the safe direction: the window applies to
 //! every request, not only a key's first (a legitimate nonce older than
 //! `4 s + timeout` belongs to a request the dendrite has already abandoned);
 //! the `timeout` that widens it is capped, since that header is unsigned; and
@@ -119,6 +120,7 @@ pub struct NonceMap {
     order: VecDeque<u128>,
     capacity: usize,
     future_skew_ns: u64,
+    strict: bool,
 }
 
 impl NonceMap {
@@ -129,7 +131,15 @@ impl NonceMap {
             order: VecDeque::new(),
             capacity,
             future_skew_ns,
+            strict: false,
         }
+    }
+
+    /// Python's rule: every nonce of a key must exceed the largest accepted
+    /// so far (out-of-order arrivals are refused too).
+    pub fn strict(mut self, on: bool) -> NonceMap {
+        self.strict = on;
+        self
     }
 
     /// Number of keys remembered.
@@ -167,6 +177,9 @@ impl NonceMap {
             });
         }
         if let Some(r) = self.recent.get(&key) {
+            if self.strict && r.slice().iter().any(|&m| nonce < m) {
+                return Err(NonceError::NotIncreasing);
+            }
             if r.floor().is_some_and(|f| nonce <= f) {
                 return Err(NonceError::NotIncreasing);
             }
@@ -265,6 +278,21 @@ mod tests {
         for n in [NOW + 1, NOW + 2, NOW + 3] {
             assert_eq!(m.check(key(0), n, 12.0, NOW), Err(NonceError::Replayed));
         }
+    }
+
+    #[test]
+    fn strict_mode_refuses_out_of_order() {
+        let mut m = NonceMap::new(16, DEFAULT_FUTURE_SKEW_NS).strict(true);
+        m.commit(key(0), NOW + 3, 12.0, NOW).unwrap();
+        assert_eq!(
+            m.check(key(0), NOW + 1, 12.0, NOW),
+            Err(NonceError::NotIncreasing)
+        );
+        assert_eq!(
+            m.check(key(0), NOW + 3, 12.0, NOW),
+            Err(NonceError::Replayed)
+        );
+        assert!(m.commit(key(0), NOW + 4, 12.0, NOW).is_ok());
     }
 
     #[test]

@@ -264,7 +264,9 @@ pub fn eval(a: &EvalArgs, embedded: &'static cm_core::model::Model) -> anyhow::R
             )
         }
     };
-    println!(
+    // A closed stdout (e.g. piped into `head`) is not worth a panic.
+    let _ = writeln!(
+        std::io::stdout(),
         "{}",
         m.table(&format!("{label}; {} conversations, seed {}", a.n, a.seed))
     );

@@ -196,10 +196,13 @@ pub fn load<R: BufRead>(reader: R) -> Result<Vec<Row>, CsvError> {
         for (k, &col) in lay.features.iter().enumerate() {
             raw[k] = num(col)?;
         }
-        let label = match num(lay.label)? {
-            v if v == 0.0 => 0u8,
-            v if v == 1.0 => 1u8,
-            _ => return Err(bad(lay.label, "label must be 0 or 1")),
+        let label_value = num(lay.label)?;
+        let label = if label_value == 0.0 {
+            0u8
+        } else if label_value == 1.0 {
+            1u8
+        } else {
+            return Err(bad(lay.label, "label must be 0 or 1"));
         };
         let time = num(lay.time)?;
         if label == 1 && time <= 0.0 {

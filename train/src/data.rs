@@ -54,7 +54,7 @@ pub enum Source<'a> {
 }
 
 impl Source<'_> {
-    pub fn next(&mut self) -> Sample {
+    pub fn draw(&mut self) -> Sample {
         match self {
             Source::Generator(rng) => generated(rng),
             Source::Rows { rows, rng } => {
@@ -64,9 +64,9 @@ impl Source<'_> {
     }
 
     /// Next row that converted (regressors learn from these only).
-    pub fn next_converted(&mut self) -> Sample {
+    pub fn draw_converted(&mut self) -> Sample {
         loop {
-            let s = self.next();
+            let s = self.draw();
             if s.label == 1 {
                 return s;
             }

@@ -167,7 +167,7 @@ pub fn fit_calibration(pairs: &[(f64, u8)]) -> Calibration {
     }
     let mut out = Vec::with_capacity(k);
     for (v, _, n) in blocks {
-        out.extend(std::iter::repeat(v.clamp(0.0, 1.0)).take(n));
+        out.extend(std::iter::repeat_n(v.clamp(0.0, 1.0), n));
     }
     Calibration { x, y: out }
 }

@@ -2,6 +2,8 @@
 //! ground truth, the subnet's CSV and reward, an f32 MLP trainer on
 //! nalgebra, export to `weights/model.json`, and evaluation.
 #![deny(unsafe_op_in_unsafe_fn)]
+// Matrix code reads best with explicit row/column indices.
+#![allow(clippy::needless_range_loop)]
 
 pub mod cli;
 pub mod csv;

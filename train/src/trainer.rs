@@ -23,15 +23,20 @@ pub struct Recipe {
     pub cls_steps: usize,
     pub reg_steps: usize,
     pub batch: usize,
+    #[serde(serialize_with = "short_f32")]
     pub lr_max: f32,
+    #[serde(serialize_with = "short_f32")]
     pub lr_min: f32,
     /// Share of steps spent warming the learning rate up.
     pub warmup: f64,
     /// Share of steps trained with BatchNorm frozen at population statistics.
     pub frozen: f64,
+    #[serde(serialize_with = "short_f32")]
     pub dropout: f32,
     /// AdamW decay of the hidden weights, classifiers and regressors.
+    #[serde(serialize_with = "short_f32")]
     pub cls_weight_decay: f32,
+    #[serde(serialize_with = "short_f32")]
     pub reg_weight_decay: f32,
     /// Share of each batch replayed from the hard-example pool.
     pub hard_share: f64,
@@ -43,6 +48,12 @@ pub struct Recipe {
     /// Converted rows used for the regressors' least-squares refit.
     pub refit_rows: usize,
     pub eval_every: usize,
+}
+
+/// An f32 setting as the decimal it was typed as (`0.05`, not
+/// `0.05000000074505806`) in the report.
+fn short_f32<S: serde::Serializer>(x: &f32, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(format!("{x}").parse::<f64>().unwrap_or(*x as f64))
 }
 
 /// What a network learns.
@@ -137,8 +148,8 @@ fn population_stats(
     for _ in 0..batches {
         for i in 0..batch {
             let s = match task {
-                Task::Classify => src.next(),
-                Task::Regress { .. } => src.next_converted(),
+                Task::Classify => src.draw(),
+                Task::Regress { .. } => src.draw_converted(),
             };
             scaler.put(&s.raw, &mut x, i);
         }
@@ -179,7 +190,7 @@ fn refit_last_layer(
     let mut done = 0;
     while done < rows {
         for (i, y) in ys.iter_mut().enumerate() {
-            let s = src.next_converted();
+            let s = src.draw_converted();
             scaler.put(&s.raw, &mut x, i);
             *y = (s.time - mean) / std;
         }
@@ -266,8 +277,8 @@ pub fn train_net(
         let n_fresh = b - n_hard;
         for i in 0..n_fresh {
             let s = match task {
-                Task::Classify => src.next(),
-                Task::Regress { .. } => src.next_converted(),
+                Task::Classify => src.draw(),
+                Task::Regress { .. } => src.draw_converted(),
             };
             scaler.put(&s.raw, &mut x, i);
             y[i] = target(task, &s);

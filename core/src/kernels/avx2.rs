@@ -78,16 +78,18 @@ unsafe impl Lanes for Ymm {
     #[inline(always)]
     unsafe fn positive_mask(self) -> u64 {
         // SAFETY: AVX enabled. _CMP_GT_OQ is false for NaN.
-        let m = unsafe {
-            _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(self.0, _mm256_setzero_ps()))
-        };
+        let m =
+            unsafe { _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(self.0, _mm256_setzero_ps())) };
         u64::from(m as u32)
     }
     #[inline(always)]
     unsafe fn hsum(self) -> f32 {
         // SAFETY: AVX (and the SSE3 it implies) enabled.
         unsafe {
-            let s = _mm_add_ps(_mm256_castps256_ps128(self.0), _mm256_extractf128_ps::<1>(self.0));
+            let s = _mm_add_ps(
+                _mm256_castps256_ps128(self.0),
+                _mm256_extractf128_ps::<1>(self.0),
+            );
             let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
             _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)))
         }

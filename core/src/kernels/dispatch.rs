@@ -36,7 +36,11 @@ pub struct Avx2Fma(());
 impl Avx2Fma {
     /// `Some` when this build already requires AVX2, FMA and F16C.
     pub fn new() -> Option<Self> {
-        if cfg!(all(target_feature = "avx2", target_feature = "fma", target_feature = "f16c")) {
+        if cfg!(all(
+            target_feature = "avx2",
+            target_feature = "fma",
+            target_feature = "f16c"
+        )) {
             Some(Avx2Fma(()))
         } else {
             None
@@ -132,7 +136,11 @@ pub struct CpuFeatures {
 
 impl CpuFeatures {
     /// No SIMD at all: only the scalar kernel.
-    pub const NONE: CpuFeatures = CpuFeatures { avx2_fma_f16c: false, avx512f: false, neon: false };
+    pub const NONE: CpuFeatures = CpuFeatures {
+        avx2_fma_f16c: false,
+        avx512f: false,
+        neon: false,
+    };
 
     /// What this build's compile-time target features guarantee.
     pub const fn compile_time() -> CpuFeatures {
@@ -156,8 +164,16 @@ impl CpuFeatures {
     /// `avx2_fma_f16c` needs all of `is_x86_feature_detected!("avx2")`,
     /// `("fma")` and `("f16c")`; `avx512f` needs `("avx512f")`; `neon` needs
     /// `is_aarch64_feature_detected!("neon")`.
-    pub const unsafe fn new_unchecked(avx2_fma_f16c: bool, avx512f: bool, neon: bool) -> CpuFeatures {
-        CpuFeatures { avx2_fma_f16c, avx512f, neon }
+    pub const unsafe fn new_unchecked(
+        avx2_fma_f16c: bool,
+        avx512f: bool,
+        neon: bool,
+    ) -> CpuFeatures {
+        CpuFeatures {
+            avx2_fma_f16c,
+            avx512f,
+            neon,
+        }
     }
 }
 
@@ -177,13 +193,23 @@ impl fmt::Display for KernelError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             KernelError::UnknownName => {
-                write!(f, "unknown kernel (expected one of: scalar, avx2, avx512, neon)")
+                write!(
+                    f,
+                    "unknown kernel (expected one of: scalar, avx2, avx512, neon)"
+                )
             }
             KernelError::OtherArch(k) => {
-                write!(f, "kernel {k} is for another CPU architecture than this build")
+                write!(
+                    f,
+                    "kernel {k} is for another CPU architecture than this build"
+                )
             }
             KernelError::CpuLacks(k) => {
-                write!(f, "kernel {k} needs {} and this CPU lacks it", requirement(k))
+                write!(
+                    f,
+                    "kernel {k} needs {} and this CPU lacks it",
+                    requirement(k)
+                )
             }
         }
     }
@@ -237,7 +263,9 @@ impl Kernel {
                 // SAFETY: as above.
                 Ok(Kernel::Neon(unsafe { NeonToken::new_unchecked() }))
             }
-            "avx2" | "avx512" if cfg!(target_arch = "x86_64") => Err(KernelError::CpuLacks(lookup(name))),
+            "avx2" | "avx512" if cfg!(target_arch = "x86_64") => {
+                Err(KernelError::CpuLacks(lookup(name)))
+            }
             "neon" if cfg!(target_arch = "aarch64") => Err(KernelError::CpuLacks("neon")),
             "avx2" | "avx512" | "neon" => Err(KernelError::OtherArch(lookup(name))),
             _ => Err(KernelError::UnknownName),
@@ -258,7 +286,11 @@ impl Kernel {
 
 /// The `'static` spelling of a known name.
 fn lookup(name: &str) -> &'static str {
-    Kernel::NAMES.iter().copied().find(|n| *n == name).unwrap_or("?")
+    Kernel::NAMES
+        .iter()
+        .copied()
+        .find(|n| *n == name)
+        .unwrap_or("?")
 }
 
 /// Calls per kernel since start, so tests can prove a SIMD path really ran.

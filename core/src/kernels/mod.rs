@@ -41,11 +41,11 @@ mod neon;
 #[cfg(test)]
 mod tests;
 
-pub use dispatch::{CpuFeatures, Kernel, KernelError};
 #[cfg(target_arch = "aarch64")]
 pub use dispatch::NeonToken;
 #[cfg(target_arch = "x86_64")]
 pub use dispatch::{Avx2Fma, Avx512F};
+pub use dispatch::{CpuFeatures, Kernel, KernelError};
 
 use crate::schema::{H1, H2, N_INPUTS};
 
@@ -131,7 +131,10 @@ pub struct Mlp {
 
 const _: () = {
     assert!((H1 * W_BYTES) % 64 == 0 && (H2 * W_BYTES) % 64 == 0);
-    assert!(H1 <= 128, "layer 2 tracks active layer-1 units in two u64 masks");
+    assert!(
+        H1 <= 128,
+        "layer 2 tracks active layer-1 units in two u64 masks"
+    );
 };
 
 impl Mlp {

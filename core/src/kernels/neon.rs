@@ -67,7 +67,10 @@ unsafe impl Lanes for Q {
                 let sign = vshlq_n_u32::<16>(vandq_u32(u, vdupq_n_u32(0x8000)));
                 let mag = vshlq_n_u32::<13>(vandq_u32(u, vdupq_n_u32(0x7fff)));
                 let f = vmulq_f32(vreinterpretq_f32_u32(mag), vdupq_n_f32(REBIAS));
-                Q(vreinterpretq_f32_u32(vorrq_u32(vreinterpretq_u32_f32(f), sign)))
+                Q(vreinterpretq_f32_u32(vorrq_u32(
+                    vreinterpretq_u32_f32(f),
+                    sign,
+                )))
             }
         }
     }

@@ -94,19 +94,34 @@ fn inputs(seed: u64) -> Vec<(String, [f32; N_INPUTS])> {
     let mut r = Rng(seed ^ 0xA5A5);
     let mut out = Vec::new();
     for n in 0..8 {
-        out.push((format!("random#{n}"), core::array::from_fn(|_| (r.sym() * 2.0) as f32)));
+        out.push((
+            format!("random#{n}"),
+            core::array::from_fn(|_| (r.sym() * 2.0) as f32),
+        ));
     }
     out.push(("zeros".into(), [0.0; N_INPUTS]));
-    out.push(("negative".into(), core::array::from_fn(|_| (-r.sym().abs() * 3.0 - 0.01) as f32)));
-    out.push(("large".into(), core::array::from_fn(|_| (r.sym() * 1.0e4) as f32)));
-    out.push(("mixed-scale".into(), core::array::from_fn(|i| (r.sym() * 10f64.powi(i as i32 % 7 - 3)) as f32)));
+    out.push((
+        "negative".into(),
+        core::array::from_fn(|_| (-r.sym().abs() * 3.0 - 0.01) as f32),
+    ));
+    out.push((
+        "large".into(),
+        core::array::from_fn(|_| (r.sym() * 1.0e4) as f32),
+    ));
+    out.push((
+        "mixed-scale".into(),
+        core::array::from_fn(|i| (r.sym() * 10f64.powi(i as i32 % 7 - 3)) as f32),
+    ));
     out
 }
 
 /// The SIMD kernels this CPU can run (detected with std, as the host does).
 fn simd_kernels() -> Vec<Kernel> {
     let cpu = detected();
-    Kernel::NAMES[1..].iter().filter_map(|n| Kernel::from_name(n, cpu).ok()).collect()
+    Kernel::NAMES[1..]
+        .iter()
+        .filter_map(|n| Kernel::from_name(n, cpu).ok())
+        .collect()
 }
 
 fn detected() -> CpuFeatures {
@@ -138,25 +153,36 @@ fn w(x: W) -> f64 {
 /// `Σ|w·x| + |b|` per output of layer 1, and of layer 2 on input `h1`.
 fn layer1_scale(m: &Mlp, x: &[f32; N_INPUTS]) -> [f64; H1] {
     core::array::from_fn(|j| {
-        f64::from(m.b1[j].abs()) + (0..N_INPUTS).map(|i| (w(m.w1[i][j]) * f64::from(x[i])).abs()).sum::<f64>()
+        f64::from(m.b1[j].abs())
+            + (0..N_INPUTS)
+                .map(|i| (w(m.w1[i][j]) * f64::from(x[i])).abs())
+                .sum::<f64>()
     })
 }
 fn layer2_scale(m: &Mlp, h1: &[f32; H1]) -> [f64; H2] {
     core::array::from_fn(|j| {
         f64::from(m.b2[j].abs())
-            + (0..H1).map(|i| (w(m.w2[i][j]) * f64::from(h1[i].max(0.0))).abs()).sum::<f64>()
+            + (0..H1)
+                .map(|i| (w(m.w2[i][j]) * f64::from(h1[i].max(0.0))).abs())
+                .sum::<f64>()
     })
 }
 
 /// Output of the absolute network on `|x|` (the `A` of the module docs).
 fn abs_network(m: &Mlp, x: &[f32; N_INPUTS]) -> f64 {
     let a1: [f64; H1] = core::array::from_fn(|j| {
-        f64::from(m.b1[j].abs()) + (0..N_INPUTS).map(|i| w(m.w1[i][j]).abs() * f64::from(x[i].abs())).sum::<f64>()
+        f64::from(m.b1[j].abs())
+            + (0..N_INPUTS)
+                .map(|i| w(m.w1[i][j]).abs() * f64::from(x[i].abs()))
+                .sum::<f64>()
     });
     let a2: [f64; H2] = core::array::from_fn(|j| {
         f64::from(m.b2[j].abs()) + (0..H1).map(|i| w(m.w2[i][j]).abs() * a1[i]).sum::<f64>()
     });
-    f64::from(m.b3.abs()) + (0..H2).map(|j| f64::from(m.w3[j].abs()) * a2[j]).sum::<f64>()
+    f64::from(m.b3.abs())
+        + (0..H2)
+            .map(|j| f64::from(m.w3[j].abs()) * a2[j])
+            .sum::<f64>()
 }
 
 /// First element where `got` and `want` differ by more than `tol`.
@@ -164,7 +190,9 @@ fn first_mismatch(what: &str, got: &[f32], want: &[f32], tol: &[f64]) -> Result<
     for (j, ((g, e), t)) in got.iter().zip(want).zip(tol).enumerate() {
         let d = (f64::from(*g) - f64::from(*e)).abs();
         if !(d <= *t) {
-            return Err(format!("{what}[{j}]: kernel {g:e} vs scalar {e:e}, |diff| {d:e} > tolerance {t:e}"));
+            return Err(format!(
+                "{what}[{j}]: kernel {g:e} vs scalar {e:e}, |diff| {d:e} > tolerance {t:e}"
+            ));
         }
     }
     Ok(())
@@ -174,17 +202,33 @@ fn first_mismatch(what: &str, got: &[f32], want: &[f32], tol: &[f64]) -> Result<
 fn compare(k: Kernel, m: &Mlp, name: &str, x: &[f32; N_INPUTS]) -> Result<(), String> {
     let ctx = |e: String| format!("kernel {}, input {name}: {e}", k.name());
     let h1 = scalar::layer1(m, x);
-    let t1: Vec<f64> = layer1_scale(m, x).iter().map(|s| 2.0 * gamma(N_INPUTS + 1) * s).collect();
+    let t1: Vec<f64> = layer1_scale(m, x)
+        .iter()
+        .map(|s| 2.0 * gamma(N_INPUTS + 1) * s)
+        .collect();
     first_mismatch("layer1", &m.layer1(k, x), &h1, &t1).map_err(ctx)?;
 
     let h2 = scalar::layer2(m, &h1);
-    let t2: Vec<f64> = layer2_scale(m, &h1).iter().map(|s| 2.0 * gamma(H1 + 1) * s).collect();
+    let t2: Vec<f64> = layer2_scale(m, &h1)
+        .iter()
+        .map(|s| 2.0 * gamma(H1 + 1) * s)
+        .collect();
     first_mismatch("layer2", &m.layer2(k, &h1), &h2, &t2).map_err(ctx)?;
 
     let t3 = 2.0
         * gamma(H2 + 1)
-        * (f64::from(m.b3.abs()) + h2.iter().zip(&m.w3).map(|(h, w)| f64::from((h * w).abs())).sum::<f64>());
-    first_mismatch("output", &[m.output(k, &h2)], &[scalar::output(m, &h2)], &[t3]).map_err(ctx)?;
+        * (f64::from(m.b3.abs())
+            + h2.iter()
+                .zip(&m.w3)
+                .map(|(h, w)| f64::from((h * w).abs()))
+                .sum::<f64>());
+    first_mismatch(
+        "output",
+        &[m.output(k, &h2)],
+        &[scalar::output(m, &h2)],
+        &[t3],
+    )
+    .map_err(ctx)?;
 
     let tf = 2.0 * 3.01 * gamma(H1 + 1) * abs_network(m, x);
     let y = m.forward(k, x);
@@ -194,7 +238,9 @@ fn compare(k: Kernel, m: &Mlp, name: &str, x: &[f32; N_INPUTS]) -> Result<(), St
     // calls, so it must agree with them bit for bit.
     let composed = m.output(k, &m.layer2(k, &m.layer1(k, x)));
     if y.to_bits() != composed.to_bits() {
-        return Err(ctx(format!("forward {y:e} != layer1->layer2->output {composed:e}")));
+        return Err(ctx(format!(
+            "forward {y:e} != layer1->layer2->output {composed:e}"
+        )));
     }
     Ok(())
 }
@@ -235,7 +281,10 @@ fn scalar_matches_itself_and_is_exact_on_a_tiny_case() {
 #[test]
 fn every_simd_kernel_matches_scalar() {
     let ks = simd_kernels();
-    std::eprintln!("SIMD kernels on this CPU: {:?}", ks.iter().map(|k| k.name()).collect::<Vec<_>>());
+    std::eprintln!(
+        "SIMD kernels on this CPU: {:?}",
+        ks.iter().map(|k| k.name()).collect::<Vec<_>>()
+    );
     for k in ks {
         check_kernel(k);
     }
@@ -252,7 +301,10 @@ fn layer2_treats_non_positive_and_nan_inputs_as_zero() {
     let want = scalar::layer2(&m, &h1);
     assert!(want.iter().all(|v| v.is_finite()));
     let clean: [f32; H1] = core::array::from_fn(|i| if h1[i] > 0.0 { h1[i] } else { 0.0 });
-    let tol: Vec<f64> = layer2_scale(&m, &clean).iter().map(|s| 2.0 * gamma(H1 + 1) * s).collect();
+    let tol: Vec<f64> = layer2_scale(&m, &clean)
+        .iter()
+        .map(|s| 2.0 * gamma(H1 + 1) * s)
+        .collect();
     for k in simd_kernels() {
         if let Err(e) = first_mismatch("layer2", &m.layer2(k, &h1), &want, &tol) {
             panic!("kernel {}: {e}", k.name());
@@ -313,7 +365,10 @@ fn simd_paths_this_cpu_has_really_ran() {
     }
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-        assert!(ran.contains(&"avx2"), "CPU has AVX2+FMA but the avx2 kernel was not exercised");
+        assert!(
+            ran.contains(&"avx2"),
+            "CPU has AVX2+FMA but the avx2 kernel was not exercised"
+        );
     }
     std::eprintln!("SIMD kernels exercised: {ran:?}");
 }
@@ -323,12 +378,21 @@ fn kernel_names_and_errors() {
     let none = CpuFeatures::NONE;
     assert_eq!(Kernel::from_name("scalar", none), Ok(Kernel::Scalar));
     assert_eq!(Kernel::best(none), Kernel::Scalar);
-    assert_eq!(Kernel::from_name("AVX2", none), Err(KernelError::UnknownName));
+    assert_eq!(
+        Kernel::from_name("AVX2", none),
+        Err(KernelError::UnknownName)
+    );
     assert_eq!(Kernel::from_name("", none), Err(KernelError::UnknownName));
     #[cfg(target_arch = "x86_64")]
     {
-        assert_eq!(Kernel::from_name("avx2", none), Err(KernelError::CpuLacks("avx2")));
-        assert_eq!(Kernel::from_name("neon", none), Err(KernelError::OtherArch("neon")));
+        assert_eq!(
+            Kernel::from_name("avx2", none),
+            Err(KernelError::CpuLacks("avx2"))
+        );
+        assert_eq!(
+            Kernel::from_name("neon", none),
+            Err(KernelError::OtherArch("neon"))
+        );
         assert_eq!(
             format!("{}", KernelError::CpuLacks("avx512")),
             "kernel avx512 needs AVX-512F and this CPU lacks it"
@@ -336,15 +400,24 @@ fn kernel_names_and_errors() {
         // SAFETY: only names are compared below; no kernel runs.
         let both = unsafe { CpuFeatures::new_unchecked(true, true, true) };
         assert_eq!(Kernel::best(both).name(), "avx512");
-        assert_eq!(Kernel::from_name("neon", both), Err(KernelError::OtherArch("neon")));
+        assert_eq!(
+            Kernel::from_name("neon", both),
+            Err(KernelError::OtherArch("neon"))
+        );
         // SAFETY: as above.
         let avx2 = unsafe { CpuFeatures::new_unchecked(true, false, false) };
         assert_eq!(Kernel::best(avx2).name(), "avx2");
     }
     #[cfg(target_arch = "aarch64")]
     {
-        assert_eq!(Kernel::from_name("avx2", none), Err(KernelError::OtherArch("avx2")));
-        assert_eq!(Kernel::from_name("neon", none), Err(KernelError::CpuLacks("neon")));
+        assert_eq!(
+            Kernel::from_name("avx2", none),
+            Err(KernelError::OtherArch("avx2"))
+        );
+        assert_eq!(
+            Kernel::from_name("neon", none),
+            Err(KernelError::CpuLacks("neon"))
+        );
         assert_eq!(Kernel::best(CpuFeatures::compile_time()).name(), "neon");
     }
     for k in simd_kernels() {
