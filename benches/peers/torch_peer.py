@@ -206,6 +206,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--kernel", default="auto", help="our kernel for the check (default: auto)")
     ap.add_argument("--quick", action="store_true", help="shorter timing runs")
+    ap.add_argument("--features", default="",
+                    help="cargo features for our side, e.g. cm-core/f16-weights")
     args = ap.parse_args()
 
     m = load_model(ROOT / "weights" / "model.json")
@@ -214,7 +216,10 @@ def main():
     ens = Ensemble(m)
 
     # 2. Same model on both sides.
-    cargo("build", "--release", "--quiet")
+    feat = ["--features", args.features] if args.features else []
+    # f16 weights round each weight to 11 significant bits: allow for it.
+    tol = 1e-2 if "f16" in args.features else 1e-3
+    cargo("build", "--release", "--quiet", *feat)
     binary = TARGET / "release" / "conversion-miner"
     feats = requests(m, 64, seed=7)
     ours = ours_predict(binary, feats, args.kernel)
@@ -230,7 +235,7 @@ def main():
                 worst_time = max(worst_time, abs(t - o["time_to_conversion_seconds"]) / t)
     print(f"check: {agree}/{len(feats)} classes agree; max |confidence diff| {worst_conf:.2e}; "
           f"max relative time diff {worst_time:.2e}")
-    if agree < len(feats) - 1 or worst_conf > 1e-3 or worst_time > 1e-3:
+    if agree < len(feats) - 1 or worst_conf > tol or worst_time > tol:
         sys.exit("torch and conversion-miner disagree: not the same model; timings would mean nothing")
 
     # 3. torch timings.
@@ -244,14 +249,15 @@ def main():
 
     # 4. ours, same run.
     secs = ["--warm-up-time", "1", "--measurement-time", "2" if args.quick else "5"]
-    cargo("bench", "--bench", "forward", "--", "--noplot", *secs, "^forward/trained/network/")
-    cargo("bench", "--bench", "predict", "--", "--noplot", *secs, "^predict/stage/ensemble/")
+    cargo("bench", "--bench", "forward", *feat, "--", "--noplot", *secs, "^forward/trained/network/")
+    cargo("bench", "--bench", "predict", *feat, "--", "--noplot", *secs, "^predict/stage/ensemble/")
     kernels = sorted(p.name for p in (TARGET / "criterion" / "forward_trained_network").iterdir()
                      if (p / "new" / "estimates.json").exists())
 
     # 5. Table.
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
-    print(f"\nPyTorch {torch.__version__} ({torch.get_num_threads()} threads) vs conversion-miner, "
+    print(f"\nPyTorch {torch.__version__} ({torch.get_num_threads()} threads) vs conversion-miner"
+          f"{' (' + args.features + ')' if args.features else ''}, "
           f"CPU {cpu}, {time.strftime('%Y-%m-%d', time.gmtime())}; medians of CPU time per call")
     print(f"{'workload':<34}{'torch':>12}{'ours':>12}{'kernel':>9}{'ratio':>9}")
     for name, torch_ns, gid in [("one forward (classifier 0)", t_forward, "forward_trained_network"),

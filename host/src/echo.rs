@@ -413,4 +413,122 @@ mod tests {
             }
         }
     }
+
+    /// Random documents: splice agrees with the `Value` path whenever it
+    /// answers, and answers for every document without escaped keys.
+    #[test]
+    fn random_documents_agree_with_the_value_path() {
+        struct Rng(u64);
+        impl Rng {
+            fn next(&mut self) -> u64 {
+                self.0 ^= self.0 << 13;
+                self.0 ^= self.0 >> 7;
+                self.0 ^= self.0 << 17;
+                self.0
+            }
+            fn below(&mut self, n: u64) -> u64 {
+                self.next() % n
+            }
+        }
+        fn ws(r: &mut Rng) -> &'static str {
+            [" ", "", "\n", "  ", "\t", ""][r.below(6) as usize]
+        }
+        fn string(r: &mut Rng) -> String {
+            let parts = [
+                "a", "name", "axon", "\\\"", "\\u00e9", "é", "}", "{", ",", ":", "[", "dendrite",
+                "x y",
+            ];
+            let n = r.below(4);
+            let body: String = (0..n)
+                .map(|_| parts[r.below(parts.len() as u64) as usize])
+                .collect();
+            format!("\"{body}\"")
+        }
+        fn value(r: &mut Rng, depth: u32) -> String {
+            let pick = if depth > 4 { r.below(5) } else { r.below(7) };
+            match pick {
+                0 => "null".into(),
+                1 => ["true", "false"][r.below(2) as usize].into(),
+                2 => [
+                    "0",
+                    "-1",
+                    "1.5",
+                    "1e-7",
+                    "-0.25E+3",
+                    "1795626734383137861",
+                    "12.0",
+                ][r.below(7) as usize]
+                    .into(),
+                3 | 4 => string(r),
+                5 => {
+                    let n = r.below(4);
+                    let items: Vec<String> = (0..n)
+                        .map(|_| format!("{}{}{}", ws(r), value(r, depth + 1), ws(r)))
+                        .collect();
+                    format!("[{}]", items.join(","))
+                }
+                _ => {
+                    let n = r.below(4);
+                    let items: Vec<String> = (0..n)
+                        .map(|i| {
+                            format!(
+                                "{}\"k{i}\"{}:{}{}",
+                                ws(r),
+                                ws(r),
+                                ws(r),
+                                value(r, depth + 1)
+                            )
+                        })
+                        .collect();
+                    format!("{{{}}}", items.join(","))
+                }
+            }
+        }
+        let mut r = Rng(0x9E37_79B9_7F4A_7C15);
+        let mut spliced = 0;
+        for _ in 0..3000 {
+            let mut fields = vec![format!("\"dendrite\":{{\"nonce\":{}}}", r.below(1 << 60))];
+            for k in [
+                "name",
+                "axon",
+                "prediction",
+                "confidence",
+                "response_time",
+                "features",
+                "miner_uid",
+            ] {
+                if r.below(3) > 0 {
+                    fields.push(format!(
+                        "\"{k}\"{}:{}{}",
+                        ws(&mut r),
+                        ws(&mut r),
+                        value(&mut r, 0)
+                    ));
+                }
+            }
+            for i in (1..fields.len()).rev() {
+                let j = r.below(i as u64 + 1) as usize;
+                fields.swap(i, j);
+            }
+            let doc = format!(
+                "{}{{{}}}{}",
+                ws(&mut r),
+                fields.join(&format!(",{}", ws(&mut r))),
+                ws(&mut r)
+            );
+            assert!(
+                serde_json::from_str::<Value>(&doc).is_ok(),
+                "generator made invalid JSON: {doc}"
+            );
+            let answer = if r.below(2) == 0 { Some(&A) } else { None };
+            match splice_success(doc.as_bytes(), "ConversionSynapse", answer, 1e-4, 1e-4, &ME) {
+                Some(_) => {
+                    same(&doc, answer);
+                    spliced += 1;
+                }
+                None => panic!("splice refused a valid document: {doc}"),
+            }
+        }
+        assert_eq!(spliced, 3000);
+    }
 }

@@ -28,6 +28,7 @@ pub mod wallet;
 pub use config::{ProbeArgs, ServeArgs};
 
 use anyhow::{bail, Context, Result};
+use std::io::Write as _;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -67,7 +68,7 @@ pub fn serve(
     init_logging(&a.log_level)?;
 
     let hotkey = if a.dev {
-        eprintln!("{DEV_BANNER}");
+        let _ = writeln!(std::io::stderr(), "{DEV_BANNER}");
         tracing::warn!("--dev: throwaway hotkey, all callers allowed, loopback only");
         wallet::Hotkey::generate()
     } else {
@@ -171,10 +172,13 @@ pub fn serve(
             callers = if allow_all { "all".to_string() } else { format!("{} validators", state.validators.as_ref().map(|v| v.len()).unwrap_or(0)) },
             "conversion-miner serving"
         );
-        println!("miner hotkey {}", hotkey.ss58);
-        println!("listening on {bound}");
-        use std::io::Write as _;
-        let _ = std::io::stdout().flush();
+        // Write errors are ignored: a closed stdout must not stop the miner.
+        {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "miner hotkey {}", hotkey.ss58);
+            let _ = writeln!(out, "listening on {bound}");
+            let _ = out.flush();
+        }
         server::run(
             listener,
             state,

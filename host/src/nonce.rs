@@ -34,8 +34,11 @@ pub const ALLOWED_DELTA_NS: u64 = 4_000_000_000;
 pub const MAX_WINDOW_TIMEOUT_S: f64 = 120.0;
 /// Default bound on how far a nonce may be ahead of our clock.
 pub const DEFAULT_FUTURE_SKEW_NS: u64 = 5_000_000_000;
-/// Default number of `hotkey:uuid` keys remembered.
-pub const DEFAULT_CAPACITY: usize = 100_000;
+/// Default number of `hotkey:uuid` keys remembered: 7/8 of 65,536, the
+/// most a 65,536-bucket hash table holds before it doubles (about 6 MB with
+/// the queue). A validator's dendrite keeps one uuid for its lifetime, so a
+/// subnet's validators need a few hundred keys; the rest is headroom.
+pub const DEFAULT_CAPACITY: usize = 57_344;
 /// Accepted nonces remembered per key: how far out of order concurrent
 /// requests from one dendrite may arrive.
 pub const RECENT_PER_KEY: usize = 8;

@@ -60,6 +60,8 @@ REQUEST_TIMEOUT_S = 12.0
 # only absorbs a different decimal rendering of the same f32 (e.g. "63.2" vs
 # "63.20000076293945"), which is well under one f32 ulp in relative terms.
 FLOAT_REL_TOL = 1e-6
+# Requests one Dendrite sends at once in the burst check.
+BURST = 16
 
 
 class ConversationFeatures(TypedDict, total=False):
@@ -341,9 +343,7 @@ async def run_checks(args, addr, miner_hotkey: str, wallets: dict, conversations
         c.ok(ping.is_success, "ping /Synapse: status %s %r" % (ping.dendrite.status_code, ping.dendrite.status_message))
 
         # 2. The main run: N conversations from `dendrites` Dendrite objects of
-        # the validator's wallet working at once, each one request at a time
-        # (a Dendrite signs strictly increasing nonces per uuid, and the miner
-        # requires them in order, as the Python axon does).
+        # the validator's wallet working at once, each one request at a time.
         extra = [bt.Dendrite(wallet=wallets["validator"]) for _ in range(args.dendrites - 1)]
         senders = [validator] + extra
         results: list = [None] * len(conversations)
@@ -375,6 +375,14 @@ async def run_checks(args, addr, miner_hotkey: str, wallets: dict, conversations
             % (ok_count, len(conversations), classes[0], classes[1], 1e3 * percentile(latencies, 0.5),
                1e3 * percentile(latencies, 0.99), len(conversations) / wall, len(senders))
         )
+
+        # 2b. One Dendrite firing a burst at once, as a validator does when it
+        # gathers several synapses for one miner: the requests may reach the
+        # miner out of nonce order, and each must still succeed.
+        burst = list(range(min(BURST, len(conversations))))
+        answers = await asyncio.gather(*(ask(validator, conversations[i], uid=i) for i in burst))
+        burst_ok = sum(check_answer(c, i, conversations[i], got, expected[i], i) for i, got in zip(burst, answers))
+        print("interop: burst of %d concurrent requests from one dendrite: %d succeeded" % (len(burst), burst_ok))
 
         # 3. A caller that is not on the validators file.
         stranger = bt.Dendrite(wallet=wallets["stranger"])

@@ -86,7 +86,7 @@ pub(super) unsafe trait Lanes: Copy {
 #[inline(always)]
 pub(super) unsafe fn layer1<V: Lanes>(m: &Mlp, x: &[f32; N_INPUTS], h1: &mut [f32; H1]) {
     let tile = L1_ACC * V::LANES;
-    const { assert!(H1 % (L1_ACC * V::LANES) == 0) };
+    const { assert!(H1.is_multiple_of(L1_ACC * V::LANES)) };
     for t in (0..H1).step_by(tile) {
         let mut acc = [
             // SAFETY: features per this fn's contract (all `unsafe` below too).
@@ -119,9 +119,9 @@ pub(super) unsafe fn layer1<V: Lanes>(m: &Mlp, x: &[f32; N_INPUTS], h1: &mut [f3
 #[inline(always)]
 pub(super) unsafe fn layer2<V: Lanes>(m: &Mlp, h1: &[f32; H1], h2: &mut [f32; H2]) {
     const {
-        assert!(H1 % V::LANES == 0 && H2 % V::LANES == 0);
+        assert!(H1.is_multiple_of(V::LANES) && H2.is_multiple_of(V::LANES));
         assert!(H2 / V::LANES <= L2_MAX_ACC);
-        assert!(MASK_BITS % V::LANES == 0);
+        assert!(MASK_BITS.is_multiple_of(V::LANES));
         assert!(V::L2_SETS == 1 || V::L2_SETS == 2);
     };
     let nv = H2 / V::LANES;
@@ -190,7 +190,7 @@ pub(super) unsafe fn layer2<V: Lanes>(m: &Mlp, h1: &[f32; H1], h2: &mut [f32; H2
 /// `V`'s target features must be enabled.
 #[inline(always)]
 pub(super) unsafe fn output<V: Lanes>(m: &Mlp, h2: &[f32; H2]) -> f32 {
-    const { assert!(H2 % V::LANES == 0) };
+    const { assert!(H2.is_multiple_of(V::LANES)) };
     // SAFETY: features only.
     let mut s = [unsafe { V::zero() }; OUT_ACC];
     for k in 0..H2 / V::LANES {

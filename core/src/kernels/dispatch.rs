@@ -293,22 +293,6 @@ fn lookup(name: &str) -> &'static str {
         .unwrap_or("?")
 }
 
-/// Calls per kernel since start, so tests can prove a SIMD path really ran.
-#[cfg(test)]
-pub(crate) mod calls {
-    use core::sync::atomic::{AtomicUsize, Ordering};
-    #[cfg(target_arch = "x86_64")]
-    pub(crate) static AVX2: AtomicUsize = AtomicUsize::new(0);
-    #[cfg(target_arch = "x86_64")]
-    pub(crate) static AVX512: AtomicUsize = AtomicUsize::new(0);
-    #[cfg(target_arch = "aarch64")]
-    pub(crate) static NEON: AtomicUsize = AtomicUsize::new(0);
-    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
-    pub(crate) fn bump(c: &AtomicUsize) {
-        c.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
 /// Expands to a `match` that runs `$f` from the kernel's module.
 macro_rules! dispatch {
     ($kernel:expr, $f:ident($($arg:expr),*)) => {
@@ -357,4 +341,20 @@ pub(super) fn layer2(m: &Mlp, k: Kernel, h1: &[f32; H1]) -> [f32; H2] {
 #[inline]
 pub(super) fn output(m: &Mlp, k: Kernel, h2: &[f32; H2]) -> f32 {
     dispatch!(k, output(m, h2))
+}
+
+/// Calls per kernel since start, so tests can prove a SIMD path really ran.
+#[cfg(test)]
+pub(crate) mod calls {
+    use core::sync::atomic::{AtomicUsize, Ordering};
+    #[cfg(target_arch = "x86_64")]
+    pub(crate) static AVX2: AtomicUsize = AtomicUsize::new(0);
+    #[cfg(target_arch = "x86_64")]
+    pub(crate) static AVX512: AtomicUsize = AtomicUsize::new(0);
+    #[cfg(target_arch = "aarch64")]
+    pub(crate) static NEON: AtomicUsize = AtomicUsize::new(0);
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+    pub(crate) fn bump(c: &AtomicUsize) {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
 }

@@ -27,6 +27,7 @@
 //! to f32 in registers (F16C `vcvtph2ps`, AVX-512F `vcvtph2ps`, and an
 //! integer shift-and-scale on NEON) and accumulate in f32.
 
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 mod body;
 pub mod dispatch;
 pub mod scalar;
@@ -130,7 +131,7 @@ pub struct Mlp {
 }
 
 const _: () = {
-    assert!((H1 * W_BYTES) % 64 == 0 && (H2 * W_BYTES) % 64 == 0);
+    assert!((H1 * W_BYTES).is_multiple_of(64) && (H2 * W_BYTES).is_multiple_of(64));
     assert!(
         H1 <= 128,
         "layer 2 tracks active layer-1 units in two u64 masks"

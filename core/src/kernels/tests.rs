@@ -189,7 +189,7 @@ fn abs_network(m: &Mlp, x: &[f32; N_INPUTS]) -> f64 {
 fn first_mismatch(what: &str, got: &[f32], want: &[f32], tol: &[f64]) -> Result<(), String> {
     for (j, ((g, e), t)) in got.iter().zip(want).zip(tol).enumerate() {
         let d = (f64::from(*g) - f64::from(*e)).abs();
-        if !(d <= *t) {
+        if d.is_nan() || d > *t {
             return Err(format!(
                 "{what}[{j}]: kernel {g:e} vs scalar {e:e}, |diff| {d:e} > tolerance {t:e}"
             ));
