@@ -106,7 +106,7 @@ def select_validators(
             raise MetagraphError(f"uid {uid}: stake {stake!r} is not a number") from None
         if not math.isfinite(stake) or stake < 0:
             raise MetagraphError(f"uid {uid}: stake {stake!r} is not a finite non-negative number")
-        if not bool(permit) or stake <= min_stake:
+        if not bool(permit) or stake < min_stake:
             continue
         if not isinstance(hotkey, str) or not is_valid_ss58(hotkey):
             raise MetagraphError(f"uid {uid}: hotkey {hotkey!r} is not an ss58 address")

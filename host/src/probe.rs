@@ -1,9 +1,9 @@
 //! `probe`: a validator simulator that signs exactly as a Python dendrite.
 //!
-//! Each concurrency slot is one simulated dendrite with its own uuid (a real
-//! `bt.Dendrite` keeps one uuid for its lifetime and its nonces strictly
-//! increase, so concurrent requests from one uuid could arrive out of order
-//! and be refused by any axon, ours or Python's). Requests carry the AXON.md
+//! Each concurrency slot is one simulated dendrite with its own uuid and
+//! strictly increasing nonces, so a run passes even against an axon with
+//! Python's strict nonce rule (`serve --nonce.strict`), where concurrent
+//! requests of one uuid arriving out of order would be refused. Requests carry the AXON.md
 //! §2 headers and a §3 body around a generated conversation from the same
 //! seeded set `eval --seed` scores, so the reward printed here is directly
 //! comparable with `eval`'s. Every answer is checked: status and status

@@ -494,15 +494,21 @@ impl Server {
         matches!(self.child.try_wait(), Ok(None))
     }
 
-    /// The miner's hotkey, read from the start-up line that names it.
+    /// The miner's hotkey as the start-up line names it; must agree with /health.
     pub fn hotkey(&self) -> String {
         let log = self.log_text();
-        for line in log.lines().filter(|l| l.contains("hotkey")) {
-            if let Some(tok) = find_ss58(line) {
-                return tok;
-            }
-        }
-        panic!("no start-up line names the hotkey ss58; output:\n{log}")
+        let from_log = log
+            .lines()
+            .filter(|l| l.contains("hotkey"))
+            .find_map(find_ss58)
+            .unwrap_or_else(|| panic!("no start-up line names the hotkey ss58; output:\n{log}"));
+        let health = get(self.addr, "/health").expect("GET /health").json();
+        assert_eq!(
+            health["hotkey"],
+            Value::from(from_log.as_str()),
+            "/health and the log disagree: {health}"
+        );
+        from_log
     }
 }
 
