@@ -54,7 +54,11 @@ fn check_rules(p: &Prediction, m: &Model) -> Result<(), TestCaseError> {
         1 => {
             let t = p.time_to_conversion_seconds;
             prop_assert!(t.is_finite() && t > 0.0, "class 1 with time {}", t);
-            prop_assert!(m.time_min <= t && t <= m.time_max, "time {} outside the clamp", t);
+            prop_assert!(
+                m.time_min <= t && t <= m.time_max,
+                "time {} outside the clamp",
+                t
+            );
         }
         c => prop_assert!(false, "class {}", c),
     }
@@ -101,7 +105,13 @@ fn check_written(p: &Prediction) -> Result<(), TestCaseError> {
             .ok_or_else(|| TestCaseError::fail(format!("no {name}")))?;
         if x.is_finite() {
             let back = got.as_f64().map(|f| f as f32);
-            prop_assert_eq!(back.map(f32::to_bits), Some(x.to_bits()), "{} = {}", name, x);
+            prop_assert_eq!(
+                back.map(f32::to_bits),
+                Some(x.to_bits()),
+                "{} = {}",
+                name,
+                x
+            );
         } else {
             prop_assert!(got.is_null(), "{} = {} written as {}", name, x, got);
         }
@@ -131,7 +141,12 @@ fn check_body(body: &[u8]) -> Result<Option<cm_core::parse::Features<'_>>, TestC
             for (i, v) in f.values.iter().enumerate() {
                 prop_assert!(v.is_finite(), "{} = {}", FEATURE_NAMES[i], v);
                 if f.is_present(i) && IS_INTEGER[i] {
-                    prop_assert!(*v >= 0.0 && v.fract() == 0.0, "{} = {}", FEATURE_NAMES[i], v);
+                    prop_assert!(
+                        *v >= 0.0 && v.fract() == 0.0,
+                        "{} = {}",
+                        FEATURE_NAMES[i],
+                        v
+                    );
                 }
             }
             check_all_kernels(&f.values, f.present)?;
@@ -224,8 +239,14 @@ fn leaf() -> impl Strategy<Value = Value> {
         any::<u64>().prop_map(Value::from),
         any::<f64>().prop_map(Value::from), // NaN/inf become null
         (-1e3f64..1e3).prop_map(Value::from),
-        prop_oneof![Just(1e308), Just(-1e308), Just(3.5e38), Just(-0.5), Just(0.5)]
-            .prop_map(Value::from),
+        prop_oneof![
+            Just(1e308),
+            Just(-1e308),
+            Just(3.5e38),
+            Just(-0.5),
+            Just(0.5)
+        ]
+        .prop_map(Value::from),
         "[ -~]{0,12}".prop_map(Value::from),
         "\\PC{0,6}".prop_map(Value::from),
     ]
@@ -266,7 +287,10 @@ fn mutation() -> impl Strategy<Value = Mutation> {
 }
 
 /// What a successful parse must report for a features object the test built.
-fn expect_same(f: &cm_core::parse::Features<'_>, sent: &Map<String, Value>) -> Result<(), TestCaseError> {
+fn expect_same(
+    f: &cm_core::parse::Features<'_>,
+    sent: &Map<String, Value>,
+) -> Result<(), TestCaseError> {
     for (i, name) in FEATURE_NAMES.iter().enumerate() {
         match sent.get(*name) {
             Some(v) => {

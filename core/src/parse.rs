@@ -105,8 +105,6 @@ pub enum ParseError {
     MissingRequired(&'static str),
     /// A feature is `null`, NaN, infinite, or too large for an `f32`.
     NonFinite(&'static str),
-    /// An integer feature has a fractional part.
-    NotAnInteger(&'static str),
     /// An integer feature is negative.
     Negative(&'static str),
     /// A field has the wrong JSON type (a feature that is not a number,
@@ -120,7 +118,6 @@ impl ParseError {
         match *self {
             ParseError::MissingRequired(f)
             | ParseError::NonFinite(f)
-            | ParseError::NotAnInteger(f)
             | ParseError::Negative(f)
             | ParseError::WrongType(f) => Some(f),
             ParseError::Json(_) | ParseError::NotAnObject | ParseError::NoFeatures => None,
@@ -140,7 +137,6 @@ impl fmt::Display for ParseError {
             ParseError::NonFinite(n) => {
                 write!(f, "{n}: not a finite number (null, NaN, infinity or beyond f32 range)")
             }
-            ParseError::NotAnInteger(n) => write!(f, "{n}: must be a whole number"),
             ParseError::Negative(n) => write!(f, "{n}: must not be negative"),
             ParseError::WrongType(n) => {
                 let want = if n == SESSION_ID {
@@ -409,10 +405,12 @@ fn check_value(i: usize, field: &'static str, v: f64) -> Result<f32, ParseError>
         if v < 0.0 {
             return Err(ParseError::Negative(field));
         }
-        if v != libm::trunc(v) {
-            return Err(ParseError::NotAnInteger(field));
-        }
     }
+    // An integer feature with a fractional part is truncated toward zero, as
+    // the subnet's own `ConversionSynapse.__post_init__` does with `int()`:
+    // a validator that skips its final `int()` pass sends fractional
+    // `min_message_length_*`, and refusing those would score 0.
+    let v = if integer { libm::trunc(v) } else { v };
     let x = v as f32;
     if !x.is_finite() {
         return Err(ParseError::NonFinite(field));
@@ -559,11 +557,10 @@ mod tests {
 
     #[test]
     fn integer_rules() {
-        let b = bare(r#""total_messages":12.5"#);
-        assert_eq!(
-            parse_request(b.as_bytes()),
-            Err(ParseError::NotAnInteger("total_messages"))
-        );
+        // Fractional integers are truncated toward zero, like Python's int().
+        let b = bare(r#""total_messages":12.9"#);
+        let f = parse_request(b.as_bytes()).unwrap();
+        assert_eq!(f.values[15], 12.0);
         let b = bare(r#""question_count_user":-1"#);
         assert_eq!(
             parse_request(b.as_bytes()),

@@ -66,7 +66,9 @@ pub const FEATURE_NAMES: [&str; N_FEATURES] = [
 /// Which raw features are integers (SUBNET.md marks them "(i)").
 pub const IS_INTEGER: [bool; N_FEATURES] = {
     let mut t = [false; N_FEATURES];
-    let ints = [2, 3, 4, 5, 15, 16, 17, 20, 21, 22, 24, 25, 26, 27, 29, 31, 32, 33, 34, 38];
+    let ints = [
+        2, 3, 4, 5, 15, 16, 17, 20, 21, 22, 24, 25, 26, 27, 29, 31, 32, 33, 34, 38,
+    ];
     let mut i = 0;
     while i < ints.len() {
         t[ints[i]] = true;
@@ -121,9 +123,18 @@ mod tests {
     fn indices_match_names() {
         assert_eq!(FEATURE_NAMES[idx::MESSAGE_RATIO], "message_ratio");
         assert_eq!(FEATURE_NAMES[idx::HAS_TARGET_ENTITY], "has_target_entity");
-        assert_eq!(FEATURE_NAMES[idx::ENTITIES_COLLECTED_COUNT], "entities_collected_count");
-        assert_eq!(FEATURE_NAMES[idx::QUESTION_COUNT_AGENT], "question_count_agent");
-        assert_eq!(FEATURE_NAMES[idx::AVG_MESSAGE_LENGTH_AGENT], "avg_message_length_agent");
+        assert_eq!(
+            FEATURE_NAMES[idx::ENTITIES_COLLECTED_COUNT],
+            "entities_collected_count"
+        );
+        assert_eq!(
+            FEATURE_NAMES[idx::QUESTION_COUNT_AGENT],
+            "question_count_agent"
+        );
+        assert_eq!(
+            FEATURE_NAMES[idx::AVG_MESSAGE_LENGTH_AGENT],
+            "avg_message_length_agent"
+        );
         assert_eq!(IS_INTEGER.iter().filter(|b| **b).count(), 20);
         assert!(IS_INTEGER[idx::HAS_TARGET_ENTITY] && !IS_INTEGER[idx::MESSAGE_RATIO]);
     }

@@ -6,16 +6,18 @@
 //! are inlined into the wrapper and compiled with the wrapper's features
 //! (the pattern memchr and matrixmultiply use).
 //!
-//! Measured on the development machine (AMD EPYC Zen 3, 3.2 GHz, AVX2,
-//! thread CPU time): layer 1 alone takes about 480 cycles against the 376
-//! the FMA units need (2 per cycle); the rest is the per-row broadcast of
-//! `x[i]`, which shares the load ports with the weight rows. Skipping rows
-//! of zero inputs (as layer 2 does for inactive units) was tried and
-//! dropped: with the ~10% zero inputs of validator requests it saved 4% and
-//! cost 12% when no input is zero. The whole network (~56 KB of f32
-//! weights) does not fit a 32 KB L1, so it runs at L2 bandwidth: 1.6x the
-//! sum of its layers timed alone. With `f16-weights` it fits and the
-//! network runs 40% faster.
+//! Measured on the development machine (AMD EPYC, Zen 3, 3.2 GHz, AVX2;
+//! criterion medians of thread CPU time, `cargo bench --bench forward`,
+//! 2026-11-25): layer 1 alone takes 182 ns, about 580 cycles, against the
+//! 376 the two FMA units need. Part of the gap is the per-row broadcast of
+//! `x[i]`, which competes with the weight rows for the load ports (a C
+//! model of one tile ran at 240 cycles with it, 196 without). Skipping rows
+//! of zero inputs, as layer 2 does for inactive units, was tried and
+//! dropped: with 20% zero inputs it saved 4%, with none it cost 12%, and
+//! validator requests have about 10%. The whole network does not fit a
+//! 32 KB L1 with f32 weights (56 KB), so the fused forward (386 ns on the
+//! trained classifier) is slower than its layers timed alone (312 ns); with
+//! `f16-weights` (28 KB) it takes 260 ns.
 //!
 //! Shape of the work, per layer:
 //! - Layer 1 (`N_INPUTS` x `H1`): the outputs are cut into tiles of
@@ -26,7 +28,8 @@
 //!   of 16 accumulators would spill. AVX-512 covers all 128 in one tile.
 //! - Layer 2 (`H1` x `H2`): a ReLU unit that is zero contributes nothing, so
 //!   the kernel first builds a bit mask of the positive layer-1 units and
-//!   runs only their rows of `w2` (about half of them on random weights).
+//!   runs only their rows of `w2` (41% of them for the trained classifier on
+//!   validator requests).
 //!   All `H2` outputs stay in registers; when they are too few vectors to
 //!   hide the FMA latency (AVX-512: 4 zmm) two accumulator sets alternate.
 //! - Output (`H2` -> 1): four partial dot products, then one horizontal sum.

@@ -434,6 +434,14 @@ fn weight_storage_round_trip() {
     assert!(!weight_fits(f64::NAN) && !weight_fits(f64::INFINITY));
     #[cfg(feature = "f16-weights")]
     {
+        for bits in 0..=u16::MAX {
+            let h = half::f16::from_bits(bits);
+            let (got, want) = (weight_to_f32(h), h.to_f32());
+            assert!(
+                got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
+                "f16 {bits:#06x}: {got:e} vs half's {want:e}"
+            );
+        }
         assert_eq!(W_BYTES, 2);
         assert!(!weight_fits(1.0e5), "beyond f16 range");
         // A subnormal f16 survives the round trip.
