@@ -143,6 +143,10 @@ fn check(m: &ModelFile, body: &str, k: Kernel) -> u8 {
             .unwrap_or(m.fill[i]);
         assert_eq!(f.is_present(i), feats.get(FEATURE_NAMES[i]).is_some());
     }
+    // The core derives missing minutes from the seconds (Model::filled).
+    if feats.get(FEATURE_NAMES[1]).is_none() {
+        raw[1] = raw[0] / 60.0;
+    }
     let model = conversion_miner::embedded::model();
     let (class_ref, time_ref, conf_ref) = reference::predict_f64(m, &raw);
     let p_ref = reference::probability_f64(m, &raw);

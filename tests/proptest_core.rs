@@ -5,7 +5,8 @@
 //! seconds. They state the same contract from the outside: any body gives
 //! either a refusal that names what was wrong or features that predict an
 //! answer obeying the subnet's output rules, on every kernel this CPU runs;
-//! a parse that succeeds reports exactly the values that were sent; and the
+//! a parse that succeeds reports exactly the values that were sent (integer
+//! features truncated toward zero, as the subnet's `int()` does); and the
 //! response writer always emits a JSON object with exactly the three fields.
 //! Inputs are built three ways: raw bytes, JSON trees with keys drawn from
 //! the real schema and random ones, and complete valid requests (to which
@@ -16,7 +17,7 @@ use cm_core::kernels::Kernel;
 use cm_core::model::{Model, Prediction, NO_CONVERSION_TIME};
 use cm_core::parse::{parse_request, ParseError, FEATURES_KEY, SESSION_ID};
 use cm_core::respond::{write_prediction, BufferTooSmall, MAX_PREDICTION_LEN};
-use cm_core::schema::{FEATURE_NAMES, IS_INTEGER, N_FEATURES, REQUIRED};
+use cm_core::schema::{idx, FEATURE_NAMES, IS_INTEGER, N_FEATURES, REQUIRED};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 use serde_json::{Map, Value};
@@ -29,6 +30,16 @@ const CASES_MODEL: u32 = 512;
 const MAX_RANDOM_BODY: usize = 600;
 /// Largest magnitude of the "ordinary" feature values generated.
 const WIDE: f64 = 1e7;
+/// Typical features are the model's fill value (a training mean) times a
+/// factor in `[0, TYPICAL_SPREAD)`.
+const TYPICAL_SPREAD: f32 = 3.0;
+/// The 0/1 features: is_business_hours, is_weekend, has_target_entity.
+const FLAGS: [usize; 3] = [4, 5, idx::HAS_TARGET_ENTITY];
+/// Hours in a day and days in a week, the ranges of hour_of_day and day_of_week.
+const HOURS: u32 = 24;
+const DAYS: u32 = 7;
+/// Typical inputs drawn by the class-coverage test.
+const CLASS_SAMPLES: usize = 400;
 
 fn model() -> &'static Model {
     conversion_miner::embedded::model()
@@ -208,6 +219,35 @@ fn valid_features() -> impl Strategy<Value = Map<String, Value>> {
     })
 }
 
+/// Raw features near the training data: flags 0/1, hour and day in range,
+/// everything else the fill value scaled by a random factor (whole numbers
+/// for integer features). Wide random values almost always give class 0;
+/// these reach both classes, so the class-1 rules are exercised too.
+fn typical_raw() -> impl Strategy<Value = [f32; N_FEATURES]> {
+    (
+        proptest::array::uniform32(0f32..TYPICAL_SPREAD),
+        proptest::array::uniform8(0f32..TYPICAL_SPREAD),
+        any::<u8>(),
+        0..HOURS,
+        0..DAYS,
+    )
+        .prop_map(|(a, b, flags, hour, day)| {
+            let fill = &model().fill;
+            let mut v = [0f32; N_FEATURES];
+            for i in 0..N_FEATURES {
+                let factor = if i < 32 { a[i] } else { b[i - 32] };
+                let x = fill[i] * factor;
+                v[i] = if IS_INTEGER[i] { x.round() } else { x };
+            }
+            for (bit, &i) in FLAGS.iter().enumerate() {
+                v[i] = f32::from((flags >> bit) & 1);
+            }
+            v[idx::HOUR_OF_DAY] = hour as f32;
+            v[idx::DAY_OF_WEEK] = day as f32;
+            v
+        })
+}
+
 /// Features either bare or inside a synapse body like a validator's.
 fn wrap(features: Map<String, Value>, synapse: bool) -> Value {
     if !synapse {
@@ -295,10 +335,11 @@ fn expect_same(
         match sent.get(*name) {
             Some(v) => {
                 prop_assert!(f.is_present(i), "{} sent but not present", name);
-                let want = v
+                let sent_f64 = v
                     .as_f64()
-                    .ok_or_else(|| TestCaseError::fail(format!("{name} accepted as {v}")))?
-                    as f32;
+                    .ok_or_else(|| TestCaseError::fail(format!("{name} accepted as {v}")))?;
+                // Integer features are truncated toward zero, as the subnet's int() does.
+                let want = if IS_INTEGER[i] { sent_f64.trunc() } else { sent_f64 } as f32;
                 prop_assert_eq!(f.values[i].to_bits(), want.to_bits(), "{}", name);
             }
             None => prop_assert!(!f.is_present(i), "{} present but not sent", name),
@@ -407,6 +448,21 @@ proptest! {
     }
 
     #[test]
+    fn typical_features_predict_valid_answers_on_every_kernel(raw in typical_raw()) {
+        check_all_kernels(&raw, (1u64 << N_FEATURES) - 1)?;
+        // And the same through the wire format, as a validator would send them.
+        let mut m = Map::new();
+        m.insert(SESSION_ID.into(), Value::from("typical"));
+        for (i, name) in FEATURE_NAMES.iter().enumerate() {
+            m.insert((*name).into(), Value::from(f64::from(raw[i])));
+        }
+        let body = serde_json::to_vec(&Value::Object(m.clone())).expect("serializes");
+        let f = check_body(&body)?
+            .ok_or_else(|| TestCaseError::fail(format!("refused: {:?}", parse_request(&body).err())))?;
+        expect_same(&f, &m)?;
+    }
+
+    #[test]
     fn any_finite_features_predict_valid_answers_on_every_kernel(
         raw in proptest::array::uniform32(prop_oneof![
             4 => -1e6f32..1e6,
@@ -424,4 +480,20 @@ proptest! {
         check_all_kernels(&values, present & ((1u64 << N_FEATURES) - 1))?;
         check_all_kernels(&values, (1u64 << N_FEATURES) - 1)?;
     }
+}
+
+/// The properties above check the class-1 rules only if class 1 happens:
+/// show that typical inputs give both answers.
+#[test]
+fn typical_features_reach_both_classes() {
+    use proptest::strategy::ValueTree;
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    let strategy = typical_raw();
+    let mut seen = [0usize; 2];
+    for _ in 0..CLASS_SAMPLES {
+        let raw = strategy.new_tree(&mut runner).expect("a value").current();
+        let p = model().predict_raw(&raw, (1u64 << N_FEATURES) - 1, Kernel::Scalar);
+        seen[usize::from(p.conversion_happened.min(1))] += 1;
+    }
+    assert!(seen[0] > 0 && seen[1] > 0, "classes seen: {seen:?}");
 }

@@ -13,7 +13,7 @@
 use crate::features;
 use crate::kernels::{Kernel, Mlp};
 use crate::parse::Features;
-use crate::schema::{CALIB_KNOTS, N_CLASSIFIERS, N_FEATURES, N_INPUTS, N_REGRESSORS};
+use crate::schema::{idx, CALIB_KNOTS, N_CLASSIFIERS, N_FEATURES, N_INPUTS, N_REGRESSORS};
 
 /// The time answered with a prediction of no conversion.
 pub const NO_CONVERSION_TIME: f32 = -1.0;
@@ -79,6 +79,17 @@ impl Model {
             if present & (1u64 << i) == 0 {
                 *x = *fill;
             }
+        }
+        // Minutes are seconds / 60 by definition (SUBNET.md). When only the
+        // seconds were sent, the derived value keeps the input on the data's
+        // manifold, where the training mean would contradict the seconds
+        // (measured: a 120 s conversation's time was off by 7 s with the mean).
+        let (secs, mins) = (
+            idx::CONVERSATION_DURATION_SECONDS,
+            idx::CONVERSATION_DURATION_MINUTES,
+        );
+        if present & (1u64 << mins) == 0 && present & (1u64 << secs) != 0 {
+            v[mins] = v[secs] / 60.0;
         }
         v
     }
@@ -258,5 +269,25 @@ mod tests {
         let present = !0u64 & !(1u64 << 3);
         let v = m.filled(&raw, present);
         assert_eq!((v[3], v[4], v[5]), (5.0, 1.0, 1.0));
+    }
+
+    #[test]
+    fn missing_minutes_are_derived_from_seconds() {
+        let mut m = constant_model(0.0, 1.0);
+        m.fill[idx::CONVERSATION_DURATION_MINUTES] = 1.5;
+        let mut raw = [0.0; N_FEATURES];
+        raw[idx::CONVERSATION_DURATION_SECONDS] = 120.0;
+        let present = 1u64 << idx::CONVERSATION_DURATION_SECONDS;
+        assert_eq!(
+            m.filled(&raw, present)[idx::CONVERSATION_DURATION_MINUTES],
+            2.0
+        );
+        // A minutes value the caller sent is kept as sent.
+        raw[idx::CONVERSATION_DURATION_MINUTES] = 7.0;
+        let present = present | (1u64 << idx::CONVERSATION_DURATION_MINUTES);
+        assert_eq!(
+            m.filled(&raw, present)[idx::CONVERSATION_DURATION_MINUTES],
+            7.0
+        );
     }
 }

@@ -99,6 +99,7 @@ pub const ENGINEERED_NAMES: [&str; N_INPUTS - N_FEATURES] = [
 /// Indices of the raw features the transform and the rules refer to.
 pub mod idx {
     pub const CONVERSATION_DURATION_SECONDS: usize = 0;
+    pub const CONVERSATION_DURATION_MINUTES: usize = 1;
     pub const HOUR_OF_DAY: usize = 2;
     pub const DAY_OF_WEEK: usize = 3;
     pub const USER_MESSAGES_COUNT: usize = 16;
