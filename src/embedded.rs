@@ -10,3 +10,7 @@ include!(concat!(env!("OUT_DIR"), "/model.rs"));
 pub fn model() -> &'static Model {
     &MODEL
 }
+
+/// The text of the model file the embedded model was built from; its
+/// `training_stats` are the reference of the drift monitor and `drift`.
+pub const SOURCE_JSON: &str = include_str!("../weights/model.json");

@@ -31,17 +31,25 @@ enum Cmd {
     Train(cm_train::cli::TrainArgs),
     /// Score a model with the subnet reward, next to the oracle, on a held-out seed.
     Eval(cm_train::cli::EvalArgs),
+    /// Compare a request log (serve --log-requests) with the model's training distribution.
+    Drift(cm_host::DriftArgs),
 }
 
 fn main() {
     let cli = Cli::parse();
     let r = match &cli.cmd {
-        Cmd::Serve(a) => cm_host::serve(a, embedded::model(), embedded::SOURCE_SHA256),
+        Cmd::Serve(a) => cm_host::serve(
+            a,
+            embedded::model(),
+            embedded::SOURCE_SHA256,
+            embedded::SOURCE_JSON,
+        ),
         Cmd::Probe(a) => cm_host::probe(a),
         Cmd::Predict(a) => predict::run(a, embedded::model()),
         Cmd::Gen(a) => cm_train::cli::gen(a),
         Cmd::Train(a) => cm_train::cli::train(a),
         Cmd::Eval(a) => cm_train::cli::eval(a, embedded::model()),
+        Cmd::Drift(a) => cm_host::drift(a, embedded::SOURCE_JSON),
     };
     match r {
         Ok(code) => std::process::exit(code),

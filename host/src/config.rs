@@ -115,6 +115,27 @@ pub struct ServeArgs {
     /// Serve this weights file (model.json format) instead of the embedded model; refused at start-up if invalid.
     #[arg(long = "weights", env = "CM_WEIGHTS")]
     pub weights: Option<PathBuf>,
+    /// Seconds between checks of the --weights file for changes (a change reloads it, as SIGHUP does).
+    #[arg(long = "weights.poll", env = "CM_WEIGHTS_POLL", default_value_t = crate::lifecycle::DEFAULT_WATCH_POLL_S)]
+    pub weights_poll: f64,
+    /// Candidate model (model.json format) run on every request beside the served one; never changes answers.
+    #[arg(long = "shadow", env = "CM_SHADOW")]
+    pub shadow: Option<PathBuf>,
+    /// Append every verified request's features and our prediction to JSON-lines files in this directory.
+    #[arg(long = "log-requests", env = "CM_LOG_REQUESTS")]
+    pub log_requests: Option<PathBuf>,
+    /// Size in MB (2^20 bytes, fractions allowed) at which a request-log file is closed and a new one started.
+    #[arg(long = "log-requests.max-file-mb", env = "CM_LOG_REQUESTS_MAX_FILE_MB", default_value_t = crate::reqlog::DEFAULT_MAX_FILE_MB as f64)]
+    pub log_requests_max_file_mb: f64,
+    /// Total MB of request-log files kept; the oldest are deleted beyond it.
+    #[arg(long = "log-requests.max-total-mb", env = "CM_LOG_REQUESTS_MAX_TOTAL_MB", default_value_t = crate::reqlog::DEFAULT_MAX_TOTAL_MB as f64)]
+    pub log_requests_max_total_mb: f64,
+    /// PSI of a feature against the training deciles above which a drift warning is logged.
+    #[arg(long = "drift.psi-warn", env = "CM_DRIFT_PSI_WARN", default_value_t = crate::drift::DEFAULT_PSI_WARN)]
+    pub drift_psi_warn: f64,
+    /// Requests before the first drift check, and between checks.
+    #[arg(long = "drift.min-samples", env = "CM_DRIFT_MIN_SAMPLES", default_value_t = crate::drift::DEFAULT_MIN_SAMPLES)]
+    pub drift_min_samples: u64,
     /// Log filter: error, warn, info, debug (per-request lines) or trace, or a tracing directive.
     #[arg(long = "log-level", env = "CM_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
@@ -190,5 +211,21 @@ pub struct ProbeArgs {
     pub dev: bool,
     /// Also print the summary as one JSON line (for scripts and tests).
     #[arg(long = "json", env = "CM_PROBE_JSON")]
+    pub json: bool,
+}
+
+/// `conversion-miner drift`.
+#[derive(Debug, Clone, Args)]
+pub struct DriftArgs {
+    /// Directory written by `serve --log-requests`.
+    pub logdir: PathBuf,
+    /// Compare against this model file's training stats instead of the embedded model's.
+    #[arg(long = "weights")]
+    pub weights: Option<PathBuf>,
+    /// PSI above which a feature is flagged.
+    #[arg(long = "psi-warn", default_value_t = crate::drift::DEFAULT_PSI_WARN)]
+    pub psi_warn: f64,
+    /// Print JSON instead of a table.
+    #[arg(long = "json")]
     pub json: bool,
 }

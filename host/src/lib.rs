@@ -5,19 +5,25 @@
 //! [`wallet`] (bittensor key files), [`nonce`], [`validators`] and [`limits`]
 //! (who may call, how often), [`gate`] (the checks in order), [`synapse`]
 //! (answers a Python dendrite accepts), [`reason`] (every status code in one
-//! table), [`metrics`], [`kernel`] (CPU detection), [`server`] (hyper/tokio)
-//! and [`probe`]. The wire facts all come from `AXON.md`.
+//! table), [`metrics`], [`kernel`] (CPU detection), [`server`] (hyper/tokio),
+//! [`lifecycle`] (the swappable served model, its reloads and the shadow
+//! candidate), [`reqlog`] (the request log), [`drift`](mod@drift) (live traffic against
+//! the training distribution) and [`probe`](mod@probe). The wire facts all come from
+//! `AXON.md`.
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod config;
+pub mod drift;
 pub mod echo;
 pub mod gate;
 pub mod kernel;
+pub mod lifecycle;
 pub mod limits;
 pub mod metrics;
 pub mod nonce;
 pub mod probe;
 pub mod reason;
+pub mod reqlog;
 pub mod server;
 pub mod sig;
 pub mod ss58;
@@ -25,7 +31,7 @@ pub mod synapse;
 pub mod validators;
 pub mod wallet;
 
-pub use config::{ProbeArgs, ServeArgs};
+pub use config::{DriftArgs, ProbeArgs, ServeArgs};
 
 use anyhow::{bail, Context, Result};
 use std::io::Write as _;
@@ -64,6 +70,7 @@ pub fn serve(
     a: &ServeArgs,
     embedded: &'static cm_core::model::Model,
     embedded_sha256: &'static str,
+    embedded_json: &'static str,
 ) -> Result<i32> {
     init_logging(&a.log_level)?;
 
@@ -77,13 +84,53 @@ pub fn serve(
             .context("loading the miner's hotkey (use --dev to try without a wallet)")?
     };
 
-    let (model, model_sha256): (&'static cm_core::model::Model, String) = match &a.weights {
-        None => (embedded, embedded_sha256.to_string()),
+    let (active, training_stats) = match &a.weights {
+        None => (
+            lifecycle::Active {
+                weights: lifecycle::Weights::Static(embedded),
+                sha256: embedded_sha256.to_string(),
+                source: "embedded".into(),
+            },
+            embedded_stats(embedded_json),
+        ),
         Some(p) => {
-            let loaded = cm_modelfile::load(p).map_err(|e| anyhow::anyhow!("--weights: {e}"))?;
-            (Box::leak(loaded.model), loaded.sha256)
+            let (a, s) =
+                lifecycle::Active::from_file(p).map_err(|e| anyhow::anyhow!("--weights: {e}"))?;
+            (a, Ok(s))
         }
     };
+    let model_sha256 = active.sha256.clone();
+    let mut life = lifecycle::Lifecycle::new(active);
+    if let Some(p) = &a.shadow {
+        let (cand, _) =
+            lifecycle::Active::from_file(p).map_err(|e| anyhow::anyhow!("--shadow: {e}"))?;
+        tracing::info!(shadow_sha256 = %cand.sha256, source = %cand.source, "shadow model loaded");
+        life.shadow = Some(lifecycle::Shadow::new(cand));
+    }
+    match training_stats.and_then(|s| drift::Drift::new(&s, a.drift_psi_warn, a.drift_min_samples))
+    {
+        Ok(d) => life.drift = Some(d),
+        Err(e) => tracing::warn!("drift monitor off: {e}"),
+    }
+    if let Some(dir) = &a.log_requests {
+        let mb = |name: &str, v: f64| -> Result<u64> {
+            if !(v.is_finite() && v > 0.0) {
+                bail!("{name} must be a positive number of MB, got {v}");
+            }
+            Ok((v * 1048576.0) as u64)
+        };
+        let caps = reqlog::Caps {
+            max_file_bytes: mb("--log-requests.max-file-mb", a.log_requests_max_file_mb)?,
+            max_total_bytes: mb("--log-requests.max-total-mb", a.log_requests_max_total_mb)?,
+        };
+        life.reqlog = Some(
+            reqlog::RequestLog::start(dir.clone(), caps)
+                .context("starting the request-log writer")?,
+        );
+        tracing::info!(dir = %dir.display(), "logging verified requests");
+    }
+    let life = Arc::new(life);
+    let weights_poll = secs("--weights.poll", a.weights_poll)?.max(Duration::from_millis(100));
     let kernel = kernel::select(&a.kernel)?;
 
     let allow_all = a.dev || a.allow_all;
@@ -140,7 +187,7 @@ pub fn serve(
             .unwrap_or_else(|| bound.ip().to_string());
         let external_port = a.axon_external_port.unwrap_or(bound.port());
         let state = Arc::new(server::State {
-            model,
+            life: life.clone(),
             kernel,
             hotkey_ss58: hotkey.ss58.clone(),
             allow_all,
@@ -154,11 +201,15 @@ pub fn serve(
             max_body: a.max_body,
             body_timeout,
             started: Instant::now(),
-            model_sha256: model_sha256.clone(),
             external_ip,
             external_port,
             netuid: a.netuid,
         });
+        if let Some(path) = &a.weights {
+            tokio::spawn(lifecycle::watch(path.clone(), life.clone(), weights_poll));
+        } else {
+            tokio::spawn(lifecycle::ignore_hup());
+        }
         if let (Some(path), Some(shared)) = (&a.validators, validators) {
             tokio::spawn(validators::watch(path.clone(), shared, poll));
         }
@@ -193,6 +244,70 @@ pub fn serve(
         Ok::<(), anyhow::Error>(())
     })?;
     rt.shutdown_timeout(Duration::from_millis(100));
+    Ok(0)
+}
+
+/// The training stats inside a model.json text (the embedded one needs no full parse).
+fn embedded_stats(json: &str) -> Result<Vec<cm_modelfile::FeatureStats>, String> {
+    let mut v: serde_json::Value =
+        serde_json::from_str(json).map_err(|e| format!("embedded model.json: {e}"))?;
+    serde_json::from_value(v["training_stats"].take())
+        .map_err(|e| format!("embedded model.json training_stats: {e}"))
+}
+
+/// `conversion-miner drift LOGDIR`: the live comparison, offline, from a request log.
+pub fn drift(a: &DriftArgs, embedded_json: &'static str) -> Result<i32> {
+    let stats = match &a.weights {
+        Some(p) => {
+            cm_modelfile::load(p)
+                .map_err(|e| anyhow::anyhow!("--weights: {e}"))?
+                .file
+                .training_stats
+        }
+        None => embedded_stats(embedded_json).map_err(|e| anyhow::anyhow!(e))?,
+    };
+    let counts = drift::Counts::new(&stats).map_err(|e| anyhow::anyhow!(e))?;
+    let files =
+        reqlog::log_files(&a.logdir).with_context(|| format!("reading {}", a.logdir.display()))?;
+    let (mut lines, mut bad) = (0u64, 0u64);
+    for (p, _) in &files {
+        let text = match std::fs::read_to_string(p) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("skipping {}: {e}", p.display());
+                continue;
+            }
+        };
+        for l in text.lines().filter(|l| !l.trim().is_empty()) {
+            match reqlog::parse_line(l) {
+                Some((v, present)) => {
+                    counts.add_request(&v, present);
+                    lines += 1;
+                }
+                None => bad += 1,
+            }
+        }
+    }
+    let rows = counts.rows();
+    let drifted = rows.iter().filter(|r| r.psi > a.psi_warn).count();
+    // Output errors (a closed pipe) end the command quietly, never in a panic.
+    let mut out = std::io::stdout().lock();
+    if a.json {
+        let feats: Vec<_> = rows.iter().map(|r| serde_json::json!({"feature": r.name, "samples": r.n, "psi": r.psi, "out_of_range": r.out_of_range})).collect();
+        let _ = writeln!(
+            out,
+            "{}",
+            serde_json::json!({"files": files.len(), "requests": lines, "unreadable_lines": bad, "psi_warn": a.psi_warn, "drifted": drifted, "features": feats})
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "{} files, {lines} requests, {bad} unreadable lines",
+            files.len()
+        );
+        let _ = write!(out, "{}", drift::table(&rows, a.psi_warn));
+        let _ = writeln!(out, "{drifted} features with PSI > {}", a.psi_warn);
+    }
     Ok(0)
 }
 

@@ -700,7 +700,7 @@ mod tests {
                 let signer = Hotkey::generate();
                 let list = validators::AllowList::parse(&format!("{},10\n", signer.ss58)).unwrap();
                 let state = Arc::new(State {
-                    model: model(),
+                    life: Arc::new(crate::lifecycle::Lifecycle::embedded(model(), "test")),
                     kernel: crate::kernel::select("auto").unwrap(),
                     hotkey_ss58: miner.ss58.clone(),
                     allow_all: false,
@@ -714,7 +714,6 @@ mod tests {
                     max_body: 64 * 1024,
                     body_timeout: Duration::from_secs(5),
                     started: Instant::now(),
-                    model_sha256: "test".into(),
                     external_ip: "127.0.0.1".into(),
                     external_port: 0,
                     netuid: None,

@@ -18,7 +18,6 @@ use crate::synapse::{self, Answer, AxonId};
 use crate::validators;
 use bytes::Bytes;
 use cm_core::kernels::Kernel;
-use cm_core::model::Model;
 use cm_core::parse::{parse_request, ParseError};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -37,7 +36,8 @@ const MAX_QUOTED_NAME: usize = 64;
 
 /// Everything a request handler reads.
 pub struct State {
-    pub model: &'static Model,
+    /// The served model (swappable), shadow, request log and drift monitor.
+    pub life: Arc<crate::lifecycle::Lifecycle>,
     pub kernel: Kernel,
     pub hotkey_ss58: String,
     pub allow_all: bool,
@@ -51,7 +51,6 @@ pub struct State {
     pub max_body: usize,
     pub body_timeout: Duration,
     pub started: Instant,
-    pub model_sha256: String,
     pub external_ip: String,
     pub external_port: u16,
     pub netuid: Option<u16>,
@@ -287,12 +286,17 @@ async fn axon(state: &State, req: Request<Incoming>, name: &str, t0: Instant) ->
     let answer = if name == CONVERSION_SYNAPSE {
         match parse_request(&bytes) {
             Ok(f) => {
-                let p = state.model.predict(&f, state.kernel);
-                Some(Answer {
+                // One model for the whole prediction, however a reload races it.
+                let active = state.life.current();
+                let p = active.model().predict(&f, state.kernel);
+                let answer = Answer {
                     conversion_happened: p.conversion_happened,
                     time_to_conversion_seconds: synapse::f32_to_json(p.time_to_conversion_seconds),
                     confidence: synapse::f32_to_json(p.confidence),
-                })
+                };
+                state.metrics.predict.observe(tp.elapsed());
+                after_answer(state, &f, &p, &active.sha256);
+                Some(answer)
             }
             Err(e) => return state.reject(&parse_error(e), t0, Some(&parts.headers)),
         }
@@ -300,7 +304,6 @@ async fn axon(state: &State, req: Request<Incoming>, name: &str, t0: Instant) ->
         None
     };
     if let Some(a) = &answer {
-        state.metrics.predict.observe(tp.elapsed());
         state
             .metrics
             .prediction(a.conversion_happened == 1, a.confidence as f32);
@@ -327,6 +330,84 @@ async fn axon(state: &State, req: Request<Incoming>, name: &str, t0: Instant) ->
     synapse::success(out, name, elapsed, &parts.headers, &state.me())
 }
 
+/// Work that never changes the answer: request log, drift counts, shadow model.
+fn after_answer(
+    state: &State,
+    f: &cm_core::parse::Features<'_>,
+    p: &cm_core::model::Prediction,
+    sha: &str,
+) {
+    let life = &state.life;
+    if let Some(log) = &life.reqlog {
+        log.record(&f.values, f.present, p, sha);
+    }
+    if let Some(d) = &life.drift {
+        d.observe(&f.values, f.present);
+    }
+    if let Some(sh) = &life.shadow {
+        sh.observe(f, state.kernel, p);
+    }
+}
+
+fn opt(x: Option<f64>) -> serde_json::Value {
+    x.map(serde_json::Value::from)
+        .unwrap_or(serde_json::Value::Null)
+}
+
+/// The lifecycle part of /health.
+fn health_lifecycle(state: &State) -> (serde_json::Value, serde_json::Value) {
+    let life = &state.life;
+    let active = life.current();
+    let (ok, rejected) = life.reloads();
+    let model = serde_json::json!({
+        "sha256": active.sha256,
+        "source": active.source,
+        "reloads_ok": ok,
+        "reloads_rejected": rejected,
+    });
+    let shadow = match &life.shadow {
+        None => serde_json::Value::Null,
+        Some(sh) => {
+            let s = sh.stats();
+            serde_json::json!({
+                "sha256": sh.active.sha256,
+                "source": sh.active.source,
+                "requests": s.n,
+                "agreement": opt(s.agreement()),
+                "mean_abs_confidence_diff": opt(s.mean_conf_diff()),
+                "both_positive": s.both_positive,
+                "mean_abs_time_diff_s": opt(s.mean_time_diff()),
+            })
+        }
+    };
+    (model, shadow)
+}
+
+/// The lifecycle part of /metrics.
+fn metrics_lifecycle(state: &State, o: &mut String) {
+    use std::fmt::Write as _;
+    let life = &state.life;
+    let active = life.current();
+    let (ok, rejected) = life.reloads();
+    let _ = writeln!(o, "# HELP cm_model_reloads_total Model reloads (SIGHUP or file change), by result.\n# TYPE cm_model_reloads_total counter\ncm_model_reloads_total{{result=\"ok\"}} {ok}\ncm_model_reloads_total{{result=\"rejected\"}} {rejected}");
+    let _ = writeln!(o, "# HELP cm_model_info The model answering now.\n# TYPE cm_model_info gauge\ncm_model_info{{sha256=\"{}\"}} 1", active.sha256);
+    if let Some(sh) = &life.shadow {
+        let s = sh.stats();
+        let _ = writeln!(o, "# HELP cm_shadow_requests_total Requests the shadow model also answered.\n# TYPE cm_shadow_requests_total counter\ncm_shadow_requests_total{{sha256=\"{}\"}} {}", sh.active.sha256, s.n);
+        let _ = writeln!(o, "# HELP cm_shadow_agree_total Requests where shadow and served model predicted the same class.\n# TYPE cm_shadow_agree_total counter\ncm_shadow_agree_total {}", s.agree);
+        let _ = writeln!(o, "# HELP cm_shadow_agreement_ratio Share of requests with the same class.\n# TYPE cm_shadow_agreement_ratio gauge\ncm_shadow_agreement_ratio {}", s.agreement().unwrap_or(0.0));
+        let _ = writeln!(o, "# HELP cm_shadow_confidence_abs_diff_mean Mean |confidence difference|.\n# TYPE cm_shadow_confidence_abs_diff_mean gauge\ncm_shadow_confidence_abs_diff_mean {}", s.mean_conf_diff().unwrap_or(0.0));
+        let _ = writeln!(o, "# HELP cm_shadow_both_positive_total Requests where both models predicted a conversion.\n# TYPE cm_shadow_both_positive_total counter\ncm_shadow_both_positive_total {}", s.both_positive);
+        let _ = writeln!(o, "# HELP cm_shadow_time_abs_diff_seconds_mean Mean |time difference| where both predicted a conversion.\n# TYPE cm_shadow_time_abs_diff_seconds_mean gauge\ncm_shadow_time_abs_diff_seconds_mean {}", s.mean_time_diff().unwrap_or(0.0));
+    }
+    if let Some(log) = &life.reqlog {
+        log.render(o);
+    }
+    if let Some(d) = &life.drift {
+        d.render(o);
+    }
+}
+
 fn gauges(state: &State) -> (usize, usize, f64) {
     let nonce_keys = state.nonce_lock().len();
     let validators = state.validators.as_ref().map(|v| v.len()).unwrap_or(0);
@@ -339,10 +420,13 @@ fn gauges(state: &State) -> (usize, usize, f64) {
 
 fn health(state: &State) -> Resp {
     let (nonce_keys, validators, uptime) = gauges(state);
+    let (model, shadow) = health_lifecycle(state);
     let body = serde_json::json!({
         "status": "ok",
         "version": env!("CARGO_PKG_VERSION"),
-        "model_sha256": state.model_sha256,
+        "model_sha256": model["sha256"],
+        "model": model,
+        "shadow": shadow,
         "kernel": state.kernel.name(),
         "uptime_s": uptime,
         "hotkey": state.hotkey_ss58,
@@ -362,15 +446,17 @@ fn health(state: &State) -> Resp {
 
 fn metrics(state: &State) -> Resp {
     let (nonce_keys, validators, uptime_s) = gauges(state);
-    let text = state.metrics.render(&Gauges {
+    let active = state.life.current();
+    let mut text = state.metrics.render(&Gauges {
         inflight: state.inflight.current(),
         nonce_keys,
         validators,
         uptime_s,
         kernel: state.kernel.name(),
         version: env!("CARGO_PKG_VERSION"),
-        model_sha256: &state.model_sha256,
+        model_sha256: &active.sha256,
     });
+    metrics_lifecycle(state, &mut text);
     let mut r = Response::new(Full::new(Bytes::from(text)));
     r.headers_mut().insert(
         CONTENT_TYPE,

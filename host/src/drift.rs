@@ -1,0 +1,342 @@
+//! Drift: live traffic per feature against the training distribution that
+//! `model.json` stores (`training_stats`: min, max and 9 decile edges).
+//!
+//! Each present feature value is dropped into one of [`BINS`] bins cut at
+//! the training deciles, so the training share of every bin is known without
+//! the training data: 10% each for a continuous feature; for a discrete one
+//! (integer, or with tied deciles) the deciles only bound the share at or
+//! below each edge and the middle of the bounds is used (tied edges merge their bins; nothing is expected above an
+//! edge equal to the training maximum). Counting is a few relaxed atomic adds per feature, so
+//! it runs on every request; the population stability index (PSI) is
+//! computed only when someone asks (metrics scrape, periodic check, the
+//! offline `drift` command). The same [`Counts`] serve the live server and
+//! the offline reader of the request log, so both print the same numbers.
+
+use cm_core::schema::N_FEATURES;
+use cm_modelfile::FeatureStats;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// Bins of the PSI: ten, cut at the nine training deciles.
+pub const BINS: usize = 10;
+/// Decile edges per feature.
+pub const EDGES: usize = BINS - 1;
+/// Floor on a live bin share, so an empty bin gives a finite PSI.
+pub const SHARE_FLOOR: f64 = 1e-4;
+/// Default PSI above which a feature is reported as drifted (the usual rule of thumb).
+pub const DEFAULT_PSI_WARN: f64 = 0.2;
+/// Default samples before the first drift warning, and between checks.
+pub const DEFAULT_MIN_SAMPLES: u64 = 1000;
+
+/// The training side of one feature.
+#[derive(Clone, Debug)]
+pub struct Reference {
+    pub name: String,
+    pub min: f64,
+    pub max: f64,
+    pub edges: [f64; EDGES],
+    /// Training share per bin (sums to 1).
+    pub expected: [f64; BINS],
+}
+
+impl Reference {
+    /// From model.json's stats; None if the deciles are not 9 sorted numbers.
+    /// `integer` features, and any with tied deciles, get the discrete
+    /// estimate of the training CDF at each edge (see [`edge_cdf`]).
+    pub fn from_stats(s: &FeatureStats, integer: bool) -> Option<Reference> {
+        if s.deciles.len() != EDGES
+            || s.deciles.iter().any(|x| !x.is_finite())
+            || s.deciles.windows(2).any(|w| w[0] > w[1])
+        {
+            return None;
+        }
+        let mut edges = [0.0; EDGES];
+        edges.copy_from_slice(&s.deciles);
+        // Tied deciles show point masses: treat the feature as discrete.
+        let discrete = integer || edges.windows(2).any(|w| w[0] == w[1]);
+        let mut expected = [0.0; BINS];
+        let mut below = 0.0;
+        for (k, e) in expected.iter_mut().enumerate().take(EDGES) {
+            let f = edge_cdf(&edges, k, s.max, discrete);
+            *e = (f - below).max(0.0);
+            below = below.max(f);
+        }
+        expected[BINS - 1] = (1.0 - below).max(0.0);
+        Some(Reference {
+            name: s.name.clone(),
+            min: s.min,
+            max: s.max,
+            edges,
+            expected,
+        })
+    }
+
+    /// Bin of a value: the number of edges strictly below it.
+    pub fn bin(&self, x: f64) -> usize {
+        self.edges.iter().take_while(|e| x > **e).count()
+    }
+}
+
+/// Estimated training share at or below edge `k`. Edge `k` is the
+/// `(k+1)/10` quantile, so the share is at least `(k+1)/10`, and below
+/// `(j+2)/10` where `j` is the last edge equal to it (the next larger edge
+/// would otherwise have been this value). A continuous feature sits at the
+/// lower end; a discrete one (a point mass at the edge) is given the middle
+/// of that interval; an edge at the training maximum has everything below it.
+fn edge_cdf(edges: &[f64; EDGES], k: usize, max: f64, discrete: bool) -> f64 {
+    if edges[k] >= max {
+        return 1.0;
+    }
+    let mut j = k;
+    while j + 1 < EDGES && edges[j + 1] == edges[k] {
+        j += 1;
+    }
+    let lo = (j + 1) as f64 / BINS as f64;
+    let f = if discrete { lo + 0.5 / BINS as f64 } else { lo };
+    f.min(1.0)
+}
+
+/// Live counts of one feature.
+#[derive(Default)]
+pub struct FeatureCounts {
+    pub bins: [AtomicU64; BINS],
+    pub out_of_range: AtomicU64,
+}
+
+/// One feature's comparison.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Row {
+    pub name: String,
+    pub n: u64,
+    pub psi: f64,
+    pub out_of_range: f64,
+}
+
+/// References and counts of all features.
+pub struct Counts {
+    pub refs: Vec<Reference>,
+    counts: Vec<FeatureCounts>,
+}
+
+impl Counts {
+    /// Needs one reference per raw feature, in schema order.
+    pub fn new(stats: &[FeatureStats]) -> Result<Counts, String> {
+        if stats.len() != N_FEATURES {
+            return Err(format!(
+                "training_stats has {} features, want {N_FEATURES}",
+                stats.len()
+            ));
+        }
+        let refs = stats
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                Reference::from_stats(s, cm_core::schema::IS_INTEGER[i]).ok_or_else(|| {
+                    format!(
+                        "training_stats {}: deciles are not 9 sorted numbers",
+                        s.name
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let counts = (0..N_FEATURES).map(|_| FeatureCounts::default()).collect();
+        Ok(Counts { refs, counts })
+    }
+
+    /// Counts feature `i`'s value.
+    pub fn add(&self, i: usize, x: f64) {
+        let (Some(r), Some(c)) = (self.refs.get(i), self.counts.get(i)) else {
+            return;
+        };
+        c.bins[r.bin(x)].fetch_add(1, Relaxed);
+        if x < r.min || x > r.max {
+            c.out_of_range.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Counts the present values of one request.
+    pub fn add_request(&self, values: &[f32; N_FEATURES], present: u64) {
+        for (i, v) in values.iter().enumerate() {
+            if present & (1u64 << i) != 0 {
+                self.add(i, *v as f64);
+            }
+        }
+    }
+
+    /// PSI and out-of-range share per feature.
+    pub fn rows(&self) -> Vec<Row> {
+        self.refs
+            .iter()
+            .zip(&self.counts)
+            .map(|(r, c)| {
+                let live: Vec<u64> = c.bins.iter().map(|b| b.load(Relaxed)).collect();
+                let n: u64 = live.iter().sum();
+                Row {
+                    name: r.name.clone(),
+                    n,
+                    psi: psi(&r.expected, &live),
+                    out_of_range: if n == 0 {
+                        0.0
+                    } else {
+                        c.out_of_range.load(Relaxed) as f64 / n as f64
+                    },
+                }
+            })
+            .collect()
+    }
+}
+
+/// Population stability index of live bin counts against expected shares
+/// (0 when there is no live data).
+pub fn psi(expected: &[f64; BINS], live: &[u64]) -> f64 {
+    let n: u64 = live.iter().sum();
+    if n == 0 {
+        return 0.0;
+    }
+    expected
+        .iter()
+        .zip(live)
+        .filter(|(e, _)| **e > 0.0)
+        .map(|(e, c)| {
+            let a = (*c as f64 / n as f64).max(SHARE_FLOOR);
+            (a - e) * (a / e).ln()
+        })
+        .sum()
+}
+
+/// The live drift monitor of a server.
+pub struct Drift {
+    pub counts: Counts,
+    pub psi_warn: f64,
+    pub min_samples: u64,
+    requests: AtomicU64,
+}
+
+impl Drift {
+    pub fn new(stats: &[FeatureStats], psi_warn: f64, min_samples: u64) -> Result<Drift, String> {
+        Ok(Drift {
+            counts: Counts::new(stats)?,
+            psi_warn,
+            min_samples: min_samples.max(1),
+            requests: AtomicU64::new(0),
+        })
+    }
+
+    /// Counts one request; every `min_samples` requests, warns about drifted features.
+    pub fn observe(&self, values: &[f32; N_FEATURES], present: u64) {
+        self.counts.add_request(values, present);
+        let n = self.requests.fetch_add(1, Relaxed) + 1;
+        if n.checked_rem(self.min_samples) == Some(0) {
+            for r in self.counts.rows() {
+                if r.n >= self.min_samples && r.psi > self.psi_warn {
+                    tracing::warn!(
+                        feature = %r.name,
+                        psi = r.psi,
+                        out_of_range = r.out_of_range,
+                        samples = r.n,
+                        "live traffic drifted from the training data (PSI over {})",
+                        self.psi_warn
+                    );
+                }
+            }
+        }
+    }
+
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Relaxed)
+    }
+
+    /// Prometheus lines.
+    pub fn render(&self, o: &mut String) {
+        let rows = self.counts.rows();
+        let _ = writeln!(o, "# HELP cm_drift_requests_total Requests counted by the drift monitor.\n# TYPE cm_drift_requests_total counter\ncm_drift_requests_total {}", self.requests());
+        let _ = writeln!(o, "# HELP cm_feature_psi Population stability index of live values against the training deciles.\n# TYPE cm_feature_psi gauge");
+        for r in &rows {
+            let _ = writeln!(o, "cm_feature_psi{{feature=\"{}\"}} {}", r.name, r.psi);
+        }
+        let _ = writeln!(o, "# HELP cm_feature_out_of_range_ratio Share of live values outside the training [min, max].\n# TYPE cm_feature_out_of_range_ratio gauge");
+        for r in &rows {
+            let _ = writeln!(
+                o,
+                "cm_feature_out_of_range_ratio{{feature=\"{}\"}} {}",
+                r.name, r.out_of_range
+            );
+        }
+    }
+}
+
+/// The comparison as a text table.
+pub fn table(rows: &[Row], psi_warn: f64) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "{:<36} {:>9} {:>8} {:>13}  flag",
+        "feature", "samples", "psi", "out_of_range"
+    );
+    for r in rows {
+        let _ = writeln!(
+            o,
+            "{:<36} {:>9} {:>8.4} {:>13.4}  {}",
+            r.name,
+            r.n,
+            r.psi,
+            r.out_of_range,
+            if r.psi > psi_warn { "DRIFT" } else { "" }
+        );
+    }
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stats(deciles: Vec<f64>) -> FeatureStats {
+        FeatureStats {
+            name: "f".into(),
+            mean: 0.0,
+            std: 1.0,
+            min: 0.0,
+            max: 100.0,
+            deciles,
+        }
+    }
+
+    #[test]
+    fn tied_edges_merge_their_shares() {
+        let r =
+            Reference::from_stats(&stats(vec![0., 0., 0., 1., 2., 3., 4., 5., 6.]), true).unwrap();
+        assert!((r.expected.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+        assert!((r.expected[0] - 0.35).abs() < 1e-12);
+        assert_eq!(r.expected[1], 0.0);
+        assert_eq!(r.bin(0.0), 0);
+        assert_eq!(r.bin(0.5), 3);
+        assert_eq!(r.bin(7.0), 9);
+    }
+
+    #[test]
+    fn a_binary_feature_expects_its_two_values_only() {
+        // 5/7 zeros, 2/7 ones (is_weekend): deciles 0 x7, 1 x2, max 1.
+        let mut st = stats(vec![0., 0., 0., 0., 0., 0., 0., 1., 1.]);
+        st.max = 1.0;
+        let r = Reference::from_stats(&st, true).unwrap();
+        assert!((r.expected[0] - 0.75).abs() < 1e-12);
+        assert!((r.expected[7] - 0.25).abs() < 1e-12);
+        assert_eq!(r.expected[9], 0.0);
+        let mut live = [0u64; BINS];
+        live[0] = 5000;
+        live[7] = 2000;
+        assert!(psi(&r.expected, &live) < 0.01);
+    }
+
+    #[test]
+    fn psi_is_zero_on_training_shares_and_large_when_shifted() {
+        let r = Reference::from_stats(&stats((1..=9).map(|i| i as f64 * 10.0).collect()), false)
+            .unwrap();
+        let even: Vec<u64> = vec![100; BINS];
+        assert!(psi(&r.expected, &even) < 1e-12);
+        let mut shifted = vec![0u64; BINS];
+        shifted[9] = 1000;
+        assert!(psi(&r.expected, &shifted) > 1.0);
+    }
+}
