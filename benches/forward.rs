@@ -30,10 +30,13 @@ const MACS_L1: u64 = (N_INPUTS * H1) as u64;
 const MACS_L2: u64 = (H1 * H2) as u64;
 const MACS_OUT: u64 = H2 as u64;
 
-/// (name, network, inputs): the embedded model's first classifier on the
+/// A named network and the inputs it is timed on.
+type Workload = (&'static str, Box<Mlp>, Vec<[f32; N_INPUTS]>);
+
+/// The embedded model's first classifier on the
 /// network inputs of generated validator requests, and a random network on
 /// random inputs.
-fn workloads() -> Vec<(&'static str, Box<Mlp>, Vec<[f32; N_INPUTS]>)> {
+fn workloads() -> Vec<Workload> {
     let model = conversion_miner::embedded::model();
     let requests = support::request_inputs(model, 2024, N_SAMPLES);
     let trained = Box::new(model.classifiers[0].clone());
