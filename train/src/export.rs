@@ -64,33 +64,13 @@ pub fn network(net: &Net, last: Option<&(Vec<f64>, f64)>, classifier: bool) -> N
     Network { layers }
 }
 
-/// f64 forward of one network on scaled inputs.
+/// f64 forward of one network on scaled inputs: the single output of the
+/// model file's own reference forward pass.
 pub fn forward_f64(net: &Network, x: &[f64]) -> f64 {
-    let mut cur = x.to_vec();
-    for layer in &net.layers {
-        cur = match layer {
-            Layer::Linear { weight, bias, .. } => weight
-                .iter()
-                .zip(bias)
-                .map(|(row, b)| b + row.iter().zip(&cur).map(|(w, v)| w * v).sum::<f64>())
-                .collect(),
-            Layer::Batchnorm {
-                mean,
-                var,
-                gamma,
-                beta,
-                eps,
-                ..
-            } => cur
-                .iter()
-                .enumerate()
-                .map(|(j, v)| (v - mean[j]) / (var[j] + eps).sqrt() * gamma[j] + beta[j])
-                .collect(),
-            Layer::Relu => cur.iter().map(|v| v.max(0.0)).collect(),
-            Layer::Sigmoid => cur.iter().map(|v| 1.0 / (1.0 + (-v).exp())).collect(),
-        };
-    }
-    cur[0]
+    cm_modelfile::reference::network_f64(net, x)
+        .first()
+        .copied()
+        .unwrap_or(f64::NAN)
 }
 
 /// The piecewise-linear calibration map.
