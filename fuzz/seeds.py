@@ -15,7 +15,7 @@ src = open(SCHEMA).read()
 names_block = src.split("pub const FEATURE_NAMES")[1].split("];")[0]
 NAMES = re.findall(r'"([a-z_]+)"', names_block)
 ints_block = src.split("let ints = [")[1].split("]")[0]
-INTS = {int(x) for x in ints_block.split(",")}
+INTS = {int(x) for x in ints_block.replace("\n", " ").split(",") if x.strip()}
 assert len(NAMES) == 40, NAMES
 
 # A plausible conversation (numbers in the ranges SUBNET.md gives).

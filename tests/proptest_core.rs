@@ -339,7 +339,11 @@ fn expect_same(
                     .as_f64()
                     .ok_or_else(|| TestCaseError::fail(format!("{name} accepted as {v}")))?;
                 // Integer features are truncated toward zero, as the subnet's int() does.
-                let want = if IS_INTEGER[i] { sent_f64.trunc() } else { sent_f64 } as f32;
+                let want = if IS_INTEGER[i] {
+                    sent_f64.trunc()
+                } else {
+                    sent_f64
+                } as f32;
                 prop_assert_eq!(f.values[i].to_bits(), want.to_bits(), "{}", name);
             }
             None => prop_assert!(!f.is_present(i), "{} present but not sent", name),

@@ -151,7 +151,10 @@ fn real_request() -> [(HeaderName, &'static str); 7] {
         (HeaderName::from_static(gate::H_UUID), UUID_9),
         (HeaderName::from_static(gate::H_HOTKEY), ALICE),
         (HeaderName::from_static(gate::H_SIGNATURE), SIG_9),
-        (HeaderName::from_static(gate::H_BODY_HASH), gate::EMPTY_BODY_HASH),
+        (
+            HeaderName::from_static(gate::H_BODY_HASH),
+            gate::EMPTY_BODY_HASH,
+        ),
     ]
 }
 
@@ -261,7 +264,10 @@ fn gate_steps(headers: &mut HeaderMap, input: &Input<'_>) {
             // message always fits.
             Err(e) => panic!("accepted headers make no message: {e}"),
         };
-        let t = attach_rng(signing_context(sig::SIGNING_CONTEXT).bytes(msg.as_bytes()), FixedRng);
+        let t = attach_rng(
+            signing_context(sig::SIGNING_CONTEXT).bytes(msg.as_bytes()),
+            FixedRng,
+        );
         let mut bytes = kp.sign(t).to_bytes();
         if let Some((byte, bit)) = flip {
             bytes[usize::from(byte) % sig::SIGNATURE_LEN] ^= 1 << (bit % 8);
@@ -286,13 +292,18 @@ fn gate_steps(headers: &mut HeaderMap, input: &Input<'_>) {
 
     let key = auth.endpoint_key();
     assert_eq!(key, nonce::endpoint_key(&auth.hotkey, auth.uuid));
-    let now = auth.nonce.saturating_add_signed(i64::from(input.clock_offset) * NEAR_STEP_NS);
+    let now = auth
+        .nonce
+        .saturating_add_signed(i64::from(input.clock_offset) * NEAR_STEP_NS);
     let capacity = usize::from(input.nonce_capacity % MAX_CAPACITY) + 1;
     let mut nonces = NonceMap::new(capacity, nonce::DEFAULT_FUTURE_SKEW_NS);
     let fresh = nonces.check(key, auth.nonce, auth.timeout_s, now);
     if let Err(e) = fresh {
         check_nonce_error(e);
-        assert!(!matches!(e, NonceError::Replayed | NonceError::NotIncreasing), "empty map: {e}");
+        assert!(
+            !matches!(e, NonceError::Replayed | NonceError::NotIncreasing),
+            "empty map: {e}"
+        );
     }
 
     // The server verifies only requests whose nonce passed (the curve work
@@ -325,7 +336,11 @@ fn gate_steps(headers: &mut HeaderMap, input: &Input<'_>) {
 }
 
 fn check_auth(a: &Auth<'_>) {
-    assert!(a.timeout_s.is_finite() && a.timeout_s >= 0.0, "timeout {}", a.timeout_s);
+    assert!(
+        a.timeout_s.is_finite() && a.timeout_s >= 0.0,
+        "timeout {}",
+        a.timeout_s
+    );
     assert!(!a.uuid.is_empty() && a.uuid.len() <= sig::MAX_UUID_LEN);
     assert!(!a.body_hash.is_empty() && a.body_hash.len() <= sig::BODY_HASH_HEX_LEN);
     let (prefix, key) = ss58::decode(a.hotkey_ss58).expect("parse_auth decoded it");
@@ -343,7 +358,10 @@ fn check_nonce_error(e: NonceError) {
     match e {
         NonceError::TooOld { window_s, age_s } => {
             let max_window = (nonce::ALLOWED_DELTA_NS as f64) / 1e9 + nonce::MAX_WINDOW_TIMEOUT_S;
-            assert!((4.0..=max_window + 1e-6).contains(&window_s), "window {window_s}");
+            assert!(
+                (4.0..=max_window + 1e-6).contains(&window_s),
+                "window {window_s}"
+            );
             assert!(age_s >= 0.0 && age_s.is_finite());
         }
         NonceError::InFuture { ahead_s } => assert!(ahead_s > 0.0 && ahead_s.is_finite()),
@@ -377,7 +395,10 @@ fn nonce_sequence(input: &Input<'_>) {
             continue;
         }
         if let Some(seen) = accepted.get(&key) {
-            assert!(!seen.contains(&n), "nonce {n} accepted twice for a remembered key");
+            assert!(
+                !seen.contains(&n),
+                "nonce {n} accepted twice for a remembered key"
+            );
         }
         if !live.contains(&key) {
             if live.len() >= capacity {

@@ -64,7 +64,10 @@ fn check_rules(p: &Prediction, time_min: f32, time_max: f32) {
         1 => {
             let t = p.time_to_conversion_seconds;
             assert!(t.is_finite() && t > 0.0, "class 1 with time {t}");
-            assert!((time_min..=time_max).contains(&t), "time {t} outside the clamp");
+            assert!(
+                (time_min..=time_max).contains(&t),
+                "time {t} outside the clamp"
+            );
         }
         c => panic!("class {c}"),
     }
