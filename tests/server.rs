@@ -40,7 +40,7 @@ const MINER_SEED: [u8; 32] = [11; 32];
 /// How far in the past a "stale" first nonce is: beyond 4 s + the 12 s timeout.
 const STALE_BY_NS: u64 = 60_000_000_000;
 /// Good requests that push a nonce out of cm-host's per-key memory (it keeps
-/// the last 8 per `hotkey:uuid`); more than enough either way.
+/// the last 16 per `hotkey:uuid`); more than enough either way.
 const RING_FLUSH_REQUESTS: usize = 20;
 /// How far in the future a nonce is that the server should refuse.
 const FUTURE_BY_NS: u64 = 120_000_000_000;

@@ -41,7 +41,7 @@ pub const DEFAULT_FUTURE_SKEW_NS: u64 = 5_000_000_000;
 pub const DEFAULT_CAPACITY: usize = 57_344;
 /// Accepted nonces remembered per key: how far out of order concurrent
 /// requests from one dendrite may arrive.
-pub const RECENT_PER_KEY: usize = 8;
+pub const RECENT_PER_KEY: usize = 16;
 const NS_PER_S: f64 = 1e9;
 
 type KeyHash = Blake2b<U16>;
