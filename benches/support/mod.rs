@@ -68,9 +68,11 @@ pub fn kernels() -> Vec<Kernel> {
         .collect()
 }
 
-/// `n` synapse request bodies as a validator sends them: the subnet's
-/// generator's conversations (integers as integers), session id, and the
-/// synapse's other fields.
+/// `n` synapse request bodies as a validator's dendrite sends them: the
+/// subnet's generator's conversations (integers as integers) with a session
+/// id, the synapse's other fields, the `dendrite` and `axon` blocks with a
+/// real hotkey and signature's length, and Python's `", "` / `": "`
+/// separators (the layout of the request in AXON.md section 9).
 pub fn request_bodies(seed: u64, n: usize) -> Vec<Vec<u8>> {
     let mut rng = cm_train::rng::Rng::new(seed);
     (0..n)
@@ -91,15 +93,48 @@ pub fn request_bodies(seed: u64, n: usize) -> Vec<Vec<u8>> {
                 "timeout": 12.0,
                 "total_size": 0,
                 "header_size": 0,
+                "dendrite": {"status_code": null, "status_message": null, "process_time": null,
+                    "ip": "10.9.9.9", "port": null, "version": 10005000,
+                    "nonce": 1795626734383137861u64 + k as u64,
+                    "uuid": "5c06965a-e8f3-11f1-9a7d-02fc00000001",
+                    "hotkey": "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY",
+                    "signature": format!("0x{}", "6c15c847ea75fffd".repeat(8))},
+                "axon": {"status_code": null, "status_message": null, "process_time": null,
+                    "ip": "127.0.0.1", "port": 8091, "version": null, "nonce": null, "uuid": null,
+                    "hotkey": "5FHneW46xGXgs5mUiveU4sbTyGBzmstUspZC92UhjJM694ty", "signature": null},
+                "computed_body_hash": "",
                 "features": f,
                 "prediction": {"conversion_happened": 0, "time_to_conversion_seconds": -1.0},
                 "confidence": null,
                 "response_time": 0.0,
                 "miner_uid": 7
             });
-            serde_json::to_vec(&body).expect("json")
+            python_spacing(&serde_json::to_vec(&body).expect("json"))
         })
         .collect()
+}
+
+/// Compact JSON re-spaced the way Python's `json.dumps` writes it: a space
+/// after every `,` and `:` outside strings.
+fn python_spacing(compact: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(compact.len() * 11 / 10);
+    let (mut in_string, mut escaped) = (false, false);
+    for &c in compact {
+        out.push(c);
+        if in_string {
+            match c {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+        } else if c == b'"' {
+            in_string = true;
+        } else if c == b',' || c == b':' {
+            out.push(b' ');
+        }
+    }
+    out
 }
 
 /// The criterion configuration every bench uses: thread CPU clock.

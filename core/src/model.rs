@@ -266,7 +266,7 @@ mod tests {
         m.fill[4] = 6.0;
         let mut raw = [1.0; N_FEATURES];
         raw[3] = 9.0;
-        let present = !0u64 & !(1u64 << 3);
+        let present = !(1u64 << 3);
         let v = m.filled(&raw, present);
         assert_eq!((v[3], v[4], v[5]), (5.0, 1.0, 1.0));
     }
