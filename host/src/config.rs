@@ -212,6 +212,17 @@ pub struct ProbeArgs {
     /// Also print the summary as one JSON line (for scripts and tests).
     #[arg(long = "json", env = "CM_PROBE_JSON")]
     pub json: bool,
+    /// Keep retrying a refused connection for up to this many seconds before the run (a miner
+    /// still starting), and print the wall-clock time of the first verified answer.
+    #[arg(
+        long = "wait-ready",
+        env = "CM_PROBE_WAIT_READY",
+        default_value_t = 0.0
+    )]
+    pub wait_ready: f64,
+    /// Tokio worker threads of the probe (default: the number of available cores).
+    #[arg(long = "workers", env = "CM_PROBE_WORKERS")]
+    pub workers: Option<usize>,
 }
 
 /// `conversion-miner drift`.

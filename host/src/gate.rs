@@ -8,7 +8,9 @@
 //! requests cannot fill the nonce map, and the rate limit is charged only for
 //! verified callers, so nobody can drain a validator's bucket by forging its
 //! hotkey header. The body is read after all of this: an unauthenticated
-//! request never gets its body buffered.
+//! request never gets its body buffered. The server verifies through
+//! [`Auth::verify_batched`], which gives the same verdict as [`Auth::verify`]
+//! but lets requests verifying at the same moment share one batch equation.
 
 use crate::nonce::{self, NonceError};
 use crate::reason::Reason;
@@ -105,6 +107,21 @@ impl Auth<'_> {
     pub fn verify(&self, own_hotkey_ss58: &str) -> Result<(), Reject> {
         let m = self.message(own_hotkey_ss58)?;
         sig::verify(&self.hotkey, m.as_bytes(), &self.signature).map_err(Reject::from)
+    }
+
+    /// Verifies the signature through the key cache, in a batch with any
+    /// other request verifying at the same moment (same verdict as
+    /// [`Auth::verify`]).
+    pub async fn verify_batched(
+        &self,
+        own_hotkey_ss58: &str,
+        cache: &sig::KeyCache,
+    ) -> Result<(), Reject> {
+        let m = self.message(own_hotkey_ss58)?;
+        cache
+            .verify_batched(&self.hotkey, m, &self.signature)
+            .await
+            .map_err(Reject::from)
     }
 
     /// Verifies the signature through a cache of decompressed keys.

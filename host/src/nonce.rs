@@ -35,9 +35,11 @@ pub const MAX_WINDOW_TIMEOUT_S: f64 = 120.0;
 /// Default bound on how far a nonce may be ahead of our clock.
 pub const DEFAULT_FUTURE_SKEW_NS: u64 = 5_000_000_000;
 /// Default number of `hotkey:uuid` keys remembered: 7/8 of 65,536, the
-/// most a 65,536-bucket hash table holds before it doubles (about 6 MB with
-/// the queue). A validator's dendrite keeps one uuid for its lifetime, so a
-/// subnet's validators need a few hundred keys; the rest is headroom.
+/// most a 65,536-bucket hash table holds before it doubles (33 bytes a
+/// bucket, about 3 MB with the queue, plus a 136-byte ring for each key that
+/// sent more than one nonce). A validator's dendrite keeps one uuid for its
+/// lifetime, so a subnet's validators need a few hundred keys; the rest is
+/// headroom.
 pub const DEFAULT_CAPACITY: usize = 57_344;
 /// Accepted nonces remembered per key: how far out of order concurrent
 /// requests from one dendrite may arrive.
@@ -85,42 +87,77 @@ pub fn endpoint_key(hotkey: &[u8; 32], uuid: &str) -> u128 {
 }
 
 /// The most recent accepted nonces of one key (unordered, no duplicates).
-#[derive(Clone, Copy, Debug)]
+///
+/// Most keys only ever see one nonce (a flood of fresh uuids is the worst
+/// case for memory), so the first nonce is stored inline and the ring of
+/// [`RECENT_PER_KEY`] is allocated only when a second one arrives: a map
+/// entry is 32 bytes instead of 152.
+#[derive(Clone, Debug)]
 struct Recent {
+    first: u64,
+    /// Every remembered nonce (the first included), once there are two.
+    ring: Option<Box<Ring>>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Ring {
     nonces: [u64; RECENT_PER_KEY],
     len: u8,
 }
 
+const _: () = assert!(RECENT_PER_KEY >= 2 && RECENT_PER_KEY <= u8::MAX as usize);
+
 impl Recent {
+    fn new(n: u64) -> Recent {
+        Recent {
+            first: n,
+            ring: None,
+        }
+    }
+
     fn slice(&self) -> &[u64] {
-        &self.nonces[..self.len as usize]
+        match &self.ring {
+            Some(r) => &r.nonces[..r.len as usize],
+            None => std::slice::from_ref(&self.first),
+        }
     }
 
     /// Lowest nonce that is refused outright: the oldest remembered, once
     /// the ring is full (before that, only the time window applies).
     fn floor(&self) -> Option<u64> {
-        if (self.len as usize) < RECENT_PER_KEY {
-            None
-        } else {
-            self.slice().iter().copied().min()
+        match &self.ring {
+            Some(r) if r.len as usize >= RECENT_PER_KEY => self.slice().iter().copied().min(),
+            _ => None,
         }
     }
 
     fn insert(&mut self, n: u64) {
-        let len = self.len as usize;
+        let r = self.ring.get_or_insert_with(|| {
+            let mut nonces = [0; RECENT_PER_KEY];
+            nonces[0] = self.first;
+            Box::new(Ring { nonces, len: 1 })
+        });
+        let len = r.len as usize;
         if len < RECENT_PER_KEY {
-            self.nonces[len] = n;
-            self.len += 1;
-        } else if let Some((i, _)) = self.nonces.iter().enumerate().min_by_key(|(_, v)| **v) {
-            self.nonces[i] = n;
+            r.nonces[len] = n;
+            r.len += 1;
+        } else if let Some((i, _)) = r.nonces.iter().enumerate().min_by_key(|(_, v)| **v) {
+            r.nonces[i] = n;
         }
     }
 }
 
+/// A key as two words: 8-byte alignment keeps a map entry at 32 bytes.
+type Key = [u64; 2];
+
+fn split(key: u128) -> Key {
+    [key as u64, (key >> 64) as u64]
+}
+
 /// Bounded recent-nonce map.
 pub struct NonceMap {
-    recent: HashMap<u128, Recent>,
-    order: VecDeque<u128>,
+    recent: HashMap<Key, Recent>,
+    order: VecDeque<Key>,
     capacity: usize,
     future_skew_ns: u64,
     strict: bool,
@@ -129,9 +166,13 @@ pub struct NonceMap {
 impl NonceMap {
     pub fn new(capacity: usize, future_skew_ns: u64) -> NonceMap {
         let capacity = capacity.max(1);
+        // Sized once: growing by doubling would leave each smaller table
+        // behind as freed-but-resident heap. Untouched pages cost no RAM;
+        // an operator's larger capacity grows as usual past the default.
+        let initial = capacity.min(DEFAULT_CAPACITY);
         NonceMap {
-            recent: HashMap::new(),
-            order: VecDeque::new(),
+            recent: HashMap::with_capacity(initial),
+            order: VecDeque::with_capacity(initial),
             capacity,
             future_skew_ns,
             strict: false,
@@ -179,7 +220,7 @@ impl NonceMap {
                 age_s: now_ns.saturating_sub(nonce) as f64 / NS_PER_S,
             });
         }
-        if let Some(r) = self.recent.get(&key) {
+        if let Some(r) = self.recent.get(&split(key)) {
             if self.strict && r.slice().iter().any(|&m| nonce < m) {
                 return Err(NonceError::NotIncreasing);
             }
@@ -203,6 +244,7 @@ impl NonceMap {
         now_ns: u64,
     ) -> Result<(), NonceError> {
         self.check(key, nonce, timeout_s, now_ns)?;
+        let key = split(key);
         match self.recent.get_mut(&key) {
             Some(r) => r.insert(nonce),
             None => {
@@ -211,12 +253,7 @@ impl NonceMap {
                         self.recent.remove(&old);
                     }
                 }
-                let mut r = Recent {
-                    nonces: [0; RECENT_PER_KEY],
-                    len: 0,
-                };
-                r.insert(nonce);
-                self.recent.insert(key, r);
+                self.recent.insert(key, Recent::new(nonce));
                 self.order.push_back(key);
             }
         }
@@ -323,6 +360,12 @@ mod tests {
             Err(NonceError::NotIncreasing)
         );
         assert!(m.check(key(0), NOW + 1_000_000, 12.0, NOW).is_ok());
+    }
+
+    #[test]
+    fn an_entry_is_32_bytes() {
+        assert_eq!(std::mem::size_of::<(Key, Recent)>(), 32);
+        assert_eq!(split(u128::MAX - 1), [u64::MAX - 1, u64::MAX]);
     }
 
     #[test]

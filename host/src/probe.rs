@@ -8,6 +8,15 @@
 //! seeded set `eval --seed` scores, so the reward printed here is directly
 //! comparable with `eval`'s. Every answer is checked: status and status
 //! headers, the echo of every request field, and the subnet's output rules.
+//!
+//! The probe usually shares its machine with the miner it measures, so it is
+//! kept cheap: each slot holds one keep-alive connection (as a dendrite's
+//! session does) instead of going through a pooled client, request bodies are
+//! written straight to bytes around features serialized once per
+//! conversation, and answers are checked field by field against what was
+//! sent, without building the request as a tree. Every request is still
+//! signed on its own. `--wait-ready` polls a miner that is still starting and
+//! reports when the first verified answer arrived (start-up time).
 
 use crate::gate::EMPTY_BODY_HASH;
 use crate::sig::{self, Message};
@@ -19,9 +28,10 @@ use cm_core::schema::{FEATURE_NAMES, IS_INTEGER, N_FEATURES};
 use cm_train::data::Sample;
 use cm_train::reward::{reward, valid};
 use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
 use hyper::Request;
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::TokioIo;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::net::SocketAddrV4;
@@ -38,7 +48,8 @@ const INPUT_OBJ_DICT: &str = "e30=";
 /// The dendrite IP we claim (a documentation address; it is free text to the axon).
 const DENDRITE_IP: &str = "127.0.0.1";
 
-type HttpClient = Client<HttpConnector, Full<Bytes>>;
+/// How often `--wait-ready` retries a refused connection.
+const WAIT_READY_POLL: Duration = Duration::from_micros(200);
 
 /// What went wrong with one request.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -132,6 +143,7 @@ pub fn features_json(raw: &[f64; N_FEATURES], session_id: &str) -> Map<String, V
     m
 }
 
+#[cfg(test)]
 fn terminal(pairs: &[(&str, Value)]) -> Value {
     let mut m = Map::new();
     for k in crate::synapse::TERMINAL_KEYS {
@@ -150,28 +162,69 @@ struct Plan {
     signer: Hotkey,
     timeout: f64,
     rows: Vec<Sample>,
+    /// Each conversation's `features` object, for checking the echo.
     features: Vec<Value>,
+    /// The same objects serialized once, spliced into every request body.
+    features_json: Vec<Vec<u8>>,
 }
 
-/// Builds a signed request exactly as a dendrite does; returns it with the body sent.
-fn build_request(
-    plan: &Plan,
+impl Plan {
+    fn new(
+        target: SocketAddrV4,
+        miner: String,
+        signer: Hotkey,
+        timeout: f64,
+        rows: Vec<Sample>,
+        session_prefix: &str,
+    ) -> Result<Plan> {
+        let features: Vec<Value> = rows
+            .iter()
+            .enumerate()
+            .map(|(i, s)| Value::Object(features_json(&s.raw, &format!("{session_prefix}-{i}"))))
+            .collect();
+        let features_json = features
+            .iter()
+            .map(serde_json::to_vec)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Plan {
+            target,
+            miner,
+            signer,
+            timeout,
+            rows,
+            features,
+            features_json,
+        })
+    }
+}
+
+/// What one request carried, for checking its answer.
+struct Sent<'a> {
     idx: usize,
     nonce: u64,
-    uuid: &str,
-) -> Result<(Request<Full<Bytes>>, Value)> {
+    uuid: &'a str,
+    signature: &'a str,
+}
+
+/// The dendrite's signature over a request, as `0x` + hex.
+fn sign(plan: &Plan, nonce: u64, uuid: &str) -> Result<String> {
     let kp = plan
         .signer
         .keypair
         .as_ref()
         .ok_or_else(|| anyhow!("probe hotkey has no secret"))?;
-    let me = &plan.signer.ss58;
-    let msg =
-        Message::new(nonce, me, &plan.miner, uuid, EMPTY_BODY_HASH).map_err(|e| anyhow!("{e}"))?;
-    let signature = sig::sign_hex(kp, msg.as_bytes());
+    let msg = Message::new(nonce, &plan.signer.ss58, &plan.miner, uuid, EMPTY_BODY_HASH)
+        .map_err(|e| anyhow!("{e}"))?;
+    Ok(sig::sign_hex(kp, msg.as_bytes()))
+}
+
+/// The request body as a `Value`: the reference the byte writer below is
+/// tested against, and what tests edit to make hostile bodies.
+#[cfg(test)]
+fn request_value(plan: &Plan, s: &Sent<'_>) -> Value {
     let port = plan.target.port();
     let ip = plan.target.ip().to_string();
-    let body = serde_json::json!({
+    serde_json::json!({
         "name": "ConversionSynapse",
         "timeout": plan.timeout,
         "total_size": 0,
@@ -179,21 +232,87 @@ fn build_request(
         "dendrite": terminal(&[
             ("ip", Value::from(DENDRITE_IP)),
             ("version", Value::from(DENDRITE_VERSION)),
-            ("nonce", Value::from(nonce)),
-            ("uuid", Value::from(uuid)),
-            ("hotkey", Value::from(me.as_str())),
-            ("signature", Value::from(signature.as_str())),
+            ("nonce", Value::from(s.nonce)),
+            ("uuid", Value::from(s.uuid)),
+            ("hotkey", Value::from(plan.signer.ss58.as_str())),
+            ("signature", Value::from(s.signature)),
         ]),
         "axon": terminal(&[("ip", Value::from(ip.as_str())), ("port", Value::from(port)), ("hotkey", Value::from(plan.miner.as_str()))]),
         "computed_body_hash": "",
-        "features": plan.features[idx].clone(),
+        "features": plan.features[s.idx].clone(),
         "prediction": {"conversion_happened": 0, "time_to_conversion_seconds": -1.0},
         "confidence": null,
         "response_time": 0.0,
         "miner_uid": 0,
-    });
-    let bytes = serde_json::to_vec(&body)?;
+    })
+}
+
+/// Writes `s` as a JSON string.
+fn json_str(out: &mut Vec<u8>, s: &str) -> Result<()> {
+    serde_json::to_writer(&mut *out, s)?;
+    Ok(())
+}
+
+/// The request body written straight to bytes: the same document as
+/// [`request_value`], without building a tree per request (the probe
+/// shares the machine with the miner it measures).
+fn request_body(plan: &Plan, s: &Sent<'_>) -> Result<Vec<u8>> {
+    use std::io::Write as _;
+    let feats = &plan.features_json[s.idx];
+    let mut b = Vec::with_capacity(feats.len() + 1024);
+    b.extend_from_slice(b"{\"name\":\"ConversionSynapse\",\"timeout\":");
+    serde_json::to_writer(&mut b, &plan.timeout)?;
+    b.extend_from_slice(b",\"total_size\":0,\"header_size\":0,\"dendrite\":{\"status_code\":null,\"status_message\":null,\"process_time\":null,\"ip\":");
+    json_str(&mut b, DENDRITE_IP)?;
+    write!(
+        b,
+        ",\"port\":null,\"version\":{DENDRITE_VERSION},\"nonce\":{},\"uuid\":",
+        s.nonce
+    )?;
+    json_str(&mut b, s.uuid)?;
+    b.extend_from_slice(b",\"hotkey\":");
+    json_str(&mut b, &plan.signer.ss58)?;
+    b.extend_from_slice(b",\"signature\":");
+    json_str(&mut b, s.signature)?;
+    b.extend_from_slice(
+        b"},\"axon\":{\"status_code\":null,\"status_message\":null,\"process_time\":null,\"ip\":",
+    );
+    json_str(&mut b, &plan.target.ip().to_string())?;
+    write!(
+        b,
+        ",\"port\":{},\"version\":null,\"nonce\":null,\"uuid\":null,\"hotkey\":",
+        plan.target.port()
+    )?;
+    json_str(&mut b, &plan.miner)?;
+    b.extend_from_slice(b",\"signature\":null},\"computed_body_hash\":\"\",\"features\":");
+    b.extend_from_slice(feats);
+    b.extend_from_slice(b",\"prediction\":{\"conversion_happened\":0,\"time_to_conversion_seconds\":-1.0},\"confidence\":null,\"response_time\":0.0,\"miner_uid\":0}");
+    Ok(b)
+}
+
+/// Builds a signed request exactly as a dendrite does; returns it with the
+/// body bytes and the signature.
+fn build_request(
+    plan: &Plan,
+    idx: usize,
+    nonce: u64,
+    uuid: &str,
+) -> Result<(Request<Full<Bytes>>, Bytes, String)> {
+    let signature = sign(plan, nonce, uuid)?;
+    let me = &plan.signer.ss58;
+    let body = Bytes::from(request_body(
+        plan,
+        &Sent {
+            idx,
+            nonce,
+            uuid,
+            signature: &signature,
+        },
+    )?);
+    let port = plan.target.port();
+    let ip = plan.target.ip().to_string();
     let req = Request::post(format!("http://{}/ConversionSynapse", plan.target))
+        .header("host", plan.target.to_string())
         .header("name", "ConversionSynapse")
         .header("timeout", format!("{:?}", plan.timeout))
         .header("bt_header_axon_ip", ip)
@@ -204,29 +323,55 @@ fn build_request(
         .header("bt_header_dendrite_nonce", nonce.to_string())
         .header("bt_header_dendrite_uuid", uuid)
         .header("bt_header_dendrite_hotkey", me.as_str())
-        .header("bt_header_dendrite_signature", signature)
+        .header("bt_header_dendrite_signature", signature.as_str())
         .header("bt_header_input_obj_features", INPUT_OBJ_DICT)
         .header("header_size", "0")
         .header("total_size", "0")
         .header("computed_body_hash", EMPTY_BODY_HASH)
         .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(bytes)))?;
-    Ok((req, body))
+        .body(Full::new(body.clone()))?;
+    Ok((req, body, signature))
 }
 
-/// Checks an answer against the request and the output rules.
-fn check_answer(sent: &Value, got: &Value) -> Result<(u8, f64, f64, f64), String> {
+/// Checks an answer against what was sent and the output rules: every
+/// request field echoed intact (compared as JSON values, so a miner that
+/// re-serializes passes), the axon block at 200/Success with our address,
+/// and the subnet's rules for the outputs.
+fn check_answer(plan: &Plan, s: &Sent<'_>, got: &Value) -> Result<(u8, f64, f64, f64), String> {
     let obj = got.as_object().ok_or("body is not an object")?;
-    for (k, v) in sent.as_object().ok_or("request is not an object")? {
-        if matches!(
-            k.as_str(),
-            "axon" | "prediction" | "confidence" | "response_time"
-        ) {
-            continue;
-        }
-        if obj.get(k) != Some(v) {
+    let timeout = serde_json::Number::from_f64(plan.timeout).map(Value::Number);
+    let fixed: [(&str, Option<Value>); 6] = [
+        ("name", Some(Value::from("ConversionSynapse"))),
+        ("timeout", timeout),
+        ("total_size", Some(Value::from(0))),
+        ("header_size", Some(Value::from(0))),
+        ("computed_body_hash", Some(Value::from(""))),
+        ("miner_uid", Some(Value::from(0))),
+    ];
+    for (k, v) in &fixed {
+        if obj.get(*k) != v.as_ref() {
             return Err(format!("field '{k}' not echoed intact"));
         }
+    }
+    if obj.get("features") != plan.features.get(s.idx) {
+        return Err("field 'features' not echoed intact".into());
+    }
+    let d = obj
+        .get("dendrite")
+        .and_then(Value::as_object)
+        .ok_or("no dendrite object")?;
+    let dendrite_ok = d.len() == crate::synapse::TERMINAL_KEYS.len()
+        && ["status_code", "status_message", "process_time", "port"]
+            .iter()
+            .all(|k| d.get(*k) == Some(&Value::Null))
+        && d.get("ip").and_then(Value::as_str) == Some(DENDRITE_IP)
+        && d.get("version").and_then(Value::as_u64) == Some(DENDRITE_VERSION)
+        && d.get("nonce").and_then(Value::as_u64) == Some(s.nonce)
+        && d.get("uuid").and_then(Value::as_str) == Some(s.uuid)
+        && d.get("hotkey").and_then(Value::as_str) == Some(plan.signer.ss58.as_str())
+        && d.get("signature").and_then(Value::as_str) == Some(s.signature);
+    if !dendrite_ok {
+        return Err("field 'dendrite' not echoed intact".into());
     }
     let ax = obj
         .get("axon")
@@ -237,11 +382,20 @@ fn check_answer(sent: &Value, got: &Value) -> Result<(u8, f64, f64, f64), String
     {
         return Err("axon status is not 200/Success".into());
     }
-    for k in ["ip", "port", "hotkey"] {
-        if ax.get(k) != sent["axon"].get(k) {
-            return Err(format!("axon.{k} not echoed"));
-        }
+    if ax.get("ip").and_then(Value::as_str) != Some(plan.target.ip().to_string().as_str()) {
+        return Err("axon.ip not echoed".into());
     }
+    if ax.get("port").and_then(Value::as_u64) != Some(plan.target.port() as u64) {
+        return Err("axon.port not echoed".into());
+    }
+    if ax.get("hotkey").and_then(Value::as_str) != Some(plan.miner.as_str()) {
+        return Err("axon.hotkey not echoed".into());
+    }
+    check_outputs(obj)
+}
+
+/// The subnet's output rules on an answer.
+fn check_outputs(obj: &Map<String, Value>) -> Result<(u8, f64, f64, f64), String> {
     let p = obj
         .get("prediction")
         .and_then(Value::as_object)
@@ -274,64 +428,120 @@ fn check_answer(sent: &Value, got: &Value) -> Result<(u8, f64, f64, f64), String
     Ok((class, t, c, rt))
 }
 
+/// One keep-alive connection to the miner, as a dendrite's session holds.
+type Conn = SendRequest<Full<Bytes>>;
+
+/// Opens a connection; the returned error says whether it was refused.
+async fn connect(target: SocketAddrV4) -> Result<Conn, Failure> {
+    let stream = tokio::net::TcpStream::connect(target)
+        .await
+        .map_err(|_| Failure::Connect)?;
+    let _ = stream.set_nodelay(true);
+    let (tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|_| Failure::Connect)?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(tx)
+}
+
+/// Sends on the slot's connection, opening a new one when there is none or
+/// the miner closed it.
+async fn send_on(
+    conn: &mut Option<Conn>,
+    target: SocketAddrV4,
+    mut req: Request<Full<Bytes>>,
+) -> Result<hyper::Response<Incoming>, Failure> {
+    // hyper's connection API writes the URI as given: send origin-form, as
+    // aiohttp does (the Host header is already set).
+    if let Some(pq) = req.uri().path_and_query().cloned() {
+        *req.uri_mut() = hyper::Uri::from(pq);
+    }
+    let reusable = match conn.as_mut() {
+        Some(tx) if !tx.is_closed() => tx.ready().await.is_ok(),
+        _ => false,
+    };
+    if !reusable {
+        *conn = Some(connect(target).await?);
+    }
+    let tx = conn.as_mut().ok_or(Failure::Connect)?;
+    match tx.send_request(req).await {
+        Ok(r) => Ok(r),
+        Err(_) => {
+            *conn = None;
+            Err(Failure::Transport)
+        }
+    }
+}
+
 async fn one(
-    client: &HttpClient,
+    conn: &mut Option<Conn>,
     plan: &Plan,
     idx: usize,
     nonce: u64,
     uuid: &str,
 ) -> Result<Scored, Failure> {
-    let (req, sent) = build_request(plan, idx, nonce, uuid)
+    let (req, _, signature) = build_request(plan, idx, nonce, uuid)
         .map_err(|e| Failure::BadAnswer(format!("building the request: {e}")))?;
     let t0 = Instant::now();
     let fut = async {
-        let resp = client.request(req).await.map_err(|e| {
-            if e.is_connect() {
-                Failure::Connect
-            } else {
-                Failure::Transport
-            }
-        })?;
+        let resp = send_on(conn, plan.target, req).await?;
         let status = resp.status().as_u16();
-        let hdr_status = resp
+        let hdr_ok = resp
             .headers()
             .get("bt_header_axon_status_code")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let ctype = resp
+            .is_some_and(|v| v.as_bytes() == b"200");
+        let json = resp
             .headers()
             .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_owned();
+            .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+        let ctype = if json {
+            String::new()
+        } else {
+            format!("{:?}", resp.headers().get("content-type"))
+        };
         let body = resp
             .into_body()
             .collect()
             .await
             .map_err(|_| Failure::Transport)?
             .to_bytes();
-        Ok::<_, Failure>((status, hdr_status, ctype, body))
+        Ok::<_, Failure>((status, hdr_ok, json, ctype, body))
     };
-    let (status, hdr_status, ctype, body) =
+    let (status, hdr_ok, json, ctype, body) =
         match tokio::time::timeout(Duration::from_secs_f64(plan.timeout), fut).await {
-            Err(_) => return Err(Failure::Timeout),
-            Ok(r) => r?,
+            Err(_) => {
+                *conn = None;
+                return Err(Failure::Timeout);
+            }
+            Ok(Err(f)) => {
+                *conn = None;
+                return Err(f);
+            }
+            Ok(Ok(r)) => r,
         };
     let latency_us = t0.elapsed().as_micros().min(u32::MAX as u128) as u32;
     if status != 200 {
         return Err(Failure::Status(status));
     }
-    if hdr_status.as_deref() != Some("200") {
+    if !hdr_ok {
         return Err(Failure::BadAnswer(
             "bt_header_axon_status_code is not 200".into(),
         ));
     }
-    if !ctype.starts_with("application/json") {
-        return Err(Failure::BadAnswer(format!("content-type {ctype:?}")));
+    if !json {
+        return Err(Failure::BadAnswer(format!("content-type {ctype}")));
     }
     let got: Value = serde_json::from_slice(&body)
         .map_err(|e| Failure::BadAnswer(format!("invalid JSON: {e}")))?;
-    let (class, t, _c, rt) = check_answer(&sent, &got).map_err(Failure::BadAnswer)?;
+    let sent = Sent {
+        idx,
+        nonce,
+        uuid,
+        signature: &signature,
+    };
+    let (class, t, _c, rt) = check_answer(plan, &sent, &got).map_err(Failure::BadAnswer)?;
     let s = &plan.rows[idx];
     Ok(Scored {
         latency_us,
@@ -348,6 +558,8 @@ struct Progress {
     next: AtomicU64,
     limit: Option<u64>,
     deadline: Option<Instant>,
+    /// Wall-clock time (unix ns) of the first verified answer; 0 until then.
+    first_ok_unix_ns: AtomicU64,
 }
 
 impl Progress {
@@ -365,19 +577,24 @@ impl Progress {
     }
 }
 
+/// One simulated dendrite. With a rate, slot `k` of `n` sends every
+/// `period`, offset by `k/n` of a period, so the total load is spread evenly
+/// instead of arriving as bursts of `n` requests at the same instant.
 async fn slot(
-    client: HttpClient,
     plan: Arc<Plan>,
     progress: Arc<Progress>,
     period: Option<Duration>,
+    phase: f64,
     uuid_every: u64,
 ) -> Tally {
     let mut t = Tally::default();
+    let mut conn: Option<Conn> = None;
     let mut uuid = new_uuid();
     let mut sent_with_uuid = 0u64;
     let mut last_nonce = 0u64;
     let mut ticker = period.map(|p| {
-        let mut i = tokio::time::interval(p);
+        let start = tokio::time::Instant::now() + p.mul_f64(phase);
+        let mut i = tokio::time::interval_at(start, p);
         i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         i
     });
@@ -393,8 +610,18 @@ async fn slot(
         let nonce = now_ns().max(last_nonce + 1);
         last_nonce = nonce;
         let idx = (i % plan.rows.len() as u64) as usize;
-        match one(&client, &plan, idx, nonce, &uuid).await {
-            Ok(s) => t.ok.push(s),
+        match one(&mut conn, &plan, idx, nonce, &uuid).await {
+            Ok(s) => {
+                if t.ok.is_empty() {
+                    let _ = progress.first_ok_unix_ns.compare_exchange(
+                        0,
+                        now_ns(),
+                        Ordering::Relaxed,
+                        Ordering::Relaxed,
+                    );
+                }
+                t.ok.push(s)
+            }
             Err(f) => {
                 if t.first_failures.len() < 5 {
                     t.first_failures.push(format!("request {i}: {f}"));
@@ -414,18 +641,36 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)] as f64 / 1000.0
 }
 
-async fn miner_hotkey_from_health(client: &HttpClient, target: SocketAddrV4) -> Result<String> {
-    let req = Request::get(format!("http://{target}/health")).body(Full::new(Bytes::new()))?;
-    let resp = tokio::time::timeout(Duration::from_secs(5), client.request(req))
+/// GET /health on a fresh connection; `Failure::Connect` while nothing listens.
+async fn get_health(target: SocketAddrV4) -> Result<Value, Failure> {
+    let mut conn = None;
+    let req = Request::get(format!("http://{target}/health"))
+        .header("host", target.to_string())
+        .body(Full::new(Bytes::new()))
+        .map_err(|e| Failure::BadAnswer(e.to_string()))?;
+    let resp = tokio::time::timeout(Duration::from_secs(5), send_on(&mut conn, target, req))
         .await
-        .context("GET /health timed out")?
-        .with_context(|| format!("GET http://{target}/health"))?;
-    let body = resp.into_body().collect().await?.to_bytes();
-    let v: Value = serde_json::from_slice(&body).context("/health is not JSON")?;
-    v.get("hotkey")
-        .and_then(Value::as_str)
-        .map(str::to_owned)
-        .ok_or_else(|| anyhow!("/health has no hotkey; pass --hotkey"))
+        .map_err(|_| Failure::Timeout)??;
+    let body = tokio::time::timeout(Duration::from_secs(5), resp.into_body().collect())
+        .await
+        .map_err(|_| Failure::Timeout)?
+        .map_err(|_| Failure::Transport)?
+        .to_bytes();
+    serde_json::from_slice(&body).map_err(|_| Failure::BadAnswer("/health is not JSON".into()))
+}
+
+/// Polls /health until the miner answers or `wait` runs out (`wait` zero: one try).
+async fn wait_for_health(target: SocketAddrV4, wait: Duration) -> Result<Value> {
+    let deadline = Instant::now() + wait;
+    loop {
+        match get_health(target).await {
+            Ok(v) => return Ok(v),
+            Err(Failure::Connect) if Instant::now() < deadline => {
+                tokio::time::sleep(WAIT_READY_POLL).await;
+            }
+            Err(f) => bail!("GET http://{target}/health: {f}"),
+        }
+    }
 }
 
 /// Runs the probe and prints its summary; exit code 0 only with zero errors.
@@ -441,6 +686,9 @@ pub fn run(a: &ProbeArgs) -> Result<i32> {
     if !(a.timeout.is_finite() && a.timeout > 0.0) {
         bail!("--timeout must be a positive number of seconds");
     }
+    if !(a.wait_ready.is_finite() && a.wait_ready >= 0.0) {
+        bail!("--wait-ready must be a non-negative number of seconds");
+    }
     let signer = if a.dev {
         Hotkey::generate()
     } else {
@@ -453,36 +701,42 @@ pub fn run(a: &ProbeArgs) -> Result<i32> {
         .unwrap_or(a.n.min(MAX_DEFAULT_CONVERSATIONS))
         .max(1);
     let rows = cm_train::eval::test_set(a.seed, n_conv);
-    let features: Vec<Value> = rows
-        .iter()
-        .enumerate()
-        .map(|(i, s)| Value::Object(features_json(&s.raw, &format!("probe-{}-{i}", a.seed))))
-        .collect();
-    let workers = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
+    let workers = a
+        .workers
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        })
+        .max(1);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)
         .enable_all()
         .build()?;
     rt.block_on(async move {
-        let mut conn = HttpConnector::new();
-        conn.set_nodelay(true);
-        let client: HttpClient = Client::builder(TokioExecutor::new())
-            .pool_max_idle_per_host(a.concurrency)
-            .build(conn);
+        let wait = Duration::from_secs_f64(a.wait_ready);
         let miner = match &a.hotkey {
-            Some(h) => Hotkey::from_ss58(h)?.ss58,
-            None => miner_hotkey_from_health(&client, target).await?,
+            Some(h) => {
+                if a.wait_ready > 0.0 {
+                    wait_for_health(target, wait).await?;
+                }
+                Hotkey::from_ss58(h)?.ss58
+            }
+            None => wait_for_health(target, wait)
+                .await?
+                .get("hotkey")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+                .ok_or_else(|| anyhow!("/health has no hotkey; pass --hotkey"))?,
         };
-        let plan = Arc::new(Plan {
+        let plan = Arc::new(Plan::new(
             target,
             miner,
             signer,
-            timeout: a.timeout,
+            a.timeout,
             rows,
-            features,
-        });
+            &format!("probe-{}", a.seed),
+        )?);
         let duration = a.duration.map(|d| Duration::from_secs_f64(d.max(0.0)));
         let progress = Arc::new(Progress {
             next: AtomicU64::new(0),
@@ -492,16 +746,18 @@ pub fn run(a: &ProbeArgs) -> Result<i32> {
                 Some(a.n as u64)
             },
             deadline: duration.map(|d| Instant::now() + d),
+            first_ok_unix_ns: AtomicU64::new(0),
         });
         let period = (a.rate > 0.0).then(|| Duration::from_secs_f64(a.concurrency as f64 / a.rate));
         let t0 = Instant::now();
         let handles: Vec<_> = (0..a.concurrency)
-            .map(|_| {
+            .map(|k| {
+                let phase = k as f64 / a.concurrency as f64;
                 tokio::spawn(slot(
-                    client.clone(),
                     plan.clone(),
                     progress.clone(),
                     period,
+                    phase,
                     a.uuid_every,
                 ))
             })
@@ -516,11 +772,12 @@ pub fn run(a: &ProbeArgs) -> Result<i32> {
             all.first_failures.extend(t.first_failures);
         }
         let wall = t0.elapsed().as_secs_f64();
-        report(a, &plan, &all, wall)
+        let first_ok = progress.first_ok_unix_ns.load(Ordering::Relaxed);
+        report(a, &plan, &all, wall, first_ok)
     })
 }
 
-fn report(a: &ProbeArgs, plan: &Plan, t: &Tally, wall: f64) -> Result<i32> {
+fn report(a: &ProbeArgs, plan: &Plan, t: &Tally, wall: f64, first_ok_unix_ns: u64) -> Result<i32> {
     let ok = t.ok.len() as u64;
     let errors: u64 = t.failures.values().sum();
     let total = ok + errors;
@@ -573,6 +830,9 @@ fn report(a: &ProbeArgs, plan: &Plan, t: &Tally, wall: f64) -> Result<i32> {
         "  mean reward (response_time 0, as eval) model {r0:.6}  oracle {orc:.6}  ratio {ratio:.6}"
     );
     println!("  mean reward with the miner's response_time {rrt:.6}");
+    if a.wait_ready > 0.0 && first_ok_unix_ns > 0 {
+        println!("  first verified answer at unix_ns {first_ok_unix_ns}");
+    }
     if a.json {
         let by_status: BTreeMap<String, u64> = t
             .failures
@@ -585,7 +845,7 @@ fn report(a: &ProbeArgs, plan: &Plan, t: &Tally, wall: f64) -> Result<i32> {
             "throughput_rps": thr, "wall_s": wall,
             "mean_reward": r0, "oracle_mean_reward": orc, "reward_ratio": ratio,
             "mean_reward_with_response_time": rrt, "mean_response_time_us": resp_us,
-            "positive_rate": pos,
+            "positive_rate": pos, "first_ok_unix_ns": first_ok_unix_ns,
         });
         println!("{j}");
     }
@@ -608,23 +868,28 @@ mod tests {
         assert!(cm_core::parse::parse_request(&body).is_ok());
     }
 
+    fn test_plan(miner: &Hotkey, n: usize) -> Plan {
+        let rows = cm_train::eval::test_set(1, n);
+        Plan::new(
+            "127.0.0.1:9".parse().unwrap(),
+            miner.ss58.clone(),
+            Hotkey::generate(),
+            12.0,
+            rows,
+            "s",
+        )
+        .unwrap()
+    }
+
     #[test]
     fn requests_verify_under_the_miner_key() {
         let miner = Hotkey::generate();
-        let rows = cm_train::eval::test_set(1, 1);
-        let features = vec![Value::Object(features_json(&rows[0].raw, "s"))];
-        let plan = Plan {
-            target: "127.0.0.1:9".parse().unwrap(),
-            miner: miner.ss58.clone(),
-            signer: Hotkey::generate(),
-            timeout: 12.0,
-            rows,
-            features,
-        };
-        let (req, body) = build_request(&plan, 0, 1_795_626_734_383_137_861, "u-1").unwrap();
+        let plan = test_plan(&miner, 1);
+        let (req, body, _) = build_request(&plan, 0, 1_795_626_734_383_137_861, "u-1").unwrap();
         let a = crate::gate::parse_auth(req.headers()).unwrap();
         a.verify(&miner.ss58).unwrap();
         crate::gate::check_body_hash(&a).unwrap();
+        let body: Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(
             body["dendrite"]["nonce"].as_u64(),
             Some(1_795_626_734_383_137_861)
@@ -633,20 +898,89 @@ mod tests {
     }
 
     #[test]
+    fn written_body_equals_the_value_body() {
+        let miner = Hotkey::generate();
+        let plan = test_plan(&miner, 5);
+        for idx in 0..5 {
+            let nonce = 1_795_626_734_383_137_861 + idx as u64;
+            let (_, bytes, signature) = build_request(&plan, idx, nonce, "u-\"q\"").unwrap();
+            let got: Value = serde_json::from_slice(&bytes).unwrap();
+            let sent = Sent {
+                idx,
+                nonce,
+                uuid: "u-\"q\"",
+                signature: &signature,
+            };
+            assert_eq!(got, request_value(&plan, &sent));
+        }
+    }
+
+    /// The answer our miner gives, made by the server's own echo code.
+    fn answer_for(plan: &Plan, sent: &Sent<'_>) -> Value {
+        let mut v = request_value(plan, sent);
+        let a = crate::synapse::Answer {
+            conversion_happened: 1,
+            time_to_conversion_seconds: 60.0,
+            confidence: 0.9,
+        };
+        let me = crate::synapse::AxonId {
+            hotkey: &plan.miner,
+            ip: "127.0.0.1",
+            port: 9,
+        };
+        crate::synapse::fill_success(
+            v.as_object_mut().unwrap(),
+            "ConversionSynapse",
+            Some(&a),
+            1e-4,
+            1e-4,
+            &me,
+        );
+        v
+    }
+
+    #[test]
     fn answer_checks_catch_broken_rules() {
-        let sent = serde_json::json!({"features": {"a": 1}, "axon": {"ip": "1", "port": 2, "hotkey": "h"}, "prediction": {}});
-        let good = serde_json::json!({"features": {"a": 1}, "axon": {"ip": "1", "port": 2, "hotkey": "h", "status_code": 200, "status_message": "Success"},
-            "prediction": {"conversion_happened": 1, "time_to_conversion_seconds": 60.0}, "confidence": 0.9, "response_time": 0.0001});
-        assert!(check_answer(&sent, &good).is_ok());
+        let miner = Hotkey::generate();
+        let plan = test_plan(&miner, 2);
+        let sent = Sent {
+            idx: 1,
+            nonce: 77,
+            uuid: "u",
+            signature: "0x00",
+        };
+        let good = answer_for(&plan, &sent);
+        assert!(check_answer(&plan, &sent, &good).is_ok());
+        let breakages: [(&str, Value); 11] = [
+            (
+                "/prediction/time_to_conversion_seconds",
+                serde_json::json!(-1.0),
+            ),
+            ("/features/total_messages", serde_json::json!(-3)),
+            ("/confidence", serde_json::json!(1.5)),
+            ("/dendrite/nonce", serde_json::json!(78)),
+            ("/dendrite/signature", serde_json::json!("0x01")),
+            ("/dendrite/port", serde_json::json!(1)),
+            ("/axon/status_code", serde_json::json!(500)),
+            ("/axon/hotkey", serde_json::json!("x")),
+            ("/timeout", serde_json::json!(11.0)),
+            ("/miner_uid", serde_json::json!(1)),
+            ("/response_time", serde_json::json!(-0.5)),
+        ];
+        for (ptr, v) in breakages {
+            let mut bad = good.clone();
+            *bad.pointer_mut(ptr).unwrap() = v;
+            assert!(check_answer(&plan, &sent, &bad).is_err(), "{ptr}");
+        }
         let mut bad = good.clone();
-        bad["prediction"]["time_to_conversion_seconds"] = serde_json::json!(-1.0);
-        assert!(check_answer(&sent, &bad).is_err());
-        let mut bad = good.clone();
-        bad["features"]["a"] = serde_json::json!(2);
-        assert!(check_answer(&sent, &bad).is_err());
+        bad["features"] = plan.features[0].clone();
+        assert!(
+            check_answer(&plan, &sent, &bad).is_err(),
+            "another row's features"
+        );
         let mut bad = good;
-        bad["confidence"] = serde_json::json!(1.5);
-        assert!(check_answer(&sent, &bad).is_err());
+        bad.as_object_mut().unwrap().remove("computed_body_hash");
+        assert!(check_answer(&plan, &sent, &bad).is_err());
     }
 
     mod end_to_end {
@@ -656,7 +990,12 @@ mod tests {
         use crate::server::{self, ConnLimits, State};
         use crate::{limits, metrics, nonce, reason::Reason, validators};
         use hyper::header::HeaderValue;
+        use hyper_util::client::legacy::{connect::HttpConnector, Client};
+        use hyper_util::rt::TokioExecutor;
         use std::sync::Mutex;
+
+        /// A pooled client for the hand-made hostile requests.
+        type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
         fn model() -> &'static cm_core::model::Model {
             let path =
@@ -735,52 +1074,45 @@ mod tests {
                 }));
                 let client: HttpClient = Client::builder(TokioExecutor::new()).build(HttpConnector::new());
                 let rows = cm_train::eval::test_set(3, 4);
-                let features = rows.iter().map(|r| Value::Object(features_json(&r.raw, "e2e"))).collect();
-                let plan = Plan { target, miner: miner.ss58.clone(), signer, timeout: 12.0, rows, features };
+                let plan = Plan::new(target, miner.ss58.clone(), signer, 12.0, rows, "e2e").unwrap();
+                let mut conn = None;
                 let now = now_ns();
 
                 // A good request, then its replay.
-                let s = one(&client, &plan, 0, now, "u-1").await.expect("good request");
+                let s = one(&mut conn, &plan, 0, now, "u-1").await.expect("good request");
                 assert!(s.reward0 > 0.0);
                 let (st, h, b) = send(&client, build_request(&plan, 0, now, "u-1").unwrap().0).await;
                 assert_eq!((st, &h["bt_header_axon_status_code"]), (401, &HeaderValue::from_static("401")));
                 assert!(b["message"].as_str().unwrap().starts_with("Not Verified with error: Nonce"), "{b}");
                 // Out-of-order but unseen nonces of the same uuid pass.
-                assert!(one(&client, &plan, 1, now - 1, "u-1").await.is_ok());
+                assert!(one(&mut conn, &plan, 1, now - 1, "u-1").await.is_ok());
 
                 // Stale first nonce.
                 let (st, _, b) = send(&client, build_request(&plan, 0, now - 60_000_000_000, "u-2").unwrap().0).await;
                 assert_eq!(st, 401, "{b}");
 
                 // Tampered signature and wrong signing context.
-                let (mut req, _) = build_request(&plan, 0, now_ns(), "u-3").unwrap();
+                let (mut req, _, _) = build_request(&plan, 0, now_ns(), "u-3").unwrap();
                 let sig_s = req.headers()["bt_header_dendrite_signature"].to_str().unwrap().to_string();
                 let flipped = format!("{}{}", &sig_s[..10], if &sig_s[10..11] == "a" { "b" } else { "a" }) + &sig_s[11..];
                 req.headers_mut().insert("bt_header_dendrite_signature", flipped.parse().unwrap());
                 assert_eq!(send(&client, req).await.0, 401);
                 let n = now_ns();
-                let (mut req, _) = build_request(&plan, 0, n, "u-4").unwrap();
+                let (mut req, _, _) = build_request(&plan, 0, n, "u-4").unwrap();
                 let msg = Message::new(n, &plan.signer.ss58, &plan.miner, "u-4", EMPTY_BODY_HASH).unwrap();
                 let wrong = plan.signer.keypair.as_ref().unwrap().sign(schnorrkel::signing_context(b"").bytes(msg.as_bytes()));
                 req.headers_mut().insert("bt_header_dendrite_signature", format!("0x{}", hex::encode(wrong.to_bytes())).parse().unwrap());
                 assert_eq!(send(&client, req).await.0, 401);
 
                 // A caller not on the list.
-                let stranger = Plan {
-                    target,
-                    miner: plan.miner.clone(),
-                    signer: Hotkey::generate(),
-                    timeout: 12.0,
-                    rows: plan.rows.clone(),
-                    features: plan.features.clone(),
-                };
+                let stranger = Plan::new(target, plan.miner.clone(), Hotkey::generate(), 12.0, plan.rows.clone(), "e2e").unwrap();
                 let (st, h, b) = send(&client, build_request(&stranger, 0, now_ns(), "u-5").unwrap().0).await;
                 assert_eq!(st, 403);
                 assert!(h["bt_header_axon_status_message"].to_str().unwrap().starts_with("Forbidden. Key is blacklisted: "));
                 assert!(b["message"].as_str().unwrap().contains(&stranger.signer.ss58));
 
                 // Ping.
-                let (mut req, _) = build_request(&plan, 0, now_ns(), "u-6").unwrap();
+                let (mut req, _, _) = build_request(&plan, 0, now_ns(), "u-6").unwrap();
                 *req.uri_mut() = format!("http://{target}/Synapse").parse().unwrap();
                 let (st, h, b) = send(&client, req).await;
                 assert_eq!((st, b["axon"]["status_code"].as_u64()), (200, Some(200)));
@@ -788,7 +1120,7 @@ mod tests {
                 assert_eq!(b["name"], "Synapse");
 
                 // Unknown path, wrong method.
-                let (mut req, _) = build_request(&plan, 0, now_ns(), "u-7").unwrap();
+                let (mut req, _, _) = build_request(&plan, 0, now_ns(), "u-7").unwrap();
                 *req.uri_mut() = format!("http://{target}/Nope").parse().unwrap();
                 let (st, _, b) = send(&client, req).await;
                 assert_eq!(st, 404);
@@ -797,21 +1129,22 @@ mod tests {
                 assert_eq!(send(&client, get).await.0, 405);
 
                 // Bodies: missing required feature, not JSON, too large.
-                let (req, mut body) = build_request(&plan, 0, now_ns(), "u-8").unwrap();
+                let (req, body, _) = build_request(&plan, 0, now_ns(), "u-8").unwrap();
+                let mut body: Value = serde_json::from_slice(&body).unwrap();
                 body["features"].as_object_mut().unwrap().remove("message_ratio");
                 let (st, _, b) = send(&client, with_body(req, serde_json::to_vec(&body).unwrap())).await;
                 assert_eq!(st, 400);
                 assert!(b["message"].as_str().unwrap().contains("message_ratio"), "{b}");
-                let (req, _) = build_request(&plan, 0, now_ns(), "u-9").unwrap();
+                let (req, _, _) = build_request(&plan, 0, now_ns(), "u-9").unwrap();
                 assert_eq!(send(&client, with_body(req, "not json")).await.0, 400);
-                let (req, _) = build_request(&plan, 0, now_ns(), "u-10").unwrap();
+                let (req, _, _) = build_request(&plan, 0, now_ns(), "u-10").unwrap();
                 assert_eq!(send(&client, with_body(req, vec![b' '; 100 * 1024])).await.0, 413);
 
                 // Still up, and every refusal was counted by reason. A new
-                // client: the 413 closes its connection, and a pooled client
-                // may race that close with its next request.
-                let fresh: HttpClient = Client::builder(TokioExecutor::new()).build(HttpConnector::new());
-                let r = one(&fresh, &plan, 2, now_ns(), "u-11").await;
+                // connection: the 413 closed the pooled client's, which may
+                // race that close with its next request.
+                let mut fresh = None;
+                let r = one(&mut fresh, &plan, 2, now_ns(), "u-11").await;
                 assert!(r.is_ok(), "{:?}", r.as_ref().err());
                 let m = &state.metrics;
                 for (r, n) in [

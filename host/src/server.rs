@@ -164,7 +164,7 @@ fn content_length(h: &hyper::HeaderMap) -> Option<u64> {
 }
 
 /// The header-only part of the gate (everything before the body is read).
-fn gate(state: &State, headers: &hyper::HeaderMap, t0: Instant) -> Result<(), Reject> {
+async fn gate(state: &State, headers: &hyper::HeaderMap, t0: Instant) -> Result<(), Reject> {
     if let Some(n) = content_length(headers) {
         if n > state.max_body as u64 {
             return Err(Reject::new(
@@ -201,7 +201,7 @@ fn gate(state: &State, headers: &hyper::HeaderMap, t0: Instant) -> Result<(), Re
     state.metrics.gate.observe(t0.elapsed());
 
     let tv = Instant::now();
-    let verified = auth.verify_cached(&state.hotkey_ss58, &state.keys);
+    let verified = auth.verify_batched(&state.hotkey_ss58, &state.keys).await;
     state.metrics.verify.observe(tv.elapsed());
     verified?;
 
@@ -275,7 +275,7 @@ fn echo_via_value(
 async fn axon(state: &State, req: Request<Incoming>, name: &str, t0: Instant) -> Resp {
     let _in = state.inflight.enter();
     let (parts, body) = req.into_parts();
-    if let Err(rej) = gate(state, &parts.headers, t0) {
+    if let Err(rej) = gate(state, &parts.headers, t0).await {
         return state.reject(&rej, t0, Some(&parts.headers));
     }
     let bytes = match read_body(state, body).await {
@@ -457,6 +457,12 @@ fn metrics(state: &State) -> Resp {
         model_sha256: &active.sha256,
     });
     metrics_lifecycle(state, &mut text);
+    {
+        use std::fmt::Write as _;
+        let (batches, sigs) = state.keys.batch_stats();
+        let _ = writeln!(text, "# HELP cm_verify_batches_total Signature checks run (one batch equation, or one lone signature).\n# TYPE cm_verify_batches_total counter\ncm_verify_batches_total {batches}");
+        let _ = writeln!(text, "# HELP cm_verify_batched_signatures_total Signatures checked in those batches.\n# TYPE cm_verify_batched_signatures_total counter\ncm_verify_batched_signatures_total {sigs}");
+    }
     let mut r = Response::new(Full::new(Bytes::from(text)));
     r.headers_mut().insert(
         CONTENT_TYPE,

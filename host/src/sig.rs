@@ -5,6 +5,8 @@
 //! `axon_hotkey` is *our own* hotkey. The message is assembled into a stack
 //! buffer because every field has a known maximum length; anything longer
 //! than that cannot be a real request and is refused before any curve work.
+//! The server checks signatures through [`KeyCache`], which caches
+//! decompressed keys and checks concurrent requests in one batch equation.
 
 use core::fmt;
 use schnorrkel::{signing_context, Keypair, PublicKey, Signature};
@@ -149,16 +151,72 @@ pub fn verify_with_context(
 
 /// Most decompressed public keys kept by a [`KeyCache`].
 pub const KEY_CACHE_CAPACITY: usize = 4096;
+/// Most signatures checked in one batch equation.
+pub const MAX_BATCH: usize = 64;
 
-/// Decompressed public keys of callers whose signatures verified.
+/// Decompressed public keys of callers whose signatures verified, and the
+/// queue that lets concurrent requests share one batch verification.
 ///
 /// Decompressing a Ristretto point (an inverse square root) is a sizeable
 /// part of a verification, and validators are few and call often. Only keys
 /// that produced a valid signature are kept, so forged headers cannot fill
 /// the cache; when it is full it is cleared and refills with the live callers.
+///
+/// Batching: a single check is one double-base scalar multiplication (256
+/// doublings) and a point compression. Checking n signatures together with
+/// random 128-bit weights (schnorrkel's `verify_batch`, the standard
+/// randomized batch equation) shares the doublings and the key's term across
+/// the batch, so under load each signature costs a fraction of a single
+/// check. Ristretto has no cofactor, so the batch equation holds exactly when
+/// every single equation does (up to the 2^-128 chance of the random
+/// weights); when a batch fails, each of its signatures is checked alone, so
+/// every request gets exactly its own verdict.
+///
+/// Nothing waits for a batch to fill: a request that finds no leader becomes
+/// the leader, yields once to the runtime (so requests whose bytes have
+/// already arrived run up to this point and join), then checks one batch of
+/// whatever is queued and steps down, waking a waiting request to lead the
+/// next batch if more are queued. An idle server therefore checks a lone
+/// request alone, at the cost of one yield, and no request leads for longer
+/// than one batch.
 #[derive(Default)]
 pub struct KeyCache {
     keys: std::sync::Mutex<std::collections::HashMap<[u8; 32], PublicKey>>,
+    queue: std::sync::Mutex<Queue>,
+    /// Wakes a waiting request to lead when a leader stops with jobs queued.
+    handoff: tokio::sync::Notify,
+    /// Batches checked, and the signatures in them (for /metrics).
+    batches: std::sync::atomic::AtomicU64,
+    batched: std::sync::atomic::AtomicU64,
+}
+
+/// Signatures waiting for the leader.
+#[derive(Default)]
+struct Queue {
+    jobs: Vec<Job>,
+    /// A request is leading: it will check a batch and then hand off.
+    leader: bool,
+}
+
+/// One signature to check, with where its verdict goes.
+struct Job {
+    key: [u8; 32],
+    pk: PublicKey,
+    cached: bool,
+    msg: Message,
+    sig: Signature,
+    reply: tokio::sync::oneshot::Sender<Result<(), SigError>>,
+}
+
+/// Leadership of one batch. The batch is checked on drop, so a leader whose
+/// request is abandoned while it yields (client gone) still answers every
+/// request queued behind it.
+struct Leader<'a>(&'a KeyCache);
+
+impl Drop for Leader<'_> {
+    fn drop(&mut self) {
+        self.0.lead_one_batch();
+    }
 }
 
 impl KeyCache {
@@ -175,6 +233,24 @@ impl KeyCache {
         }
     }
 
+    fn lock_queue(&self) -> std::sync::MutexGuard<'_, Queue> {
+        match self.queue.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    /// The key, decompressed once per caller.
+    fn public_key(&self, pubkey: &[u8; 32]) -> Result<(PublicKey, bool), SigError> {
+        match self.get(pubkey) {
+            Some(pk) => Ok((pk, true)),
+            None => Ok((
+                PublicKey::from_bytes(pubkey).map_err(|_| SigError::BadPublicKey)?,
+                false,
+            )),
+        }
+    }
+
     /// [`verify`], reusing the decompressed key when this caller verified before.
     pub fn verify(
         &self,
@@ -183,19 +259,139 @@ impl KeyCache {
         sig: &[u8; SIGNATURE_LEN],
     ) -> Result<(), SigError> {
         let sig = Signature::from_bytes(sig).map_err(|_| SigError::Malformed)?;
-        let (pk, cached) = match self.get(pubkey) {
-            Some(pk) => (pk, true),
-            None => (
-                PublicKey::from_bytes(pubkey).map_err(|_| SigError::BadPublicKey)?,
-                false,
-            ),
-        };
+        let (pk, cached) = self.public_key(pubkey)?;
         pk.verify(signing_context(SIGNING_CONTEXT).bytes(msg), &sig)
             .map_err(|_| SigError::Mismatch)?;
         if !cached {
             self.put(*pubkey, pk);
         }
         Ok(())
+    }
+
+    /// The same verdict as [`KeyCache::verify`], checked in a batch with
+    /// whatever other requests are verifying at the same moment.
+    pub async fn verify_batched(
+        &self,
+        pubkey: &[u8; 32],
+        msg: Message,
+        sig: &[u8; SIGNATURE_LEN],
+    ) -> Result<(), SigError> {
+        let sig = Signature::from_bytes(sig).map_err(|_| SigError::Malformed)?;
+        let (pk, cached) = self.public_key(pubkey)?;
+        let (reply, mut verdict) = tokio::sync::oneshot::channel();
+        self.lock_queue().jobs.push(Job {
+            key: *pubkey,
+            pk,
+            cached,
+            msg,
+            sig,
+            reply,
+        });
+        let mut yielded = false;
+        loop {
+            let notified = self.handoff.notified();
+            tokio::pin!(notified);
+            // Registered before the check below, so a hand-off between the
+            // check and the wait is not missed.
+            notified.as_mut().enable();
+            if self.take_lead() {
+                let leader = Leader(self);
+                if !yielded {
+                    yielded = true;
+                    tokio::task::yield_now().await;
+                }
+                drop(leader);
+            }
+            tokio::select! {
+                biased;
+                v = &mut verdict => {
+                    // A hand-off this request consumed must not strand the queue.
+                    if self.needs_leader() {
+                        self.handoff.notify_one();
+                    }
+                    return v.unwrap_or(Err(SigError::Mismatch));
+                }
+                _ = &mut notified => {}
+            }
+        }
+    }
+
+    /// Becomes the leader when there is work and nobody leads.
+    fn take_lead(&self) -> bool {
+        let mut q = self.lock_queue();
+        if !q.leader && !q.jobs.is_empty() {
+            q.leader = true;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn needs_leader(&self) -> bool {
+        let q = self.lock_queue();
+        !q.leader && !q.jobs.is_empty()
+    }
+
+    /// Checks up to [`MAX_BATCH`] queued jobs, steps down, and wakes a
+    /// waiting request to lead if jobs are left.
+    fn lead_one_batch(&self) {
+        let batch: Vec<Job> = {
+            let mut q = self.lock_queue();
+            let n = q.jobs.len().min(MAX_BATCH);
+            q.jobs.drain(..n).collect()
+        };
+        self.check(batch);
+        let more = {
+            let mut q = self.lock_queue();
+            q.leader = false;
+            !q.jobs.is_empty()
+        };
+        if more {
+            self.handoff.notify_one();
+        }
+    }
+
+    /// Batches checked so far and the signatures they held.
+    pub fn batch_stats(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (self.batches.load(Relaxed), self.batched.load(Relaxed))
+    }
+
+    /// Checks one batch and sends every job its verdict.
+    fn check(&self, mut batch: Vec<Job>) {
+        use std::sync::atomic::Ordering::Relaxed;
+        if batch.is_empty() {
+            return;
+        }
+        self.batches.fetch_add(1, Relaxed);
+        self.batched.fetch_add(batch.len() as u64, Relaxed);
+        let ok_all = batch.len() > 1 && {
+            // Equal keys next to each other: the batch equation merges
+            // consecutive equal keys into one term.
+            batch.sort_unstable_by_key(|j| j.key);
+            let ts = batch
+                .iter()
+                .map(|j| signing_context(SIGNING_CONTEXT).bytes(j.msg.as_bytes()));
+            let sigs: Vec<Signature> = batch.iter().map(|j| j.sig).collect();
+            let pks: Vec<PublicKey> = batch.iter().map(|j| j.pk).collect();
+            schnorrkel::verify_batch(ts, &sigs, &pks, true).is_ok()
+        };
+        for j in batch {
+            // A lone signature, or a batch with a bad one: each on its own.
+            let verdict = if ok_all {
+                Ok(())
+            } else {
+                j.pk.verify(
+                    signing_context(SIGNING_CONTEXT).bytes(j.msg.as_bytes()),
+                    &j.sig,
+                )
+                .map_err(|_| SigError::Mismatch)
+            };
+            if verdict.is_ok() && !j.cached {
+                self.put(j.key, j.pk);
+            }
+            let _ = j.reply.send(verdict);
+        }
     }
 }
 
@@ -285,6 +481,123 @@ mod tests {
             1,
             "only verified keys are cached"
         );
+    }
+
+    /// Signs `n` requests from `signers` (round robin); every third one is
+    /// spoiled when `spoil` is set. Returns (key, message, signature, good).
+    fn signed(
+        n: usize,
+        signers: &[Keypair],
+        spoil: bool,
+    ) -> Vec<([u8; 32], Message, [u8; 64], bool)> {
+        (0..n)
+            .map(|i| {
+                let kp = &signers[i % signers.len()];
+                let m = Message::new(i as u64 + 1, ALICE, BOB, UUID, EMPTY_HASH).unwrap();
+                let mut sig = parse_signature_hex(&sign_hex(kp, m.as_bytes())).unwrap();
+                let bad = spoil && i % 3 == 1;
+                if bad {
+                    // Same encoding rules, wrong message: sign another nonce.
+                    let other =
+                        Message::new(i as u64 + 1000, ALICE, BOB, UUID, EMPTY_HASH).unwrap();
+                    sig = parse_signature_hex(&sign_hex(kp, other.as_bytes())).unwrap();
+                }
+                (kp.public.to_bytes(), m, sig, !bad)
+            })
+            .collect()
+    }
+
+    /// Runs every request concurrently through `verify_batched` on a
+    /// two-thread runtime; returns the verdicts in request order.
+    fn run_batched(
+        cache: &std::sync::Arc<KeyCache>,
+        reqs: Vec<([u8; 32], Message, [u8; 64], bool)>,
+    ) -> Vec<(bool, Result<(), SigError>)> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let tasks: Vec<_> = reqs
+                .into_iter()
+                .map(|(k, m, s, good)| {
+                    let c = cache.clone();
+                    tokio::spawn(async move { (good, c.verify_batched(&k, m, &s).await) })
+                })
+                .collect();
+            let mut out = Vec::new();
+            for t in tasks {
+                out.push(t.await.unwrap());
+            }
+            out
+        })
+    }
+
+    #[test]
+    fn batched_verdicts_equal_single_verdicts() {
+        let signers: Vec<Keypair> = (0..3).map(|_| Keypair::generate()).collect();
+        for spoil in [false, true] {
+            let cache = std::sync::Arc::new(KeyCache::default());
+            let reqs = signed(200, &signers, spoil);
+            for (k, m, s, good) in &reqs {
+                assert_eq!(verify(k, m.as_bytes(), s).is_ok(), *good);
+            }
+            let verdicts = run_batched(&cache, reqs);
+            assert_eq!(verdicts.len(), 200);
+            for (i, (good, v)) in verdicts.into_iter().enumerate() {
+                if good {
+                    assert_eq!(v, Ok(()), "request {i}");
+                } else {
+                    assert_eq!(v, Err(SigError::Mismatch), "request {i}");
+                }
+            }
+            let (batches, n) = cache.batch_stats();
+            assert_eq!(n, 200, "every signature checked exactly once");
+            assert!((1..=200).contains(&batches));
+            let q = cache.lock_queue();
+            assert!(q.jobs.is_empty() && !q.leader, "nothing left behind");
+        }
+    }
+
+    #[test]
+    fn batch_of_many_concurrent_requests_is_shared() {
+        // 100 tasks spawned before the runtime runs any of them: the first
+        // leader's yield lets the others queue, so fewer batches than requests.
+        let signers = [Keypair::generate()];
+        let cache = std::sync::Arc::new(KeyCache::default());
+        let verdicts = run_batched(&cache, signed(100, &signers, false));
+        assert!(verdicts.iter().all(|(_, v)| v.is_ok()));
+        let (batches, n) = cache.batch_stats();
+        assert_eq!(n, 100);
+        assert!(
+            batches < 100,
+            "{batches} batches for 100 concurrent requests"
+        );
+    }
+
+    #[test]
+    fn abandoned_leader_still_answers_the_queue() {
+        let signers = [Keypair::generate()];
+        let cache = KeyCache::default();
+        let mut reqs = signed(2, &signers, false);
+        let (k2, m2, s2, _) = reqs.pop().unwrap();
+        let (k1, m1, s1, _) = reqs.pop().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            // The leader is polled once (it queues and yields) and dropped.
+            let mut leader = Box::pin(cache.verify_batched(&k1, m1, &s1));
+            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+            assert!(std::future::Future::poll(leader.as_mut(), &mut cx).is_pending());
+            drop(leader);
+            {
+                let q = cache.lock_queue();
+                assert!(q.jobs.is_empty() && !q.leader);
+            }
+            // The next request leads itself.
+            assert_eq!(cache.verify_batched(&k2, m2, &s2).await, Ok(()));
+        });
     }
 
     #[test]
