@@ -34,13 +34,16 @@ pub const ALLOWED_DELTA_NS: u64 = 4_000_000_000;
 pub const MAX_WINDOW_TIMEOUT_S: f64 = 120.0;
 /// Default bound on how far a nonce may be ahead of our clock.
 pub const DEFAULT_FUTURE_SKEW_NS: u64 = 5_000_000_000;
-/// Default number of `hotkey:uuid` keys remembered: 7/8 of 65,536, the
-/// most a 65,536-bucket hash table holds before it doubles (33 bytes a
-/// bucket, about 3 MB with the queue, plus a 136-byte ring for each key that
-/// sent more than one nonce). A validator's dendrite keeps one uuid for its
-/// lifetime, so a subnet's validators need a few hundred keys; the rest is
-/// headroom.
-pub const DEFAULT_CAPACITY: usize = 57_344;
+/// Default number of `hotkey:uuid` keys remembered. The map evicts the
+/// oldest key for each new one once full, and a hash table that deletes as
+/// it inserts must stay at most half full: past that, the deleted slots it
+/// cannot reuse in place make it double (measured: a 57,344-key map grew to
+/// 131,072 buckets and 17.2 MB of resident memory under a flood of fresh
+/// uuids, docs/PERF-SERVER.md). So 28,672 keys, in a table allocated once
+/// for twice that (65,536 buckets). A validator's dendrite keeps one uuid
+/// for its lifetime, so a subnet's validators need a few hundred keys; the
+/// rest is headroom.
+pub const DEFAULT_CAPACITY: usize = 28_672;
 /// Accepted nonces remembered per key: how far out of order concurrent
 /// requests from one dendrite may arrive.
 pub const RECENT_PER_KEY: usize = 16;
@@ -166,12 +169,13 @@ pub struct NonceMap {
 impl NonceMap {
     pub fn new(capacity: usize, future_skew_ns: u64) -> NonceMap {
         let capacity = capacity.max(1);
-        // Sized once: growing by doubling would leave each smaller table
-        // behind as freed-but-resident heap. Untouched pages cost no RAM;
-        // an operator's larger capacity grows as usual past the default.
+        // Sized once, at twice the keys it will hold (see DEFAULT_CAPACITY):
+        // growing by doubling would leave each smaller table behind as
+        // freed-but-resident heap. Untouched pages cost no RAM; an
+        // operator's larger capacity grows as usual past the default.
         let initial = capacity.min(DEFAULT_CAPACITY);
         NonceMap {
-            recent: HashMap::with_capacity(initial),
+            recent: HashMap::with_capacity(2 * initial),
             order: VecDeque::with_capacity(initial),
             capacity,
             future_skew_ns,
