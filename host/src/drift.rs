@@ -50,8 +50,16 @@ impl Reference {
         {
             return None;
         }
+        // Live values arrive as f32 (the model's precision), so the edges are
+        // rounded the same way: 0.4 as an f32 is 0.40000000596, above the f64
+        // edge 0.4, and every value sitting on such an edge (ratios like
+        // questions_per_agent_message have point masses at 0.4, 0.6, 2/3...)
+        // would otherwise be counted one bin too high. Rounding is monotone,
+        // so the edges stay sorted.
         let mut edges = [0.0; EDGES];
-        edges.copy_from_slice(&s.deciles);
+        for (e, d) in edges.iter_mut().zip(&s.deciles) {
+            *e = as_live(*d);
+        }
         // Tied deciles show point masses: treat the feature as discrete.
         let discrete = integer || edges.windows(2).any(|w| w[0] == w[1]);
         let mut expected = [0.0; BINS];
@@ -64,17 +72,24 @@ impl Reference {
         expected[BINS - 1] = (1.0 - below).max(0.0);
         Some(Reference {
             name: s.name.clone(),
-            min: s.min,
-            max: s.max,
+            min: as_live(s.min),
+            max: as_live(s.max),
             edges,
             expected,
         })
     }
 
-    /// Bin of a value: the number of edges strictly below it.
+    /// Bin of a value: the number of edges strictly below it (compared at
+    /// the live precision, see [`as_live`]).
     pub fn bin(&self, x: f64) -> usize {
+        let x = as_live(x);
         self.edges.iter().take_while(|e| x > **e).count()
     }
+}
+
+/// A value at the precision live features have (f32), back in f64.
+fn as_live(x: f64) -> f64 {
+    f64::from(x as f32)
 }
 
 /// Estimated training share at or below edge `k`. Edge `k` is the
@@ -149,6 +164,7 @@ impl Counts {
             return;
         };
         c.bins[r.bin(x)].fetch_add(1, Relaxed);
+        let x = as_live(x);
         if x < r.min || x > r.max {
             c.out_of_range.fetch_add(1, Relaxed);
         }
@@ -338,5 +354,22 @@ mod tests {
         let mut shifted = vec![0u64; BINS];
         shifted[9] = 1000;
         assert!(psi(&r.expected, &shifted) > 1.0);
+    }
+
+    #[test]
+    fn values_on_an_edge_count_in_that_edge_s_bin_at_f32_precision() {
+        // questions_per_agent_message's training deciles: point masses at
+        // ratios whose f32 is above their f64 (0.4, 0.6, 0.6667) or below it
+        // (0.3333).
+        let deciles = vec![0.3333, 0.4, 0.5, 0.6, 0.6667, 0.75, 1.0, 1.0, 1.25];
+        let r = Reference::from_stats(&stats(deciles.clone()), false).unwrap();
+        for (k, d) in deciles.iter().enumerate() {
+            let live = f64::from(*d as f32);
+            let want = deciles.iter().position(|e| e == d).unwrap();
+            assert_eq!(r.bin(live), want, "{d} (edge {k})");
+            assert_eq!(r.bin(*d), want, "{d} as f64");
+        }
+        assert_eq!(r.bin(0.3), 0);
+        assert_eq!(r.bin(1.26), EDGES);
     }
 }
