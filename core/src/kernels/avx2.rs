@@ -94,6 +94,11 @@ unsafe impl Lanes for Ymm {
             _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)))
         }
     }
+    #[inline(always)]
+    unsafe fn prefetch(p: *const u8) {
+        // SAFETY: SSE enabled (implied by AVX); prefetch never faults.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(p.cast::<i8>()) }
+    }
 }
 
 /// Whole network.

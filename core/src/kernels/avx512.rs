@@ -86,6 +86,11 @@ unsafe impl Lanes for Zmm {
         // SAFETY: AVX-512F enabled (trait contract).
         unsafe { _mm512_reduce_add_ps(self.0) }
     }
+    #[inline(always)]
+    unsafe fn prefetch(p: *const u8) {
+        // SAFETY: SSE enabled (implied by AVX-512F); prefetch never faults.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(p.cast::<i8>()) }
+    }
 }
 
 /// Whole network.

@@ -109,6 +109,10 @@ unsafe impl Lanes for Q {
         // SAFETY: NEON enabled (trait contract).
         unsafe { vaddvq_f32(self.0) }
     }
+    #[inline(always)]
+    unsafe fn prefetch(_p: *const u8) {
+        // Stable Rust has no aarch64 prefetch intrinsic; a hint may be empty.
+    }
 }
 
 /// Whole network.
