@@ -52,6 +52,22 @@ pub fn init_logging(level: &str) -> Result<()> {
     Ok(())
 }
 
+/// A multi-thread tokio runtime with `workers` threads (default: the
+/// available cores), for `serve` and `probe` alike.
+pub(crate) fn runtime(workers: Option<usize>) -> std::io::Result<tokio::runtime::Runtime> {
+    let workers = workers
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        })
+        .max(1);
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
+}
+
 fn secs(name: &str, v: f64) -> Result<Duration> {
     if !(v.is_finite() && v >= 0.0) {
         bail!("{name} must be a non-negative number of seconds, got {v}");
@@ -162,19 +178,8 @@ pub fn serve(
         bail!("--max-body must be positive");
     }
 
-    let workers = a
-        .workers
-        .unwrap_or_else(|| {
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1)
-        })
-        .max(1);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
-        .enable_all()
-        .build()
-        .context("starting the tokio runtime")?;
+    let rt = runtime(a.workers).context("starting the tokio runtime")?;
+    let workers = rt.metrics().num_workers();
 
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(SocketAddr::from((bind_ip, a.axon_port)))

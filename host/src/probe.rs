@@ -701,18 +701,7 @@ pub fn run(a: &ProbeArgs) -> Result<i32> {
         .unwrap_or(a.n.min(MAX_DEFAULT_CONVERSATIONS))
         .max(1);
     let rows = cm_train::eval::test_set(a.seed, n_conv);
-    let workers = a
-        .workers
-        .unwrap_or_else(|| {
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1)
-        })
-        .max(1);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
-        .enable_all()
-        .build()?;
+    let rt = crate::runtime(a.workers)?;
     rt.block_on(async move {
         let wait = Duration::from_secs_f64(a.wait_ready);
         let miner = match &a.hotkey {
