@@ -29,6 +29,8 @@ enum Cmd {
     Gen(cm_train::cli::GenArgs),
     /// Train the ensemble and write a weights file.
     Train(cm_train::cli::TrainArgs),
+    /// Recompute a generator-trained model file's training_stats (drift reference) in place; weights untouched.
+    Restat(cm_train::cli::RestatArgs),
     /// Score a model with the subnet reward, next to the oracle, on a held-out seed.
     Eval(cm_train::cli::EvalArgs),
     /// Compare a request log (serve --log-requests) with the model's training distribution.
@@ -48,6 +50,7 @@ fn main() {
         Cmd::Predict(a) => predict::run(a, embedded::model()),
         Cmd::Gen(a) => cm_train::cli::gen(a),
         Cmd::Train(a) => cm_train::cli::train(a),
+        Cmd::Restat(a) => cm_train::cli::restat(a),
         Cmd::Eval(a) => cm_train::cli::eval(a, embedded::model()),
         Cmd::Drift(a) => cm_host::drift(a, embedded::SOURCE_JSON),
     };

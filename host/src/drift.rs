@@ -1,24 +1,30 @@
 //! Drift: live traffic per feature against the training distribution that
-//! `model.json` stores (`training_stats`: min, max and 9 decile edges).
+//! `model.json` stores (`training_stats`: min, max, 9 decile edges and the
+//! training share of each bin they cut).
 //!
 //! Each present feature value is dropped into one of [`BINS`] bins cut at
-//! the training deciles, so the training share of every bin is known without
-//! the training data: 10% each for a continuous feature; for a discrete one
-//! (integer, or with tied deciles) the deciles only bound the share at or
-//! below each edge and the middle of the bounds is used (tied edges merge their bins; nothing is expected above an
-//! edge equal to the training maximum). Counting is a few relaxed atomic adds per feature, so
-//! it runs on every request; the population stability index (PSI) is
-//! computed only when someone asks (metrics scrape, periodic check, the
-//! offline `drift` command). The same [`Counts`] serve the live server and
-//! the offline reader of the request log, so both print the same numbers.
+//! the training deciles, by [`cm_modelfile::drift_bin`], the same rule the
+//! trainer counted the stored `shares` with, so live and training shares are
+//! comparable bin by bin even for features with point masses (ratios such as
+//! questions_per_user_message, integers such as day_of_week). Files written
+//! before `shares` existed get an estimate from the deciles alone: 10% per
+//! bin for a continuous feature; for a discrete one (integer, or with tied
+//! deciles) the deciles only bound the share at or below each edge and the
+//! middle of the bounds is used (tied edges merge their bins; nothing is
+//! expected above an edge equal to the training maximum), which can flag
+//! in-distribution traffic. Counting is a few relaxed atomic adds per
+//! feature, so it runs on every request; the population stability index
+//! (PSI) is computed only when someone asks (metrics scrape, periodic check,
+//! the offline `drift` command). The same [`Counts`] serve the live server
+//! and the offline reader of the request log, so both print the same numbers.
 
 use cm_core::schema::N_FEATURES;
-use cm_modelfile::FeatureStats;
+use cm_modelfile::{drift_bin, FeatureStats, DRIFT_BINS};
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 /// Bins of the PSI: ten, cut at the nine training deciles.
-pub const BINS: usize = 10;
+pub const BINS: usize = DRIFT_BINS;
 /// Decile edges per feature.
 pub const EDGES: usize = BINS - 1;
 /// Floor on a live bin share, so an empty bin gives a finite PSI.
@@ -37,12 +43,15 @@ pub struct Reference {
     pub edges: [f64; EDGES],
     /// Training share per bin (sums to 1).
     pub expected: [f64; BINS],
+    /// Whether `expected` is the file's stored `shares` (else the estimate).
+    pub stored: bool,
 }
 
 impl Reference {
     /// From model.json's stats; None if the deciles are not 9 sorted numbers.
-    /// `integer` features, and any with tied deciles, get the discrete
-    /// estimate of the training CDF at each edge (see [`edge_cdf`]).
+    /// The stored `shares` are the expected shares when the file has them;
+    /// otherwise `integer` features, and any with tied deciles, get the
+    /// discrete estimate of the training CDF at each edge (see [`edge_cdf`]).
     pub fn from_stats(s: &FeatureStats, integer: bool) -> Option<Reference> {
         if s.deciles.len() != EDGES
             || s.deciles.iter().any(|x| !x.is_finite())
@@ -50,12 +59,10 @@ impl Reference {
         {
             return None;
         }
-        // Live values arrive as f32 (the model's precision), so the edges are
-        // rounded the same way: 0.4 as an f32 is 0.40000000596, above the f64
-        // edge 0.4, and every value sitting on such an edge (ratios like
-        // questions_per_agent_message have point masses at 0.4, 0.6, 2/3...)
-        // would otherwise be counted one bin too high. Rounding is monotone,
-        // so the edges stay sorted.
+        // Live values arrive as f32 (the model's precision), and drift_bin
+        // compares at that precision; the edges are kept rounded the same
+        // way for the tie test below. Rounding is monotone, so they stay
+        // sorted.
         let mut edges = [0.0; EDGES];
         for (e, d) in edges.iter_mut().zip(&s.deciles) {
             *e = as_live(*d);
@@ -70,20 +77,24 @@ impl Reference {
             below = below.max(f);
         }
         expected[BINS - 1] = (1.0 - below).max(0.0);
+        let stored = s.shares.len() == BINS;
+        if stored {
+            expected.copy_from_slice(&s.shares);
+        }
         Some(Reference {
             name: s.name.clone(),
             min: as_live(s.min),
             max: as_live(s.max),
             edges,
             expected,
+            stored,
         })
     }
 
-    /// Bin of a value: the number of edges strictly below it (compared at
-    /// the live precision, see [`as_live`]).
+    /// Bin of a value: the number of edges strictly below it, compared at
+    /// the live precision ([`drift_bin`]).
     pub fn bin(&self, x: f64) -> usize {
-        let x = as_live(x);
-        self.edges.iter().take_while(|e| x > **e).count()
+        drift_bin(&self.edges, x)
     }
 }
 
@@ -315,6 +326,7 @@ mod tests {
             min: 0.0,
             max: 100.0,
             deciles,
+            shares: Vec::new(),
         }
     }
 
@@ -371,5 +383,31 @@ mod tests {
         }
         assert_eq!(r.bin(0.3), 0);
         assert_eq!(r.bin(1.26), EDGES);
+    }
+
+    #[test]
+    fn stored_shares_replace_the_estimate() {
+        // A ratio with point masses (at 0.1, 0.3, 0.5, edges 3..6 tied):
+        // shares the deciles allow but the mid-bound estimate misses.
+        let deciles = vec![0.1, 0.2, 0.3, 0.5, 0.5, 0.5, 0.5, 0.8, 0.9];
+        let estimate = Reference::from_stats(&stats(deciles.clone()), false).unwrap();
+        assert!(!estimate.stored);
+        let mut st = stats(deciles);
+        st.shares = vec![0.19, 0.1, 0.01, 0.49, 0.0, 0.0, 0.0, 0.1, 0.1, 0.01];
+        let r = Reference::from_stats(&st, false).unwrap();
+        assert!(r.stored);
+        assert_eq!(r.expected.to_vec(), st.shares);
+        assert_ne!(r.expected, estimate.expected);
+        // Live traffic drawn exactly like training: no drift with the
+        // stored shares, a false alarm with the estimate.
+        let mut live = [0u64; BINS];
+        for (c, sh) in live.iter_mut().zip(&st.shares) {
+            *c = (sh * 10_000.0).round() as u64;
+        }
+        assert!(psi(&r.expected, &live) < 1e-9);
+        assert!(psi(&estimate.expected, &live) > DEFAULT_PSI_WARN);
+        // A value on the tied edge counts in its first bin, as training did.
+        assert_eq!(r.bin(0.5), 3);
+        assert_eq!(r.bin(f64::from(0.5f32)), 3);
     }
 }

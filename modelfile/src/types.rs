@@ -106,4 +106,56 @@ pub struct FeatureStats {
     pub max: f64,
     /// Decile edges (9 values) of the training distribution, for the PSI.
     pub deciles: Vec<f64>,
+    /// Training share of each of the [`DRIFT_BINS`] drift bins (see
+    /// [`drift_bin`]). Empty in files written before it existed; readers
+    /// then estimate the shares from the deciles.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shares: Vec<f64>,
+}
+
+/// Bins of the drift monitor: ten, cut at the nine deciles.
+pub const DRIFT_BINS: usize = 10;
+
+/// The drift bin of value `x` under decile edges `edges`: the number of
+/// edges strictly below it, with value and edges both rounded through f32.
+/// Live feature values are f32 (the model's precision), and a ratio such as
+/// 0.4 is 0.40000000596 as an f32, above the f64 edge 0.4; rounding both
+/// sides keeps a value sitting on an edge in that edge's bin. Training (the
+/// stored `shares`) and serving (the live counts) both bin with this
+/// function, so their shares are comparable bin by bin.
+pub fn drift_bin(edges: &[f64], x: f64) -> usize {
+    let x = x as f32;
+    edges.iter().take_while(|e| x > **e as f32).count()
+}
+
+/// The share of `values` in each drift bin of `edges` ([`drift_bin`]);
+/// all zeros for no values.
+pub fn drift_shares(edges: &[f64], values: &[f64]) -> Vec<f64> {
+    let mut counts = vec![0u64; edges.len() + 1];
+    for x in values {
+        counts[drift_bin(edges, *x)] += 1;
+    }
+    let n = values.len().max(1) as f64;
+    counts.iter().map(|c| *c as f64 / n).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_value_on_an_edge_stays_in_that_edge_s_bin_at_f32_precision() {
+        // 0.4 and 4/3 round up as f32s; values on them stay in their bins.
+        let edges = [0.1, 0.4, 0.4, 1.0 / 3.0 + 1.0, 2.0];
+        for x in [0.4, f64::from(0.4f32)] {
+            assert_eq!(drift_bin(&edges, x), 1);
+        }
+        assert_eq!(drift_bin(&edges, 0.0), 0);
+        assert_eq!(drift_bin(&edges, 0.41), 3);
+        assert_eq!(drift_bin(&edges, f64::from((1.0f64 / 3.0 + 1.0) as f32)), 3);
+        assert_eq!(drift_bin(&edges, 3.0), 5);
+        let sh = drift_shares(&edges, &[0.0, 0.4, 0.4, 3.0]);
+        assert_eq!(sh, vec![0.25, 0.5, 0.0, 0.0, 0.0, 0.25]);
+        assert_eq!(drift_shares(&edges, &[]), vec![0.0; 6]);
+    }
 }

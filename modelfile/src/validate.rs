@@ -21,7 +21,7 @@ use cm_core::schema::{
     N_REGRESSORS,
 };
 
-use crate::types::{Layer, ModelFile, Network, FORMAT_NAME, FORMAT_VERSION};
+use crate::types::{Layer, ModelFile, Network, DRIFT_BINS, FORMAT_NAME, FORMAT_VERSION};
 
 /// Deciles stored per feature in `training_stats`.
 pub const N_DECILES: usize = 9;
@@ -236,6 +236,22 @@ pub fn validate(m: &ModelFile) -> Result<(), ModelError> {
             check_finite(&format!("{at}.{f}"), v)?;
         }
         check_vec(&format!("{at}.deciles"), &s.deciles, N_DECILES)?;
+        if !s.shares.is_empty() {
+            let at = format!("{at}.shares ({})", s.name);
+            check_len(&at, s.shares.len(), DRIFT_BINS)?;
+            for (k, v) in s.shares.iter().enumerate() {
+                if !v.is_finite() || !(0.0..=1.0).contains(v) {
+                    return Err(ModelError::new(
+                        format!("{at}[{k}]"),
+                        format!("is {v}, not a share in [0, 1]"),
+                    ));
+                }
+            }
+            let sum: f64 = s.shares.iter().sum();
+            if (sum - 1.0).abs() > 1e-6 {
+                return Err(ModelError::new(at, format!("sum to {sum}, not 1")));
+            }
+        }
     }
     Ok(())
 }
@@ -383,5 +399,52 @@ pub fn check_storable(at: &str, v: f64) -> Result<(), ModelError> {
             at,
             format!("{v} does not fit the weight storage type"),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shipped() -> ModelFile {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../weights/model.json");
+        let text = std::fs::read_to_string(path).expect("weights/model.json");
+        crate::parse_model_file(&text).expect("parses")
+    }
+
+    #[test]
+    fn shares_are_optional_but_checked_when_present() {
+        let mut m = shipped();
+        assert!(m.training_stats.iter().all(|s| s.shares.len() == 10));
+        validate(&m).unwrap();
+        // An older file without shares.
+        let mut old = m.clone();
+        for s in &mut old.training_stats {
+            s.shares.clear();
+        }
+        validate(&old).unwrap();
+        let name = m.training_stats[3].name.clone();
+        let good = m.training_stats[3].shares.clone();
+        let bad: [Vec<f64>; 4] = [
+            good[..9].to_vec(),
+            good.iter().map(|x| x * 1.01).collect(),
+            {
+                let mut v = good.clone();
+                v[0] = f64::NAN;
+                v
+            },
+            {
+                let mut v = vec![0.0; 10];
+                v[0] = 1.5;
+                v[1] = -0.5;
+                v
+            },
+        ];
+        for b in bad {
+            m.training_stats[3].shares = b.clone();
+            let e = validate(&m).expect_err(&format!("{b:?} accepted"));
+            assert!(e.at.contains(&name), "{e}");
+            assert!(e.at.starts_with("training_stats[3].shares"), "{e}");
+        }
     }
 }

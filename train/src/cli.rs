@@ -1,4 +1,4 @@
-//! `gen`, `train` and `eval` subcommands.
+//! `gen`, `train`, `eval` and `restat` subcommands.
 //!
 //! Thin wrappers: argument parsing and I/O here, the work in the modules. The
 //! defaults of `train` are the shipped recipe, so the README's command is
@@ -106,6 +106,129 @@ pub struct EvalArgs {
     /// Fail (exit 1) when accuracy is below this.
     #[arg(long)]
     pub min_accuracy: Option<f64>,
+}
+
+#[derive(Debug, Args)]
+pub struct RestatArgs {
+    /// Model file whose `training_stats` are recomputed and rewritten in place.
+    #[arg(long, default_value = "weights/model.json")]
+    pub model: String,
+}
+
+/// Recomputes a generator-trained model file's `training_stats` (mean, std,
+/// min, max, deciles and drift-bin shares) from the statistics rows its
+/// report names (`seed`, `data.statistics_rows`), and rewrites the file with
+/// every other field as it was: no weight is retrained or touched.
+pub fn restat(a: &RestatArgs) -> anyhow::Result<i32> {
+    let path = &a.model;
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
+    let mf = cm_modelfile::parse_model_file(&text).map_err(|e| anyhow::anyhow!("{path}: {e}"))?;
+    let report = &mf.report;
+    let generated = report["data"]["source"]
+        .as_str()
+        .is_some_and(|s| s.starts_with("generator"));
+    anyhow::ensure!(
+        generated,
+        "{path}: the report's data.source is not the generator; its statistics rows cannot be regenerated"
+    );
+    let seed = report["seed"]
+        .as_u64()
+        .with_context(|| format!("{path}: report.seed is not an unsigned integer"))?;
+    let n = report["data"]["statistics_rows"]
+        .as_u64()
+        .filter(|n| *n > 0)
+        .with_context(|| format!("{path}: report.data.statistics_rows is not a positive integer"))?
+        as usize;
+    let rows = pipeline::statistics_rows(seed, n);
+    let stats = crate::export::training_stats(&rows);
+    // serde_json's parser can be one ulp off on some numbers, so the old
+    // values are compared loosely, and the file is not re-serialised from
+    // the parsed struct: only the text of `training_stats` is replaced.
+    let close = |a: f64, b: f64| (a - b).abs() <= 1e-12 * a.abs().max(b.abs()).max(1.0);
+    let moved = mf
+        .training_stats
+        .iter()
+        .zip(&stats)
+        .filter(|(old, new)| {
+            let olds = [old.mean, old.std, old.min, old.max];
+            let news = [new.mean, new.std, new.min, new.max];
+            old.deciles.len() != new.deciles.len()
+                || olds.iter().zip(&news).any(|(a, b)| !close(*a, *b))
+                || old
+                    .deciles
+                    .iter()
+                    .zip(&new.deciles)
+                    .any(|(a, b)| !close(*a, *b))
+        })
+        .count();
+    let replacement = serde_json::to_string_pretty(&stats)?.replace('\n', "\n  ");
+    let out = replace_top_level_value(&text, "training_stats", &replacement)
+        .with_context(|| format!("{path}: no top-level \"training_stats\" array found"))?;
+    // Read back: every other field exactly as before (same text), the new
+    // statistics up to the parser's last digit.
+    let mut check =
+        cm_modelfile::parse_model_file(&out).map_err(|e| anyhow::anyhow!("{path}: {e}"))?;
+    cm_modelfile::validate(&check).map_err(|e| anyhow::anyhow!("{path}: {e}"))?;
+    let back = std::mem::replace(&mut check.training_stats, mf.training_stats.clone());
+    let same_stats = back.len() == stats.len()
+        && back.iter().zip(&stats).all(|(b, s)| {
+            let nums = |f: &cm_modelfile::FeatureStats| {
+                let mut v = vec![f.mean, f.std, f.min, f.max];
+                v.extend(&f.deciles);
+                v.extend(&f.shares);
+                v
+            };
+            let (nb, ns) = (nums(b), nums(s));
+            b.name == s.name
+                && nb.len() == ns.len()
+                && nb.iter().zip(&ns).all(|(x, y)| close(*x, *y))
+        });
+    anyhow::ensure!(
+        check == mf && same_stats,
+        "{path}: the rewritten file does not read back as intended"
+    );
+    std::fs::write(path, out).with_context(|| format!("writing {path}"))?;
+    eprintln!(
+        "rewrote training_stats of {path} from {n} statistics rows (seed {seed}); \
+         {moved} feature(s) had other mean/std/min/max/deciles than before"
+    );
+    Ok(0)
+}
+
+/// `text` (pretty JSON as `train` writes it: top-level keys indented two
+/// spaces) with the value of top-level `key` replaced by `value`; None if
+/// the key is not found or its value does not end.
+fn replace_top_level_value(text: &str, key: &str, value: &str) -> Option<String> {
+    let tag = format!("\n  \"{key}\": ");
+    let start = text.find(&tag)? + tag.len();
+    let bytes = text.as_bytes();
+    let (mut depth, mut in_str, mut escaped) = (0usize, false, false);
+    let mut end = None;
+    for (i, &c) in bytes.iter().enumerate().skip(start) {
+        if in_str {
+            match c {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_str = false,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            b'"' => in_str = true,
+            b'[' | b'{' => depth += 1,
+            b']' | b'}' => {
+                depth = depth.checked_sub(1)?;
+                if depth == 0 {
+                    end = Some(i + 1);
+                    break;
+                }
+            }
+            _ => {}
+        }
+    }
+    let end = end?;
+    Some(format!("{}{}{}", &text[..start], value, &text[end..]))
 }
 
 fn session_id(rng: &mut Rng) -> String {
@@ -277,4 +400,21 @@ pub fn eval(a: &EvalArgs, embedded: &'static cm_core::model::Model) -> anyhow::R
         }
     }
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::replace_top_level_value;
+
+    #[test]
+    fn only_the_named_top_level_value_is_replaced() {
+        let text = "{\n  \"a\": [1, \"]\\\"[\", {\"x\": [2]}],\n  \"training_stats\": [\n    {\"n\": \"}]\"}\n  ],\n  \"report\": {\"training_stats\": 1}\n}\n";
+        let out = replace_top_level_value(text, "training_stats", "[\n    7\n  ]").unwrap();
+        assert_eq!(
+            out,
+            "{\n  \"a\": [1, \"]\\\"[\", {\"x\": [2]}],\n  \"training_stats\": [\n    7\n  ],\n  \"report\": {\"training_stats\": 1}\n}\n"
+        );
+        assert!(replace_top_level_value(text, "missing", "1").is_none());
+        assert!(replace_top_level_value("{\n  \"t\": [1, 2", "t", "1").is_none());
+    }
 }

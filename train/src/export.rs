@@ -7,12 +7,13 @@
 //! report's held-out figures are computed from the exported file, not from
 //! the training-time f32 networks.
 
+use crate::data::{self, Sample};
 use crate::nn::{self, Net};
 use cm_core::schema::{CALIB_KNOTS, ENGINEERED_NAMES, FEATURE_NAMES, H1, H2, N_FEATURES, N_INPUTS};
 use cm_modelfile::transform::inputs_f64;
 use cm_modelfile::{
-    Calibration, FeatureStats, Layer, ModelFile, Network, Scaler, TargetScale, FORMAT_NAME,
-    FORMAT_VERSION,
+    drift_shares, Calibration, FeatureStats, Layer, ModelFile, Network, Scaler, TargetScale,
+    FORMAT_NAME, FORMAT_VERSION,
 };
 
 fn linear(w: &nalgebra::DMatrix<f32>, b: &[f64]) -> Layer {
@@ -156,9 +157,34 @@ pub fn fit_calibration(pairs: &[(f64, u8)]) -> Calibration {
 pub struct Extras {
     pub scaler: crate::data::Scaler,
     pub fill: Vec<f64>,
-    pub stats: Vec<[f64; 13]>,
+    pub stats: Vec<FeatureStats>,
     pub target: (f64, f64),
     pub time_clamp: [f64; 2],
+}
+
+/// `training_stats` of the file from the statistics rows: mean, std, min,
+/// max, the deciles, and the share of the rows in each drift bin those
+/// deciles cut (binned by [`cm_modelfile::drift_bin`], the rule the server's
+/// drift monitor counts live values with).
+pub fn training_stats(rows: &[Sample]) -> Vec<FeatureStats> {
+    FEATURE_NAMES
+        .iter()
+        .zip(data::feature_stats(rows))
+        .enumerate()
+        .map(|(k, (n, s))| {
+            let deciles = s[4..13].to_vec();
+            let values: Vec<f64> = rows.iter().map(|r| r.raw[k]).collect();
+            FeatureStats {
+                name: n.to_string(),
+                mean: s[0],
+                std: s[1],
+                min: s[2],
+                max: s[3],
+                shares: drift_shares(&deciles, &values),
+                deciles,
+            }
+        })
+        .collect()
 }
 
 pub fn model_file(
@@ -190,18 +216,7 @@ pub fn model_file(
         },
         calibration,
         time_clamp: e.time_clamp,
-        training_stats: FEATURE_NAMES
-            .iter()
-            .zip(&e.stats)
-            .map(|(n, s)| FeatureStats {
-                name: n.to_string(),
-                mean: s[0],
-                std: s[1],
-                min: s[2],
-                max: s[3],
-                deciles: s[4..13].to_vec(),
-            })
-            .collect(),
+        training_stats: e.stats.clone(),
         report,
     }
 }

@@ -43,6 +43,12 @@ fn gen_rows(rng: &mut Rng, n: usize) -> Vec<Sample> {
     (0..n).map(|_| generated(rng)).collect()
 }
 
+/// The generated rows `training_stats` (and the scaler) of a run with
+/// `seed` come from; `n` is the report's `data.statistics_rows`.
+pub fn statistics_rows(seed: u64, n: usize) -> Vec<Sample> {
+    gen_rows(&mut Rng::derive(seed, STREAM_PILOT), n)
+}
+
 /// Train, calibrate, evaluate; returns the model file and the test metrics.
 pub fn run(plan: &Plan) -> anyhow::Result<(ModelFile, Metrics)> {
     let started = Instant::now();
@@ -56,7 +62,7 @@ pub fn run(plan: &Plan) -> anyhow::Result<(ModelFile, Metrics)> {
         Vec<Sample>,
     ) = match &plan.csv {
         None => (
-            gen_rows(&mut Rng::derive(seed, STREAM_PILOT), plan.pilot_rows),
+            statistics_rows(seed, plan.pilot_rows),
             gen_rows(&mut Rng::derive(seed, STREAM_HELDOUT), plan.heldout_rows),
             gen_rows(&mut Rng::derive(seed, STREAM_CALIB), plan.calib_rows),
             Vec::new(),
@@ -157,7 +163,7 @@ pub fn run(plan: &Plan) -> anyhow::Result<(ModelFile, Metrics)> {
     let extras = Extras {
         scaler,
         fill,
-        stats,
+        stats: export::training_stats(&stat_rows),
         target: (t_mean, t_std),
         time_clamp: [1.0, 600.0],
     };
