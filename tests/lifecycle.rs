@@ -312,6 +312,21 @@ fn shadow_model_reports_agreement_and_never_changes_answers() {
     assert_eq!(positives_same, positives_shifted);
 }
 
+/// `conversion-miner drift --json DIR`, which must succeed, as JSON.
+fn offline_drift(dir: &Path) -> Value {
+    let out = Command::new(bin())
+        .args(["drift", "--json"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 fn read_log_lines(dir: &Path) -> Vec<Value> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir).unwrap() {
@@ -381,17 +396,7 @@ fn request_log_rotates_caps_and_feeds_offline_drift() {
     }
 
     // Offline drift reads the same files.
-    let out = Command::new(bin())
-        .args(["drift", "--json"])
-        .arg(&logdir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let j: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let j = offline_drift(&logdir);
     assert_eq!(j["requests"], lines.len() as u64, "{j}");
     assert_eq!(j["unreadable_lines"], 0);
     assert_eq!(j["features"].as_array().unwrap().len(), 40);
@@ -419,17 +424,7 @@ fn offline_drift_matches_the_live_monitor_and_flags_a_shift() {
     m.wait_for("300 lines written", |m| {
         m.metric("cm_request_log_written_total") == 300.0
     });
-    let out = Command::new(bin())
-        .args(["drift", "--json"])
-        .arg(&logdir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let j: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let j = offline_drift(&logdir);
     assert_eq!(j["requests"], 300);
     let metrics = m.metrics();
     for f in j["features"].as_array().unwrap() {
@@ -464,12 +459,7 @@ fn offline_drift_matches_the_live_monitor_and_flags_a_shift() {
         shifted,
     )
     .unwrap();
-    let out = Command::new(bin())
-        .args(["drift", "--json"])
-        .arg(&shifted_dir)
-        .output()
-        .unwrap();
-    let s: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let s = offline_drift(&shifted_dir);
     let f0 = &s["features"][0];
     assert!(f0["psi"].as_f64().unwrap() > 0.2, "{f0}");
     assert_eq!(f0["out_of_range"], 1.0, "{f0}");
