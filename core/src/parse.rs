@@ -518,17 +518,18 @@ impl<'a> Reader<'a> {
         let b = self.b;
         let start = self.i;
         let mut i = start;
-        // HIGH until a non-ASCII byte is seen; then the word scan stops
-        // only for the other stops and UTF-8 is checked once at the end.
-        let mut high = HIGH;
+        // Until a non-ASCII byte is seen the scan stops at those too; after
+        // one it stops only for the other bytes, and UTF-8 is checked once
+        // at the end.
+        let mut ascii = true;
         loop {
-            i = skip_plain(b, i, high != 0);
+            i = skip_plain(b, i, ascii);
             match b.get(i) {
                 None => return Err(json(JsonError::UnexpectedEnd)),
                 Some(b'"') => {
                     let s = b.get(start..i).unwrap_or_default();
                     self.i = i + 1;
-                    if high == 0 && core::str::from_utf8(s).is_err() {
+                    if !ascii && core::str::from_utf8(s).is_err() {
                         return Err(json(JsonError::BadString));
                     }
                     return Ok(s);
@@ -536,7 +537,7 @@ impl<'a> Reader<'a> {
                 Some(b'\\') => i = escape_end(b, i + 1)?,
                 Some(0..=0x1f) => return Err(json(JsonError::BadString)),
                 Some(0x80..=0xff) => {
-                    high = 0;
+                    ascii = false;
                     i += 1;
                 }
                 Some(_) => i += 1,
@@ -1140,7 +1141,7 @@ mod tests {
     }
 
     #[test]
-    fn digit_runs_and_values() {
+    fn digits_reads_a_run_and_its_value() {
         for text in [
             "0",
             "7",
