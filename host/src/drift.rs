@@ -67,19 +67,20 @@ impl Reference {
         for (e, d) in edges.iter_mut().zip(&s.deciles) {
             *e = as_live(*d);
         }
-        // Tied deciles show point masses: treat the feature as discrete.
-        let discrete = integer || edges.windows(2).any(|w| w[0] == w[1]);
         let mut expected = [0.0; BINS];
-        let mut below = 0.0;
-        for (k, e) in expected.iter_mut().enumerate().take(EDGES) {
-            let f = edge_cdf(&edges, k, s.max, discrete);
-            *e = (f - below).max(0.0);
-            below = below.max(f);
-        }
-        expected[BINS - 1] = (1.0 - below).max(0.0);
         let stored = s.shares.len() == BINS;
         if stored {
             expected.copy_from_slice(&s.shares);
+        } else {
+            // Tied deciles show point masses: treat the feature as discrete.
+            let discrete = integer || edges.windows(2).any(|w| w[0] == w[1]);
+            let mut below = 0.0;
+            for (k, e) in expected.iter_mut().enumerate().take(EDGES) {
+                let f = edge_cdf(&edges, k, s.max, discrete);
+                *e = (f - below).max(0.0);
+                below = below.max(f);
+            }
+            expected[BINS - 1] = (1.0 - below).max(0.0);
         }
         Some(Reference {
             name: s.name.clone(),
