@@ -16,17 +16,19 @@
 //!   small JSON answer.
 //! - `roundtrip/ping`: a signed `/Synapse` ping: the same plus the gate
 //!   (headers, nonce, sr25519 verification) and the echo of the synapse.
-//! - `roundtrip/conversion`: a signed `ConversionSynapse` as the probe
-//!   builds it, around the probe's conversations (`eval --seed 1`): the
-//!   same plus parsing and the model.
+//! - `roundtrip/conversion`: a signed `ConversionSynapse` around the probe's
+//!   conversations (`eval --seed 1`): the same plus parsing and the model.
 //!
-//! The clock runs from handing the request to the client until the whole
-//! answer body is in; signing and building the request (the validator's
-//! work) and checking the answer happen outside it. Every request carries a
-//! fresh nonce, and every answer is checked (status 200, the axon status
-//! headers and JSON, the echo of every request field, the subnet's output
-//! rules, and the prediction equal to the embedded model's on the same
-//! kernel), so an error stops the bench instead of being timed.
+//! The requests are the probe's: `cm_host::probe::build_request` makes the
+//! conversion request, and the ping is that request with the
+//! ConversionSynapse's own fields taken out. The clock runs from handing the
+//! request to the client until the whole answer body is in; signing and
+//! building the request (the validator's work) and checking the answer
+//! happen outside it. Every request carries a fresh nonce, and every answer
+//! is checked (status 200, the axon status headers and JSON, the echo of
+//! every request field, the subnet's output rules through the probe's
+//! `check_answer`, and the prediction equal to the embedded model's on the
+//! same kernel), so an error stops the bench instead of being timed.
 //!
 //! Wall-clock time (criterion's `WallTime`), not the thread CPU clock of the
 //! other benches: a round trip spends most of its time in another process,
@@ -48,16 +50,15 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use http_body_util::{BodyExt, Full};
+use hyper::header::HeaderValue;
 use hyper::{HeaderMap, Request, StatusCode};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use serde_json::{json, Map, Value};
+use serde_json::Value;
 
 use cm_core::kernels::Kernel;
-use cm_host::gate::EMPTY_BODY_HASH;
-use cm_host::probe::{features_json, DENDRITE_VERSION};
-use cm_host::sig::{self, Message};
-use cm_host::synapse::{f32_to_json, TERMINAL_KEYS};
+use cm_host::probe::{build_request, check_answer, Plan, Sent};
+use cm_host::synapse::f32_to_json;
 use cm_host::wallet::Hotkey;
 
 /// Conversations cycled through (the probe's set for `--seed 1`).
@@ -69,15 +70,24 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// The `timeout` the requests carry, as a dendrite's default.
 const SYNAPSE_TIMEOUT_S: f64 = 12.0;
+/// The ping synapse's name and path.
+const PING: &str = "Synapse";
+/// The fields a `ConversionSynapse` adds to the base synapse, and the input
+/// object header of its `features` field: what the ping leaves out.
+const CONVERSION_FIELDS: [&str; 5] = [
+    "features",
+    "prediction",
+    "confidence",
+    "response_time",
+    "miner_uid",
+];
+const FEATURES_INPUT_OBJ_HEADER: &str = "bt_header_input_obj_features";
 /// Idle connections are dropped by the client before the server's 5 s
 /// keep-alive limit closes them, so no request races a closing socket.
 const POOL_IDLE: Duration = Duration::from_secs(2);
 /// Printed by `serve` on stdout (host/README.md, start-up output).
 const LISTEN_MARKER: &str = "listening on ";
 const HOTKEY_MARKER: &str = "miner hotkey ";
-/// base64 of `{}`: the input-object header of the dict field `features`.
-const INPUT_OBJ_DICT: &str = "e30=";
-const CLIENT_IP: &str = "127.0.0.1";
 
 type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
@@ -217,23 +227,12 @@ fn now_ns() -> u64 {
         .unwrap_or(0)
 }
 
-fn terminal(pairs: &[(&str, Value)]) -> Value {
-    let mut m = Map::new();
-    for k in TERMINAL_KEYS {
-        m.insert(k.into(), Value::Null);
-    }
-    for (k, v) in pairs {
-        m.insert((*k).into(), v.clone());
-    }
-    Value::Object(m)
-}
-
-/// One simulated dendrite: a key, a uuid, increasing nonces.
+/// One simulated dendrite: the probe's plan (our key, the miner, the
+/// conversations), a uuid and increasing nonces.
 struct Dendrite {
-    signer: Hotkey,
+    plan: Plan,
     uuid: String,
     last_nonce: u64,
-    miner: String,
     target: SocketAddrV4,
 }
 
@@ -243,79 +242,40 @@ impl Dendrite {
         self.last_nonce
     }
 
-    /// A signed synapse request as a bittensor 10.5.0 dendrite sends it
-    /// (AXON.md §2-5; the probe's layout), with `fields` after the base ones.
-    fn request(
-        &mut self,
-        synapse: &str,
-        fields: &[(&str, Value)],
-    ) -> (Request<Full<Bytes>>, Value) {
+    /// The probe's signed `ConversionSynapse` request for conversation
+    /// `idx`, with its nonce and signature for checking the answer.
+    fn conversion(&mut self, idx: usize) -> (Request<Full<Bytes>>, u64, String) {
         let nonce = self.next_nonce();
-        let kp = self.signer.keypair.as_ref().expect("generated key");
-        let msg = Message::new(
-            nonce,
-            &self.signer.ss58,
-            &self.miner,
-            &self.uuid,
-            EMPTY_BODY_HASH,
-        )
-        .expect("message fits");
-        let signature = sig::sign_hex(kp, msg.as_bytes());
-        let ip = self.target.ip().to_string();
-        let port = self.target.port();
-        let mut body = Map::new();
-        body.insert("name".into(), synapse.into());
-        body.insert("timeout".into(), SYNAPSE_TIMEOUT_S.into());
-        body.insert("total_size".into(), 0.into());
-        body.insert("header_size".into(), 0.into());
-        body.insert(
-            "dendrite".into(),
-            terminal(&[
-                ("ip", CLIENT_IP.into()),
-                ("version", DENDRITE_VERSION.into()),
-                ("nonce", nonce.into()),
-                ("uuid", self.uuid.as_str().into()),
-                ("hotkey", self.signer.ss58.as_str().into()),
-                ("signature", signature.as_str().into()),
-            ]),
-        );
-        body.insert(
-            "axon".into(),
-            terminal(&[
-                ("ip", ip.as_str().into()),
-                ("port", port.into()),
-                ("hotkey", self.miner.as_str().into()),
-            ]),
-        );
-        body.insert("computed_body_hash".into(), "".into());
-        for (k, v) in fields {
-            body.insert((*k).into(), v.clone());
+        let (req, _, signature) =
+            build_request(&self.plan, idx, nonce, &self.uuid).expect("probe request");
+        (req, nonce, signature)
+    }
+
+    /// A signed ping: the probe's request with the ConversionSynapse fields
+    /// and their header taken out, renamed and sent to `/Synapse`. The
+    /// signature covers the nonce, both hotkeys, the uuid and the constant
+    /// body hash, none of which change. Returns the body as sent.
+    fn ping(&mut self) -> (Request<Full<Bytes>>, Value) {
+        let nonce = self.next_nonce();
+        let (req, body, _) =
+            build_request(&self.plan, 0, nonce, &self.uuid).expect("probe request");
+        let (mut parts, _) = req.into_parts();
+        let mut body: Value = serde_json::from_slice(&body).expect("probe body is JSON");
+        let obj = body.as_object_mut().expect("probe body is an object");
+        for k in CONVERSION_FIELDS {
+            obj.remove(k);
         }
-        let body = Value::Object(body);
+        obj.insert("name".into(), PING.into());
+        parts.uri = format!("http://{}/{PING}", self.target)
+            .parse()
+            .expect("ping URI");
+        parts.headers.remove(FEATURES_INPUT_OBJ_HEADER);
+        parts.headers.insert("name", HeaderValue::from_static(PING));
         let bytes = serde_json::to_vec(&body).expect("json");
-        let mut req = Request::post(format!("http://{}/{synapse}", self.target))
-            .header("name", synapse)
-            .header("timeout", format!("{SYNAPSE_TIMEOUT_S:?}"))
-            .header("bt_header_axon_ip", ip)
-            .header("bt_header_axon_port", port.to_string())
-            .header("bt_header_axon_hotkey", self.miner.as_str())
-            .header("bt_header_dendrite_ip", CLIENT_IP)
-            .header("bt_header_dendrite_version", DENDRITE_VERSION.to_string())
-            .header("bt_header_dendrite_nonce", nonce.to_string())
-            .header("bt_header_dendrite_uuid", self.uuid.as_str())
-            .header("bt_header_dendrite_hotkey", self.signer.ss58.as_str())
-            .header("bt_header_dendrite_signature", signature);
-        if !fields.is_empty() {
-            req = req.header("bt_header_input_obj_features", INPUT_OBJ_DICT);
-        }
-        let req = req
-            .header("header_size", "0")
-            .header("total_size", "0")
-            .header("computed_body_hash", EMPTY_BODY_HASH)
-            .header("content-type", "application/json")
-            .body(Full::new(Bytes::from(bytes)))
-            .expect("request");
-        (req, body)
+        (
+            Request::from_parts(parts, Full::new(Bytes::from(bytes))),
+            body,
+        )
     }
 }
 
@@ -362,13 +322,11 @@ fn success_json(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Result<
     Ok(v)
 }
 
-/// The echo of every request field and the axon block's success status.
+/// The ping's checks: the echo of every request field and the axon block's
+/// success status with our address.
 fn check_echo(sent: &Value, got: &Value) -> Result<(), String> {
     for (k, v) in sent.as_object().ok_or("request is not an object")? {
-        if matches!(
-            k.as_str(),
-            "axon" | "prediction" | "confidence" | "response_time"
-        ) {
+        if k == "axon" {
             continue;
         }
         if got.get(k) != Some(v) {
@@ -393,36 +351,16 @@ fn check_echo(sent: &Value, got: &Value) -> Result<(), String> {
 /// writes it into the JSON.
 #[derive(Clone, Copy, Debug)]
 struct Expected {
-    class: u64,
+    class: u8,
     time: f64,
     confidence: f64,
 }
 
-/// The prediction fields against the subnet's rules and the expected answer.
-fn check_prediction(got: &Value, want: &Expected) -> Result<(), String> {
-    let p = got.get("prediction").ok_or("no prediction object")?;
-    let class = p
-        .get("conversion_happened")
-        .and_then(Value::as_u64)
-        .ok_or("conversion_happened is not an integer")?;
-    let t = p
-        .get("time_to_conversion_seconds")
-        .and_then(Value::as_f64)
-        .ok_or("time_to_conversion_seconds is not a number")?;
-    let c = got
-        .get("confidence")
-        .and_then(Value::as_f64)
-        .ok_or("confidence is not a number")?;
-    let rt = got
-        .get("response_time")
-        .and_then(Value::as_f64)
-        .ok_or("response_time is not a number")?;
-    if class > 1 || !cm_train::reward::valid(class as u8, t) {
-        return Err(format!("output rule broken: class {class} with time {t}"));
-    }
-    if !((0.0..=1.0).contains(&c) && rt.is_finite() && rt >= 0.0) {
-        return Err(format!("confidence {c} or response_time {rt} out of range"));
-    }
+/// The class, time and confidence [`check_answer`] read against the
+/// embedded model's answer (the server writes `f32`s, so equal up to
+/// printing them).
+fn check_model(got: (u8, f64, f64), want: &Expected) -> Result<(), String> {
+    let (class, t, c) = got;
     let close = |a: f64, b: f64| (a - b).abs() <= 1e-6 * a.abs().max(1.0);
     if class != want.class || !close(t, want.time) || !close(c, want.confidence) {
         return Err(format!(
@@ -479,34 +417,39 @@ fn bench_roundtrip(c: &mut Criterion) {
         server.hotkey
     );
 
-    // The probe's conversations and what the model answers on each.
+    // The probe's conversations, as `probe --seed 1` plans them.
+    let plan = Plan::new(
+        server.addr,
+        server.hotkey.clone(),
+        Hotkey::generate(),
+        SYNAPSE_TIMEOUT_S,
+        cm_train::eval::test_set(PROBE_SEED, N_CONVERSATIONS),
+        &format!("probe-{PROBE_SEED}"),
+    )
+    .expect("probe plan");
+    let mut dendrite = Dendrite {
+        plan,
+        uuid: "7a3c1e52-ca55-11f1-8000-02fc00000001".into(),
+        last_nonce: 0,
+        target: server.addr,
+    };
+    // What the model answers on each, parsed from the request body as the
+    // server parses it.
     let model = conversion_miner::embedded::model();
-    let features: Vec<Value> = cm_train::eval::test_set(PROBE_SEED, N_CONVERSATIONS)
-        .iter()
-        .enumerate()
-        .map(|(i, s)| Value::Object(features_json(&s.raw, &format!("probe-{PROBE_SEED}-{i}"))))
-        .collect();
-    let expected: Vec<Expected> = features
-        .iter()
-        .map(|f| {
-            let body = serde_json::to_vec(&json!({ "features": f })).expect("json");
-            let parsed = cm_core::parse::parse_request(&body).expect("features parse");
+    let expected: Vec<Expected> = (0..N_CONVERSATIONS)
+        .map(|i| {
+            let nonce = dendrite.next_nonce();
+            let (_, body, _) =
+                build_request(&dendrite.plan, i, nonce, &dendrite.uuid).expect("probe request");
+            let parsed = cm_core::parse::parse_request(&body).expect("probe body parses");
             let p = model.predict(&parsed, kernel);
             Expected {
-                class: u64::from(p.conversion_happened),
+                class: p.conversion_happened,
                 time: f32_to_json(p.time_to_conversion_seconds),
                 confidence: f32_to_json(p.confidence),
             }
         })
         .collect();
-
-    let mut dendrite = Dendrite {
-        signer: Hotkey::generate(),
-        uuid: "7a3c1e52-ca55-11f1-8000-02fc00000001".into(),
-        last_nonce: 0,
-        miner: server.hotkey.clone(),
-        target: server.addr,
-    };
     let mut verified = [0u64; 3];
 
     let pid = server.child.id();
@@ -543,7 +486,7 @@ fn bench_roundtrip(c: &mut Criterion) {
             rt.block_on(async {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
-                    let (req, sent) = dendrite.request("Synapse", &[]);
+                    let (req, sent) = dendrite.ping();
                     let (status, headers, body, took) = send(&client, req).await;
                     total += took;
                     success_json(status, &headers, &body)
@@ -564,23 +507,19 @@ fn bench_roundtrip(c: &mut Criterion) {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
                     i = (i + 1) % N_CONVERSATIONS;
-                    let fields = [
-                        ("features", features[i].clone()),
-                        (
-                            "prediction",
-                            json!({"conversion_happened": 0, "time_to_conversion_seconds": -1.0}),
-                        ),
-                        ("confidence", Value::Null),
-                        ("response_time", 0.0.into()),
-                        ("miner_uid", 0.into()),
-                    ];
-                    let (req, sent) = dendrite.request("ConversionSynapse", &fields);
+                    let (req, nonce, signature) = dendrite.conversion(i);
                     let (status, headers, body, took) = send(&client, req).await;
                     total += took;
+                    let sent = Sent {
+                        idx: i,
+                        nonce,
+                        uuid: &dendrite.uuid,
+                        signature: &signature,
+                    };
                     success_json(status, &headers, &body)
                         .and_then(|got| {
-                            check_echo(&sent, &got)?;
-                            check_prediction(&got, &expected[i])
+                            let (class, t, c, _) = check_answer(&dendrite.plan, &sent, &got)?;
+                            check_model((class, t, c), &expected[i])
                         })
                         .unwrap_or_else(|e| panic!("conversion request {i}: {e}"));
                     verified[2] += 1;

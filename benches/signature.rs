@@ -1,5 +1,5 @@
-//! The axon's signature check, as the server runs it on every synapse
-//! request, and the parts it is made of.
+//! The axon's signature check of one synapse request, and the parts it is
+//! made of.
 //!
 //! Everything timed here is cm-host's own code (`gate::parse_auth`,
 //! `Auth::verify_cached`, `sig::verify`, `ss58::decode_key`,
@@ -10,10 +10,14 @@
 //! (which is cheaper than a verification) would stop with a panic instead.
 //!
 //! Ids, so the README can say where the time goes:
-//! - `check/full`: what the server does per request: parse the auth headers
-//!   (including the SS58 decode of the caller's hotkey and the hex decode of
-//!   the signature), check the body-hash constant, build the signed message
+//! - `check/full`: the whole check of one request on the single-signature
+//!   path (`Auth::verify_cached`): parse the auth headers (including the
+//!   SS58 decode of the caller's hotkey and the hex decode of the
+//!   signature), check the body-hash constant, build the signed message
 //!   with our hotkey and verify it with the decompressed key from the cache.
+//!   The server takes the batch path (`Auth::verify_batched`), which for a
+//!   request alone in the queue does the same work plus the queue hand-off
+//!   and one yield to the runtime; that part is not timed here.
 //! - `verify/cached_key`: the verification alone, key already decompressed
 //!   (a caller the server has seen before: the normal case).
 //! - `verify/decoded_key`: the verification alone from the 32 key bytes,

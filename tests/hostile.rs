@@ -62,44 +62,13 @@ const SIGTERM_HELD: usize = 4;
 
 // ------------------------------------------------------------------ rig
 
-/// A server, its hotkey, and the identity that talks to it.
-struct Rig {
-    server: Server,
-    miner: String,
-    validator: Signer,
-}
-
+/// This file's raw-bytes exchange, its "still serves" check and its
+/// metrics reader on the shared [`Rig`].
 impl Rig {
-    fn start(extra: &[&str]) -> Rig {
-        let server = Server::start(extra);
-        let miner = server.hotkey();
-        Rig {
-            server,
-            miner,
-            validator: Signer::from_seed(VALIDATOR_SEED),
-        }
-    }
-
-    fn addr(&self) -> SocketAddr {
-        self.server.addr
-    }
-
-    fn call<'a>(&'a self, nonce: u64, fields: Value) -> Call<'a> {
-        Call {
-            path: SYNAPSE,
-            nonce,
-            ctx: SUBSTRATE_CTX,
-            miner_ss58: &self.miner,
-            axon_addr: self.server.addr,
-            fields,
-            tamper: None,
-        }
-    }
-
     /// A correctly signed request for `features`, fresh nonce.
     fn signed(&self, features: Value) -> Signed {
         self.validator
-            .build(&self.call(now_ns(), synapse_fields(features)))
+            .build(&self.call(SYNAPSE, now_ns(), synapse_fields(features)))
     }
 
     fn exchange(&self, raw: &[u8]) -> Response {
@@ -459,7 +428,7 @@ const MATRIX: &[Case] = &[
     Case {
         name: "signature with wrong context",
         build: |r| {
-            let mut c = r.call(now_ns(), synapse_fields(sample_features()));
+            let mut c = r.call(SYNAPSE, now_ns(), synapse_fields(sample_features()));
             c.ctx = b"not-substrate";
             post_raw(r, &r.validator.build(&c))
         },
@@ -521,7 +490,11 @@ const MATRIX: &[Case] = &[
     Case {
         name: "nonce older than the window",
         build: |r| {
-            let c = r.call(now_ns() - STALE_BY_NS, synapse_fields(sample_features()));
+            let c = r.call(
+                SYNAPSE,
+                now_ns() - STALE_BY_NS,
+                synapse_fields(sample_features()),
+            );
             post_raw(r, &r.validator.build(&c))
         },
         status: 401,
@@ -531,7 +504,11 @@ const MATRIX: &[Case] = &[
     Case {
         name: "nonce in the future",
         build: |r| {
-            let c = r.call(now_ns() + FUTURE_BY_NS, synapse_fields(sample_features()));
+            let c = r.call(
+                SYNAPSE,
+                now_ns() + FUTURE_BY_NS,
+                synapse_fields(sample_features()),
+            );
             post_raw(r, &r.validator.build(&c))
         },
         status: 401,
@@ -589,7 +566,7 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 
 #[test]
 fn bad_input_matrix() {
-    let mut rig = Rig::start(&["--dev"]);
+    let mut rig = Rig::start(&["--dev"], VALIDATOR_SEED);
     rig.assert_serves();
     for case in MATRIX {
         let (m, labels) = rejections(case.reason);
@@ -612,7 +589,7 @@ fn bad_input_matrix() {
 /// has sent only a few KB of it.
 #[test]
 fn ten_megabyte_body_is_refused_before_it_is_sent() {
-    let mut rig = Rig::start(&["--dev"]);
+    let mut rig = Rig::start(&["--dev"], VALIDATOR_SEED);
     let (m, labels) = rejections("body_too_large");
     let before = rig.metric(m, &labels);
     let s = rig.signed(sample_features());
@@ -642,7 +619,7 @@ fn ten_megabyte_body_is_refused_before_it_is_sent() {
 /// in `cm_connection_errors_total{kind="headers_too_large"}`.
 #[test]
 fn a_thousand_headers_is_431_at_connection_level() {
-    let mut rig = Rig::start(&["--dev"]);
+    let mut rig = Rig::start(&["--dev"], VALIDATOR_SEED);
     let (m, labels) = conn_errors("headers_too_large");
     let before = rig.metric(m, &labels);
     let s = rig.signed(sample_features());
@@ -667,7 +644,7 @@ fn a_thousand_headers_is_431_at_connection_level() {
 /// A header line hyper cannot parse at all (no colon): hyper's bare 400.
 #[test]
 fn unparsable_header_line_is_400_at_connection_level() {
-    let mut rig = Rig::start(&["--dev"]);
+    let mut rig = Rig::start(&["--dev"], VALIDATOR_SEED);
     let (m, labels) = conn_errors("bad_http");
     let before = rig.metric(m, &labels);
     let raw = format!(
@@ -703,19 +680,22 @@ fn hotkey_not_on_the_allow_list_is_403() {
     let stranger = Signer::from_seed(STRANGER_SEED);
     let file = dir.join("validators.txt");
     std::fs::write(&file, format!("{},1000\n", validator.ss58)).expect("write list");
-    let mut rig = Rig::start(&[
-        "--wallet.path",
-        dir.to_str().expect("utf8"),
-        "--wallet.name",
-        "miner",
-        "--validators",
-        file.to_str().expect("utf8"),
-        "--axon.ip",
-        "127.0.0.1",
-    ]);
+    let mut rig = Rig::start(
+        &[
+            "--wallet.path",
+            dir.to_str().expect("utf8"),
+            "--wallet.name",
+            "miner",
+            "--validators",
+            file.to_str().expect("utf8"),
+            "--axon.ip",
+            "127.0.0.1",
+        ],
+        VALIDATOR_SEED,
+    );
     let (m, labels) = rejections("blacklisted");
     let before = rig.metric(m, &labels);
-    let c = rig.call(now_ns(), synapse_fields(sample_features()));
+    let c = rig.call(SYNAPSE, now_ns(), synapse_fields(sample_features()));
     let r = rig.exchange(&post_raw(&rig, &stranger.build(&c)));
     assert_refusal(&r, 403, "Forbidden. Key is blacklisted", "stranger");
     assert_eq!(rig.metric(m, &labels), before + 1.0);
@@ -730,7 +710,10 @@ fn hotkey_not_on_the_allow_list_is_403() {
 /// `cm_connection_errors_total{kind="header_timeout"}`.
 #[test]
 fn slow_header_client_is_cut_off() {
-    let mut rig = Rig::start(&["--dev", "--header-timeout", SLOW_HEADER_TIMEOUT_S]);
+    let mut rig = Rig::start(
+        &["--dev", "--header-timeout", SLOW_HEADER_TIMEOUT_S],
+        VALIDATOR_SEED,
+    );
     let (m, labels) = conn_errors("header_timeout");
     let before = rig.metric(m, &labels);
     let s = rig.signed(sample_features());
@@ -779,7 +762,10 @@ fn slow_header_client_is_cut_off() {
 /// get 429 with the metric; after a second's refill it is served again.
 #[test]
 fn rate_limit_refuses_with_429() {
-    let mut rig = Rig::start(&["--dev", "--rate-limit", RATE, "--rate-burst", RATE]);
+    let mut rig = Rig::start(
+        &["--dev", "--rate-limit", RATE, "--rate-burst", RATE],
+        VALIDATOR_SEED,
+    );
     let (m, labels) = rejections("rate_limited");
     let before = rig.metric(m, &labels);
     let mut ok = 0;
@@ -830,7 +816,7 @@ fn wait_inflight(addr: SocketAddr, want: u64) {
 /// completes with 200.
 #[test]
 fn inflight_cap_refuses_with_503_not_timeouts() {
-    let mut rig = Rig::start(&["--dev", "--max-inflight", INFLIGHT_CAP]);
+    let mut rig = Rig::start(&["--dev", "--max-inflight", INFLIGHT_CAP], VALIDATOR_SEED);
     let (m, labels) = rejections("overloaded");
     let before = rig.metric(m, &labels);
     let held: Vec<_> = (0..INFLIGHT_HELD)

@@ -14,7 +14,6 @@ mod common;
 
 use common::*;
 use serde_json::{json, Value};
-use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 
 /// Blacklisted caller (AXON.md section 6).
@@ -45,38 +44,11 @@ const RING_FLUSH_REQUESTS: usize = 20;
 /// How far in the future a nonce is that the server should refuse.
 const FUTURE_BY_NS: u64 = 120_000_000_000;
 
-/// A server plus the identity that talks to it.
-struct Rig {
-    server: Server,
-    miner: String,
-    validator: Signer,
-}
-
+/// This file's way of sending requests through the shared [`Rig`] and
+/// checking that it still serves.
 impl Rig {
     fn dev() -> Rig {
-        let server = Server::start_dev();
-        let miner = server.hotkey();
-        Rig {
-            server,
-            miner,
-            validator: Signer::from_seed(VALIDATOR_SEED),
-        }
-    }
-
-    fn addr(&self) -> SocketAddr {
-        self.server.addr
-    }
-
-    fn call<'a>(&'a self, path: &'a str, nonce: u64, fields: Value) -> Call<'a> {
-        Call {
-            path,
-            nonce,
-            ctx: SUBSTRATE_CTX,
-            miner_ss58: &self.miner,
-            axon_addr: self.server.addr,
-            fields,
-            tamper: None,
-        }
+        Rig::start(&["--dev"], VALIDATOR_SEED)
     }
 
     fn send_as(&self, who: &Signer, call: &Call<'_>) -> Response {
@@ -437,13 +409,7 @@ fn replayed_nonce_is_401() {
 #[test]
 fn strict_nonce_mode_refuses_out_of_order() {
     // `--nonce.strict` is the Python axon's rule: strictly increasing per uuid.
-    let server = Server::start(&["--dev", "--nonce.strict"]);
-    let miner = server.hotkey();
-    let mut rig = Rig {
-        server,
-        miner,
-        validator: Signer::from_seed(VALIDATOR_SEED),
-    };
+    let mut rig = Rig::start(&["--dev", "--nonce.strict"], VALIDATOR_SEED);
     let body = rig.assert_serves();
     let nonce = body["dendrite"]["nonce"].as_u64().unwrap();
     let earlier = rig.call(

@@ -124,7 +124,13 @@ impl Auth<'_> {
             .map_err(Reject::from)
     }
 
-    /// Verifies the signature through a cache of decompressed keys.
+    /// Verifies the signature on its own, with the caller's key from a cache
+    /// of decompressed keys: the single-signature path. The server does not
+    /// call it: it verifies through [`Auth::verify_batched`], which for a
+    /// request alone in the queue does this same verification plus the
+    /// queue hand-off and one yield to the runtime. Kept for
+    /// `benches/signature.rs` (`check/full`), which times the check of one
+    /// request without a runtime.
     pub fn verify_cached(
         &self,
         own_hotkey_ss58: &str,

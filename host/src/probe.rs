@@ -155,8 +155,13 @@ fn terminal(pairs: &[(&str, Value)]) -> Value {
     Value::Object(m)
 }
 
-/// Everything that stays fixed across one probe run.
-struct Plan {
+/// Everything that stays fixed across one probe run: where to send, the
+/// miner's and our hotkeys, the `timeout` the requests carry, and the
+/// conversations with their `features` objects (kept as values to check
+/// the echo and as bytes to splice into request bodies). Public, with
+/// [`build_request`] and [`check_answer`], so that the loopback bench sends
+/// and checks exactly the probe's requests instead of keeping a copy.
+pub struct Plan {
     target: SocketAddrV4,
     miner: String,
     signer: Hotkey,
@@ -169,7 +174,9 @@ struct Plan {
 }
 
 impl Plan {
-    fn new(
+    /// Serializes each row's `features` once; the session ids are
+    /// `{session_prefix}-{row index}` (the probe passes `probe-{seed}`).
+    pub fn new(
         target: SocketAddrV4,
         miner: String,
         signer: Hotkey,
@@ -198,12 +205,16 @@ impl Plan {
     }
 }
 
-/// What one request carried, for checking its answer.
-struct Sent<'a> {
-    idx: usize,
-    nonce: u64,
-    uuid: &'a str,
-    signature: &'a str,
+/// The per-request values of one sent request, which [`check_answer`]
+/// expects to find echoed in the answer.
+pub struct Sent<'a> {
+    /// Index of the conversation in the plan's rows.
+    pub idx: usize,
+    pub nonce: u64,
+    /// The dendrite uuid the request was signed with.
+    pub uuid: &'a str,
+    /// The signature [`build_request`] returned (`0x` + hex).
+    pub signature: &'a str,
 }
 
 /// The dendrite's signature over a request, as `0x` + hex.
@@ -290,9 +301,12 @@ fn request_body(plan: &Plan, s: &Sent<'_>) -> Result<Vec<u8>> {
     Ok(b)
 }
 
-/// Builds a signed request exactly as a dendrite does; returns it with the
-/// body bytes and the signature.
-fn build_request(
+/// A signed `ConversionSynapse` request for conversation `idx` with the
+/// given nonce and uuid, headers and body laid out as a bittensor 10.5.0
+/// dendrite sends them. Returns the request, a copy of its body bytes and
+/// the signature (for [`Sent`]). The URI is absolute, as hyper's pooled
+/// client needs; the probe's own connection sends it in origin form.
+pub fn build_request(
     plan: &Plan,
     idx: usize,
     nonce: u64,
@@ -333,11 +347,14 @@ fn build_request(
     Ok((req, body, signature))
 }
 
-/// Checks an answer against what was sent and the output rules: every
-/// request field echoed intact (compared as JSON values, so a miner that
-/// re-serializes passes), the axon block at 200/Success with our address,
-/// and the subnet's rules for the outputs.
-fn check_answer(plan: &Plan, s: &Sent<'_>, got: &Value) -> Result<(u8, f64, f64, f64), String> {
+/// Checks the JSON body of a 200 answer to a [`build_request`] request:
+/// every request field echoed intact (compared as JSON values, so a miner
+/// that re-serializes passes), the axon block at 200/Success with the
+/// plan's address and miner hotkey, and the subnet's output rules. Returns
+/// the answer's class, time to conversion, confidence and response time;
+/// the error names the failed check. Status and headers are the caller's
+/// to check.
+pub fn check_answer(plan: &Plan, s: &Sent<'_>, got: &Value) -> Result<(u8, f64, f64, f64), String> {
     let obj = got.as_object().ok_or("body is not an object")?;
     let timeout = serde_json::Number::from_f64(plan.timeout).map(Value::Number);
     let fixed: [(&str, Option<Value>); 6] = [

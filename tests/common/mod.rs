@@ -144,6 +144,47 @@ pub struct Call<'a> {
     pub tamper: Option<fn(&str) -> String>,
 }
 
+/// A running server, its hotkey, and the validator identity that talks to
+/// it. Each test file adds its own methods in an `impl Rig` block (an
+/// inherent impl may sit in any module of the crate that defines the type),
+/// because what "still serves" means differs between them.
+pub struct Rig {
+    pub server: Server,
+    pub miner: String,
+    pub validator: Signer,
+}
+
+impl Rig {
+    /// `serve` with `extra` arguments, called by the key made from `validator_seed`.
+    pub fn start(extra: &[&str], validator_seed: [u8; 32]) -> Rig {
+        let server = Server::start(extra);
+        let miner = server.hotkey();
+        Rig {
+            server,
+            miner,
+            validator: Signer::from_seed(validator_seed),
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.server.addr
+    }
+
+    /// A request to `path` for this server's hotkey and address, signed
+    /// in the substrate context, untampered.
+    pub fn call<'a>(&'a self, path: &'a str, nonce: u64, fields: Value) -> Call<'a> {
+        Call {
+            path,
+            nonce,
+            ctx: SUBSTRATE_CTX,
+            miner_ss58: &self.miner,
+            axon_addr: self.server.addr,
+            fields,
+            tamper: None,
+        }
+    }
+}
+
 /// A request as bytes on the wire: header list and JSON body.
 pub struct Signed {
     pub headers: Vec<(String, String)>,
