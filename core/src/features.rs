@@ -30,14 +30,19 @@ pub fn inputs(raw: &[f32; N_FEATURES]) -> [f32; N_INPUTS] {
     let q_agent = raw[idx::QUESTION_COUNT_AGENT];
     let h = core::f64::consts::TAU * f64::from(raw[idx::HOUR_OF_DAY]) / HOURS_PER_DAY;
     let d = core::f64::consts::TAU * f64::from(raw[idx::DAY_OF_WEEK]) / DAYS_PER_WEEK;
+    // One range reduction per angle for both values (libm's `sincos` runs
+    // the same kernels as `sin` and `cos`, so the bits are the same; a test
+    // checks it).
+    let (sin_h, cos_h) = libm::sincos(h);
+    let (sin_d, cos_d) = libm::sincos(d);
     let engineered = [
         agent / user.max(1.0),
         len_agent / len_user.max(1.0),
         q_agent / agent.max(1.0),
-        libm::sin(h) as f32,
-        libm::cos(h) as f32,
-        libm::sin(d) as f32,
-        libm::cos(d) as f32,
+        sin_h as f32,
+        cos_h as f32,
+        sin_d as f32,
+        cos_d as f32,
     ];
     tail.copy_from_slice(&engineered);
     out
@@ -64,6 +69,22 @@ mod tests {
         assert_eq!(x[42], 0.5);
         assert!((x[43] - 1.0).abs() < 1e-7 && x[44].abs() < 1e-7);
         assert!(x[45].abs() < 1e-7 && (x[46] - 1.0).abs() < 1e-7);
+    }
+
+    #[test]
+    fn sincos_gives_the_bits_of_sin_and_cos() {
+        // Every whole hour and day, then a spread of other values (hour and
+        // day may arrive fractional or out of range; the transform takes them).
+        let whole = (0..48).map(f64::from);
+        let spread = (-2000..2000).map(|k| f64::from(k) * 0.0137);
+        for v in whole.chain(spread) {
+            for period in [HOURS_PER_DAY, DAYS_PER_WEEK] {
+                let a = core::f64::consts::TAU * v / period;
+                let (s, c) = libm::sincos(a);
+                assert_eq!(s.to_bits(), libm::sin(a).to_bits(), "sin {a}");
+                assert_eq!(c.to_bits(), libm::cos(a).to_bits(), "cos {a}");
+            }
+        }
     }
 
     #[test]
