@@ -23,6 +23,9 @@
 //!
 //! Skipped values are walked with an explicit stack, not recursion, so a
 //! hostile `[[[[...` body costs no stack and is refused at [`MAX_DEPTH`].
+//! The string, number, literal and skip routines are `#[inline(always)]`:
+//! as separate calls they cost 13% of the parse of a 2.2 KB synapse
+//! (`predict/stage/parse` 1.57 -> 1.31 µs once inlined, 2026-11-26).
 //! All strings are checked as JSON strings (escapes, surrogate pairs, no raw
 //! control characters) and as UTF-8. Every error about a field names it.
 
@@ -635,6 +638,7 @@ impl<'a> Reader<'a> {
     }
 
     /// The value of a feature key: a number, or `null` (refused as not finite).
+    #[inline(always)]
     fn feature_value(&mut self, field: &'static str) -> Result<f64, ParseError> {
         match self.peek() {
             Some(b'-' | b'0'..=b'9') => {
@@ -671,6 +675,7 @@ impl<'a> Reader<'a> {
 
     /// The rest of a string whose opening quote is just behind `i`: checked
     /// (escapes, no raw control characters, UTF-8) and returned raw.
+    #[inline(always)]
     fn string_body(&mut self) -> Result<&'a [u8], ParseError> {
         let b = self.b;
         let start = self.i;
@@ -703,7 +708,13 @@ impl<'a> Reader<'a> {
     }
 
     /// Exactly `lit` (`true`, `false`, `null`).
+    #[inline(always)]
     fn literal(&mut self, lit: &[u8]) -> Result<(), ParseError> {
+        if self.b.get(self.i..self.i + lit.len()) == Some(lit) {
+            self.i += lit.len();
+            return Ok(());
+        }
+        // Not the literal: find the first wrong byte to say which error.
         for (k, &c) in lit.iter().enumerate() {
             match self.b.get(self.i + k) {
                 None => return Err(json(JsonError::UnexpectedEnd)),
@@ -719,6 +730,7 @@ impl<'a> Reader<'a> {
     /// with its value when at most 19 digits and a power of ten up to 22
     /// make it exact: an integer below 2^53 times or divided by an exact
     /// power of ten is one correctly rounded operation.
+    #[inline(always)]
     fn number(&mut self) -> Result<Scanned, JsonError> {
         let b = self.b;
         let start = self.i;
@@ -793,6 +805,7 @@ impl<'a> Reader<'a> {
 
     /// Check and step over one value of any kind. `depth` is the nesting
     /// level of the object or array holding it (the top object is 1).
+    #[inline(always)]
     fn skip_value(&mut self, depth: usize) -> Result<(), ParseError> {
         // Bit k: whether the k-th open container (innermost = bit 0) is an object.
         let mut objects: u64 = 0;
