@@ -8,6 +8,8 @@
 #                                      # (4) resident memory after PERF_N requests
 #   scripts/perf-server.sh steady      # (3) latency percentiles at a steady PERF_RATE req/s
 #   scripts/perf-server.sh startup     # (5) exec of `serve` to the first verified answer
+#   scripts/perf-server.sh forge       # (6) the flood of (1) with 1 request in N forged:
+#                                      # honest throughput and server CPU per honest request
 #
 # How each figure is obtained:
 #   (1) throughput: the probe's own count of answers that passed its checks
@@ -27,6 +29,17 @@
 #       hotkey from /health, then sends one signed request). So the figure
 #       covers process start, model selection, key setup, binding, the
 #       /health round trip and the first verified request. PERF_STARTS runs.
+#   (6) forged signatures: the flood of (1) and (2) on a fresh server per run,
+#       with `probe --forge-every N` (request N, 2N, ... of the run carries
+#       the probe's hotkey with one bit of the signature's scalar flipped,
+#       so it parses and is refused only after the curve check). The probe
+#       requires each forged request to be refused with 401 "Signature
+#       mismatch" and every honest one to pass the checks of (1); the script
+#       also requires the server's signature_mismatch count to equal the
+#       probe's forged count. Server CPU as in (2), divided once by the
+#       honest requests answered (cm_success_total) and once by all
+#       requests; honest throughput is the probe's verified answers over its
+#       wall time. Not part of `all`.
 #
 # Environment (defaults in brackets):
 #   CM_BIN          binary [${CARGO_TARGET_DIR:-target}/release/conversion-miner, built if absent]
@@ -39,6 +52,8 @@
 #   PERF_DURATION   seconds for (3) [20]
 #   PERF_STEADY_CONC  probe concurrency for (3) [16]
 #   PERF_STARTS     runs of (5) [7]
+#   PERF_FORGE_EVERY  the N values of (6), 0 = nothing forged ["0 100 10 2"]
+#   PERF_FORGE_RUNS   rounds of (6) over all N values, alternating their order [3]
 #   PERF_WORKERS    serve --workers [the server's default: one per core]
 #   PERF_PROBE_WORKERS  probe --workers for (1) and (3) [the probe's default: one per core]
 #   PERF_PORT       port [18191]
@@ -143,6 +158,52 @@ steady() {
     echo "$out" | tail -1 | grep -q '"errors":0,' || { echo "probe reported errors"; exit 1; }
 }
 
+# Server CPU in microseconds per request: $1 clock ticks over $2 requests.
+us_per() {
+    awk -v t="$1" -v hz="$(getconf CLK_TCK)" -v n="$2" 'BEGIN { printf "%.1f", (n > 0 ? t / hz / n * 1e6 : 0) }'
+}
+
+forge() {
+    local n=${PERF_N:-100000} conc=${PERF_CONC:-16} runs=${PERF_FORGE_RUNS:-3}
+    local values=(${PERF_FORGE_EVERY:-0 100 10 2}) order round every i
+    local mismatch='cm_rejections_total{reason="signature_mismatch"'
+    echo "== (6) 1 request in N forged, probe --n $n --concurrency $conc, $runs rounds"
+    echo "cpu: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores"
+    for round in $(seq "$runs"); do
+        order=("${values[@]}")
+        if ((round % 2 == 0)); then
+            order=()
+            for ((i = ${#values[@]} - 1; i >= 0; i--)); do order+=("${values[i]}"); done
+        fi
+        for every in "${order[@]}"; do
+            start_server
+            local ticks0 ok0 bad0 ticks1 ok1 bad1 out j batches sigs
+            ticks0=$(cpu_ticks "$SERVER_PID")
+            ok0=$(metric cm_success_total)
+            bad0=$(metric "$mismatch")
+            out=$("$PROBE" probe --dev --target "$TARGET" --n "$n" --concurrency "$conc" \
+                --forge-every "$every" --conversations 20000 "${PROBE_WORKERS[@]}" --json) || true
+            ticks1=$(cpu_ticks "$SERVER_PID")
+            ok1=$(metric cm_success_total)
+            bad1=$(metric "$mismatch")
+            batches=$(metric cm_verify_batches_total)
+            sigs=$(metric cm_verify_batched_signatures_total)
+            stop_server
+            j=$(echo "$out" | tail -1)
+            echo "round $round, N=$every: $(date -u '+%H:%M:%S UTC'), $(uptime | sed 's/.*load average/load average/')"
+            echo "    honest verified $((ok1 - ok0)) at $(echo "$j" | json_field ok_rps | xargs printf '%.0f') req/s," \
+                "forged refused $((bad1 - bad0)) (probe: $(echo "$j" | json_field forged_refused) of $(echo "$j" | json_field forged))," \
+                "errors $(echo "$j" | json_field errors)"
+            echo "    server CPU $(us_per $((ticks1 - ticks0)) $((ok1 - ok0))) us per honest request," \
+                "$(us_per $((ticks1 - ticks0)) $((ok1 - ok0 + bad1 - bad0))) us per request;" \
+                "$sigs signatures in $batches batches ($(awk -v b="$batches" -v s="$sigs" 'BEGIN { printf "%.2f", (b > 0 ? s / b : 0) }') per batch)"
+            echo "$j" | grep -q '"errors":0,' || { echo "$out"; echo "probe reported errors"; exit 1; }
+            [[ $((bad1 - bad0)) -eq $(echo "$j" | json_field forged) ]] ||
+                { echo "server refused $((bad1 - bad0)) signatures, probe forged $(echo "$j" | json_field forged)"; exit 1; }
+        done
+    done
+}
+
 startup() {
     local runs=${PERF_STARTS:-7} i out t0 first ms all=()
     echo "== (5) exec of serve to the first verified answer, $runs runs"
@@ -173,6 +234,7 @@ case ${1:-all} in
     flood) flood ;;
     steady) steady ;;
     startup) startup ;;
+    forge) forge ;;
     all) flood; steady; startup ;;
-    *) echo "usage: $0 flood|steady|startup|all"; exit 2 ;;
+    *) echo "usage: $0 flood|steady|startup|forge|all"; exit 2 ;;
 esac

@@ -189,6 +189,15 @@ pub struct ProbeArgs {
     /// Start a new dendrite uuid every N requests per slot (0 = one uuid per slot), to exercise the nonce map.
     #[arg(long = "uuid-every", env = "CM_PROBE_UUID_EVERY", default_value_t = 0)]
     pub uuid_every: u64,
+    /// Forge every Nth request of the run (0 = none): the probe's own hotkey with one bit of
+    /// the signature flipped, still well-formed. The miner must refuse each with 401 "Signature
+    /// mismatch"; such refusals are counted as forged_refused, not as errors.
+    #[arg(
+        long = "forge-every",
+        env = "CM_PROBE_FORGE_EVERY",
+        default_value_t = 0
+    )]
+    pub forge_every: u64,
     /// Directory holding bittensor wallets; the probe signs with this wallet's hotkey.
     #[arg(long = "wallet.path", env = "CM_WALLET_PATH", default_value = crate::wallet::DEFAULT_WALLET_DIR)]
     pub wallet_path: String,

@@ -17,6 +17,14 @@
 //! sent, without building the request as a tree. Every request is still
 //! signed on its own. `--wait-ready` polls a miner that is still starting and
 //! reports when the first verified answer arrived (start-up time).
+//!
+//! `--forge-every N` makes every Nth request of the run a forgery: the
+//! probe's own hotkey with a signature that still parses as sr25519 but does
+//! not verify, so the miner has to run the curve check to refuse it. This is
+//! how the cost of forgers to honest traffic is measured (a forged signature
+//! spoils the verification batch it lands in). The probe expects exactly the
+//! refusal the gate gives a bad signature and counts those apart from the
+//! honest answers, which are checked as always.
 
 use crate::gate::EMPTY_BODY_HASH;
 use crate::sig::{self, Message};
@@ -61,6 +69,8 @@ enum Failure {
     /// The connection failed mid-request.
     Transport,
     BadAnswer(String),
+    /// A forged request was not refused as a bad signature.
+    Forged(String),
 }
 
 impl std::fmt::Display for Failure {
@@ -71,6 +81,7 @@ impl std::fmt::Display for Failure {
             Failure::Connect => f.write_str("connect error"),
             Failure::Transport => f.write_str("transport error"),
             Failure::BadAnswer(w) => write!(f, "bad answer: {w}"),
+            Failure::Forged(w) => write!(f, "forged request {w}"),
         }
     }
 }
@@ -89,6 +100,9 @@ struct Scored {
 #[derive(Default)]
 struct Tally {
     ok: Vec<Scored>,
+    /// Forged requests sent, and how many of them got the expected refusal.
+    forged: u64,
+    forged_refused: u64,
     failures: BTreeMap<Failure, u64>,
     first_failures: Vec<String>,
 }
@@ -313,6 +327,52 @@ pub fn build_request(
     uuid: &str,
 ) -> Result<(Request<Full<Bytes>>, Bytes, String)> {
     let signature = sign(plan, nonce, uuid)?;
+    request_with(plan, idx, nonce, uuid, signature)
+}
+
+/// The same request as [`build_request`], but carrying a forged signature
+/// (see [`forge_signature`]) in both the header and the body.
+pub fn build_forged_request(
+    plan: &Plan,
+    idx: usize,
+    nonce: u64,
+    uuid: &str,
+) -> Result<(Request<Full<Bytes>>, Bytes, String)> {
+    let signature = forge_signature(&sign(plan, nonce, uuid)?)?;
+    request_with(plan, idx, nonce, uuid, signature)
+}
+
+/// Turns a valid signature (`0x` + hex) into one that is still a
+/// well-formed sr25519 signature but no longer verifies: one bit of the
+/// scalar half is flipped. The point half is left alone, so the verifier
+/// cannot refuse it early for an undecodable point and has to do the full
+/// curve work, as it would for a forger who knows the format. The bit is
+/// the lowest one of the scalar's first (least significant) byte whose flip
+/// keeps the scalar canonical (below the group order l). Bit 0 nearly
+/// always does; if it does not, the scalar was l - 1, whose first byte has
+/// set bits, and clearing one of them lowers the scalar. So the loop below
+/// always finds one.
+pub fn forge_signature(signature: &str) -> Result<String> {
+    let mut b = sig::parse_signature_hex(signature).map_err(|e| anyhow!("{e}"))?;
+    let scalar_low = sig::SIGNATURE_LEN / 2;
+    for bit in 0..8 {
+        b[scalar_low] ^= 1 << bit;
+        if schnorrkel::Signature::from_bytes(&b).is_ok() {
+            return Ok(format!("0x{}", hex::encode(b)));
+        }
+        b[scalar_low] ^= 1 << bit;
+    }
+    bail!("no single-bit change of {signature} stays a valid sr25519 encoding")
+}
+
+/// Lays out the request of [`build_request`] around a given signature.
+fn request_with(
+    plan: &Plan,
+    idx: usize,
+    nonce: u64,
+    uuid: &str,
+    signature: String,
+) -> Result<(Request<Full<Bytes>>, Bytes, String)> {
     let me = &plan.signer.ss58;
     let body = Bytes::from(request_body(
         plan,
@@ -492,23 +552,30 @@ async fn send_on(
     }
 }
 
-async fn one(
+/// What came back for one request: status, whether
+/// `bt_header_axon_status_code` matched the status, whether the body is
+/// JSON (else the content type), and the body.
+struct Exchange {
+    status: u16,
+    hdr_matches: bool,
+    json: bool,
+    ctype: String,
+    body: Bytes,
+}
+
+/// Sends `req` and reads the whole answer within the plan's timeout.
+async fn exchange(
     conn: &mut Option<Conn>,
     plan: &Plan,
-    idx: usize,
-    nonce: u64,
-    uuid: &str,
-) -> Result<Scored, Failure> {
-    let (req, _, signature) = build_request(plan, idx, nonce, uuid)
-        .map_err(|e| Failure::BadAnswer(format!("building the request: {e}")))?;
-    let t0 = Instant::now();
+    req: Request<Full<Bytes>>,
+) -> Result<Exchange, Failure> {
     let fut = async {
         let resp = send_on(conn, plan.target, req).await?;
         let status = resp.status().as_u16();
-        let hdr_ok = resp
+        let hdr_matches = resp
             .headers()
             .get("bt_header_axon_status_code")
-            .is_some_and(|v| v.as_bytes() == b"200");
+            .is_some_and(|v| v.as_bytes() == status.to_string().as_bytes());
         let json = resp
             .headers()
             .get("content-type")
@@ -524,25 +591,50 @@ async fn one(
             .await
             .map_err(|_| Failure::Transport)?
             .to_bytes();
-        Ok::<_, Failure>((status, hdr_ok, json, ctype, body))
+        Ok::<_, Failure>(Exchange {
+            status,
+            hdr_matches,
+            json,
+            ctype,
+            body,
+        })
     };
-    let (status, hdr_ok, json, ctype, body) =
-        match tokio::time::timeout(Duration::from_secs_f64(plan.timeout), fut).await {
-            Err(_) => {
-                *conn = None;
-                return Err(Failure::Timeout);
-            }
-            Ok(Err(f)) => {
-                *conn = None;
-                return Err(f);
-            }
-            Ok(Ok(r)) => r,
-        };
+    match tokio::time::timeout(Duration::from_secs_f64(plan.timeout), fut).await {
+        Err(_) => {
+            *conn = None;
+            Err(Failure::Timeout)
+        }
+        Ok(Err(f)) => {
+            *conn = None;
+            Err(f)
+        }
+        Ok(Ok(r)) => Ok(r),
+    }
+}
+
+/// One honest request, its answer fully checked and scored.
+async fn one(
+    conn: &mut Option<Conn>,
+    plan: &Plan,
+    idx: usize,
+    nonce: u64,
+    uuid: &str,
+) -> Result<Scored, Failure> {
+    let (req, _, signature) = build_request(plan, idx, nonce, uuid)
+        .map_err(|e| Failure::BadAnswer(format!("building the request: {e}")))?;
+    let t0 = Instant::now();
+    let Exchange {
+        status,
+        hdr_matches,
+        json,
+        ctype,
+        body,
+    } = exchange(conn, plan, req).await?;
     let latency_us = t0.elapsed().as_micros().min(u32::MAX as u128) as u32;
     if status != 200 {
         return Err(Failure::Status(status));
     }
-    if !hdr_ok {
+    if !hdr_matches {
         return Err(Failure::BadAnswer(
             "bt_header_axon_status_code is not 200".into(),
         ));
@@ -568,6 +660,46 @@ async fn one(
         response_time: rt,
         positive: class == 1,
     })
+}
+
+/// The message a bad signature is refused with (host/README.md, gate step 8).
+const SIGNATURE_MISMATCH: &str = "Not Verified with error: Signature mismatch";
+
+/// One forged request; `Ok` only when the miner refused it exactly as a bad
+/// signature: 401 in the status line and in `bt_header_axon_status_code`,
+/// and a JSON body whose message says "Signature mismatch".
+async fn one_forged(
+    conn: &mut Option<Conn>,
+    plan: &Plan,
+    idx: usize,
+    nonce: u64,
+    uuid: &str,
+) -> Result<(), Failure> {
+    let (req, _, _) = build_forged_request(plan, idx, nonce, uuid)
+        .map_err(|e| Failure::Forged(format!("could not be built: {e}")))?;
+    let x = exchange(conn, plan, req).await?;
+    if x.status != 401 {
+        return Err(Failure::Forged(format!("answered status {}", x.status)));
+    }
+    if !x.hdr_matches {
+        return Err(Failure::Forged(
+            "refused without bt_header_axon_status_code 401".into(),
+        ));
+    }
+    if !x.json {
+        return Err(Failure::Forged(format!(
+            "refused with content-type {}",
+            x.ctype
+        )));
+    }
+    let got: Value = serde_json::from_slice(&x.body)
+        .map_err(|_| Failure::Forged("refused with a body that is not JSON".into()))?;
+    match got.get("message").and_then(Value::as_str) {
+        Some(m) if m.starts_with(SIGNATURE_MISMATCH) => Ok(()),
+        _ => Err(Failure::Forged(
+            "refused for another reason than a signature mismatch".into(),
+        )),
+    }
 }
 
 /// Shared progress of all slots.
@@ -603,6 +735,7 @@ async fn slot(
     period: Option<Duration>,
     phase: f64,
     uuid_every: u64,
+    forge_every: u64,
 ) -> Tally {
     let mut t = Tally::default();
     let mut conn: Option<Conn> = None;
@@ -627,6 +760,14 @@ async fn slot(
         let nonce = now_ns().max(last_nonce + 1);
         last_nonce = nonce;
         let idx = (i % plan.rows.len() as u64) as usize;
+        if forge_every > 0 && (i + 1) % forge_every == 0 {
+            t.forged += 1;
+            match one_forged(&mut conn, &plan, idx, nonce, &uuid).await {
+                Ok(()) => t.forged_refused += 1,
+                Err(f) => t.fail(i, f),
+            }
+            continue;
+        }
         match one(&mut conn, &plan, idx, nonce, &uuid).await {
             Ok(s) => {
                 if t.ok.is_empty() {
@@ -639,15 +780,19 @@ async fn slot(
                 }
                 t.ok.push(s)
             }
-            Err(f) => {
-                if t.first_failures.len() < 5 {
-                    t.first_failures.push(format!("request {i}: {f}"));
-                }
-                *t.failures.entry(f).or_default() += 1;
-            }
+            Err(f) => t.fail(i, f),
         }
     }
     t
+}
+
+impl Tally {
+    fn fail(&mut self, request: u64, f: Failure) {
+        if self.first_failures.len() < 5 {
+            self.first_failures.push(format!("request {request}: {f}"));
+        }
+        *self.failures.entry(f).or_default() += 1;
+    }
 }
 
 fn percentile(sorted: &[u32], p: f64) -> f64 {
@@ -765,6 +910,7 @@ pub fn run(a: &ProbeArgs) -> Result<i32> {
                     period,
                     phase,
                     a.uuid_every,
+                    a.forge_every,
                 ))
             })
             .collect();
@@ -772,6 +918,8 @@ pub fn run(a: &ProbeArgs) -> Result<i32> {
         for h in handles {
             let t = h.await?;
             all.ok.extend(t.ok);
+            all.forged += t.forged;
+            all.forged_refused += t.forged_refused;
             for (k, v) in t.failures {
                 *all.failures.entry(k).or_default() += v;
             }
@@ -786,7 +934,7 @@ pub fn run(a: &ProbeArgs) -> Result<i32> {
 fn report(a: &ProbeArgs, plan: &Plan, t: &Tally, wall: f64, first_ok_unix_ns: u64) -> Result<i32> {
     let ok = t.ok.len() as u64;
     let errors: u64 = t.failures.values().sum();
-    let total = ok + errors;
+    let total = ok + t.forged_refused + errors;
     let mut lat: Vec<u32> = t.ok.iter().map(|s| s.latency_us).collect();
     lat.sort_unstable();
     let mean = |f: &dyn Fn(&Scored) -> f64| {
@@ -809,7 +957,8 @@ fn report(a: &ProbeArgs, plan: &Plan, t: &Tally, wall: f64, first_ok_unix_ns: u6
         percentile(&lat, 99.0),
     );
     let pmax = lat.last().copied().unwrap_or(0) as f64 / 1000.0;
-    let thr = if wall > 0.0 { total as f64 / wall } else { 0.0 };
+    let per_s = |n: u64| if wall > 0.0 { n as f64 / wall } else { 0.0 };
+    let (thr, ok_rps) = (per_s(total), per_s(ok));
     println!(
         "probe: {total} requests to {} (miner {}), concurrency {}, seed {}, {} conversations",
         plan.target,
@@ -818,7 +967,14 @@ fn report(a: &ProbeArgs, plan: &Plan, t: &Tally, wall: f64, first_ok_unix_ns: u6
         a.seed,
         plan.rows.len()
     );
-    println!("  ok {ok}  errors {errors}");
+    if a.forge_every > 0 {
+        println!(
+            "  ok {ok}  forged refused {} of {} (1 request in {} forged)  errors {errors}",
+            t.forged_refused, t.forged, a.forge_every
+        );
+    } else {
+        println!("  ok {ok}  errors {errors}");
+    }
     for (f, n) in &t.failures {
         println!("  error {f}: {n}");
     }
@@ -826,7 +982,11 @@ fn report(a: &ProbeArgs, plan: &Plan, t: &Tally, wall: f64, first_ok_unix_ns: u6
         println!("    e.g. {s}");
     }
     println!("  latency ms  p50 {p50:.3}  p90 {p90:.3}  p99 {p99:.3}  max {pmax:.3}");
-    println!("  throughput {thr:.1} req/s over {wall:.2} s");
+    if a.forge_every > 0 {
+        println!("  throughput {thr:.1} req/s ({ok_rps:.1} honest verified) over {wall:.2} s");
+    } else {
+        println!("  throughput {thr:.1} req/s over {wall:.2} s");
+    }
     println!(
         "  miner response_time mean {resp_us:.1} us; predicted positive {:.2}%",
         pos * 100.0
@@ -847,6 +1007,7 @@ fn report(a: &ProbeArgs, plan: &Plan, t: &Tally, wall: f64, first_ok_unix_ns: u6
             .collect();
         let j = serde_json::json!({
             "requests": total, "ok": ok, "errors": errors, "errors_by_kind": by_status,
+            "forged": t.forged, "forged_refused": t.forged_refused, "ok_rps": ok_rps,
             "p50_ms": p50, "p90_ms": p90, "p99_ms": p99, "max_ms": pmax,
             "throughput_rps": thr, "wall_s": wall,
             "mean_reward": r0, "oracle_mean_reward": orc, "reward_ratio": ratio,
@@ -901,6 +1062,39 @@ mod tests {
             Some(1_795_626_734_383_137_861)
         );
         assert!(a.verify(&plan.signer.ss58).is_err());
+    }
+
+    #[test]
+    fn forged_requests_parse_but_do_not_verify() {
+        let miner = Hotkey::generate();
+        let plan = test_plan(&miner, 1);
+        for k in 0..50u64 {
+            let nonce = 1_795_626_734_383_137_861 + k;
+            let (honest, _, good) = build_request(&plan, 0, nonce, "u-1").unwrap();
+            // Exactly one bit differs, and it is in the scalar half.
+            let g = sig::parse_signature_hex(&good).unwrap();
+            let f = sig::parse_signature_hex(&forge_signature(&good).unwrap()).unwrap();
+            let diff: Vec<usize> = (0..g.len()).filter(|&i| g[i] != f[i]).collect();
+            assert_eq!(diff, [sig::SIGNATURE_LEN / 2]);
+            assert_eq!((g[32] ^ f[32]).count_ones(), 1);
+            // Signing is randomized, so the forged request carries a
+            // signature of its own, which must parse and still be refused.
+            let (req, body, bad) = build_forged_request(&plan, 0, nonce, "u-1").unwrap();
+            assert_eq!(bad.len(), sig::SIGNATURE_HEX_LEN);
+            let a = crate::gate::parse_auth(req.headers()).expect("forged signature parses");
+            let err = a.verify(&miner.ss58).unwrap_err();
+            assert_eq!(err.reason, crate::reason::Reason::SignatureMismatch);
+            let body: Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(body["dendrite"]["signature"].as_str(), Some(bad.as_str()));
+            // Every other header is the honest request's.
+            let h = req.headers();
+            for (name, v) in honest.headers() {
+                if name != "bt_header_dendrite_signature" {
+                    assert_eq!(h.get(name), Some(v), "{name}");
+                }
+            }
+        }
+        assert!(forge_signature("0x00").is_err());
     }
 
     #[test]
@@ -1109,6 +1303,9 @@ mod tests {
                 let wrong = plan.signer.keypair.as_ref().unwrap().sign(schnorrkel::signing_context(b"").bytes(msg.as_bytes()));
                 req.headers_mut().insert("bt_header_dendrite_signature", format!("0x{}", hex::encode(wrong.to_bytes())).parse().unwrap());
                 assert_eq!(send(&client, req).await.0, 401);
+                // The probe's own forgery gets exactly that refusal.
+                let r = one_forged(&mut conn, &plan, 0, now_ns(), "u-1").await;
+                assert!(r.is_ok(), "{:?}", r.err());
 
                 // A caller not on the list.
                 let stranger = Plan::new(target, plan.miner.clone(), Hotkey::generate(), 12.0, plan.rows.clone(), "e2e").unwrap();
@@ -1156,7 +1353,7 @@ mod tests {
                 for (r, n) in [
                     (Reason::NonceReplay, 1),
                     (Reason::NonceStale, 1),
-                    (Reason::SignatureMismatch, 2),
+                    (Reason::SignatureMismatch, 3),
                     (Reason::Blacklisted, 1),
                     (Reason::NotFound, 1),
                     (Reason::MethodNotAllowed, 1),
