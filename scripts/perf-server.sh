@@ -177,7 +177,7 @@ forge() {
         fi
         for every in "${order[@]}"; do
             start_server
-            local ticks0 ok0 bad0 ticks1 ok1 bad1 out j batches sigs
+            local ticks0 ok0 bad0 ticks1 ok1 bad1 out j batches sigs alone
             ticks0=$(cpu_ticks "$SERVER_PID")
             ok0=$(metric cm_success_total)
             bad0=$(metric "$mismatch")
@@ -188,6 +188,7 @@ forge() {
             bad1=$(metric "$mismatch")
             batches=$(metric cm_verify_batches_total)
             sigs=$(metric cm_verify_batched_signatures_total)
+            alone=$(metric cm_verify_unbatched_signatures_total)
             stop_server
             j=$(echo "$out" | tail -1)
             echo "round $round, N=$every: $(date -u '+%H:%M:%S UTC'), $(uptime | sed 's/.*load average/load average/')"
@@ -196,7 +197,7 @@ forge() {
                 "errors $(echo "$j" | json_field errors)"
             echo "    server CPU $(us_per $((ticks1 - ticks0)) $((ok1 - ok0))) us per honest request," \
                 "$(us_per $((ticks1 - ticks0)) $((ok1 - ok0 + bad1 - bad0))) us per request;" \
-                "$sigs signatures in $batches batches ($(awk -v b="$batches" -v s="$sigs" 'BEGIN { printf "%.2f", (b > 0 ? s / b : 0) }') per batch)"
+                "$sigs signatures in $batches batches ($(awk -v b="$batches" -v s="$sigs" 'BEGIN { printf "%.2f", (b > 0 ? s / b : 0) }') per batch), $alone checked alone while batching was paused"
             echo "$j" | grep -q '"errors":0,' || { echo "$out"; echo "probe reported errors"; exit 1; }
             [[ $((bad1 - bad0)) -eq $(echo "$j" | json_field forged) ]] ||
                 { echo "server refused $((bad1 - bad0)) signatures, probe forged $(echo "$j" | json_field forged)"; exit 1; }

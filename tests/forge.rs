@@ -87,6 +87,17 @@ fn forged_requests_are_refused_and_honest_ones_still_verify() {
     // signature mismatches and nothing else refused.
     assert_eq!(metric(&server, SUCCESS) - ok0, 200);
     assert_eq!(metric(&server, MISMATCH) - bad0, 100);
+    // With 1 in 3 forged, batching pauses (host/src/sig.rs); the signatures
+    // then checked alone are counted, and are a part of all those checked.
+    let text = get(server.addr, "/metrics").unwrap().text();
+    assert!(
+        text.contains("\ncm_verify_unbatched_signatures_total "),
+        "{text}"
+    );
+    assert!(
+        metric(&server, "cm_verify_unbatched_signatures_total ")
+            <= metric(&server, "cm_verify_batched_signatures_total ")
+    );
     let refused: u64 = get(server.addr, "/metrics")
         .unwrap()
         .text()

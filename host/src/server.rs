@@ -462,6 +462,8 @@ fn metrics(state: &State) -> Resp {
         let (batches, sigs) = state.keys.batch_stats();
         let _ = writeln!(text, "# HELP cm_verify_batches_total Signature checks run (one batch equation, or one lone signature).\n# TYPE cm_verify_batches_total counter\ncm_verify_batches_total {batches}");
         let _ = writeln!(text, "# HELP cm_verify_batched_signatures_total Signatures checked in those batches.\n# TYPE cm_verify_batched_signatures_total counter\ncm_verify_batched_signatures_total {sigs}");
+        let alone = state.keys.unbatched();
+        let _ = writeln!(text, "# HELP cm_verify_unbatched_signatures_total Signatures of multi-request batches checked one by one because too many recent signatures failed.\n# TYPE cm_verify_unbatched_signatures_total counter\ncm_verify_unbatched_signatures_total {alone}");
     }
     let mut r = Response::new(Full::new(Bytes::from(text)));
     r.headers_mut().insert(

@@ -153,6 +153,17 @@ pub fn verify_with_context(
 pub const KEY_CACHE_CAPACITY: usize = 4096;
 /// Most signatures checked in one batch equation.
 pub const MAX_BATCH: usize = 64;
+/// Batching pauses once more than one in this many of the recent signatures
+/// failed (and resumes below half that share). A failed batch costs its batch equation plus a single
+/// check of every signature in it, so forged signatures make batching dearer
+/// than checking alone: measured at 16 connections (docs/PERF-SERVER.md,
+/// `scripts/perf-server.sh forge`), batching saved CPU with 1 request in 100
+/// forged and cost more than single checks with 1 in 10. One in 32 keeps the
+/// switch on the side where batching still pays.
+pub const BAD_SHARE_LIMIT: u32 = 32;
+/// Signatures the bad share is judged over: the counts are halved whenever
+/// this many have been seen, so old traffic fades out.
+pub const BAD_SHARE_WINDOW: u32 = 512;
 
 /// Decompressed public keys of callers whose signatures verified, and the
 /// queue that lets concurrent requests share one batch verification.
@@ -188,6 +199,46 @@ pub struct KeyCache {
     /// Batches checked, and the signatures in them (for /metrics).
     batches: std::sync::atomic::AtomicU64,
     batched: std::sync::atomic::AtomicU64,
+    /// Signatures checked alone, though queued together, while batching
+    /// was paused (for /metrics).
+    unbatched: std::sync::atomic::AtomicU64,
+    /// Recent signature verdicts: how many were checked and how many failed.
+    /// Only the leader touches it (one batch at a time).
+    recent: std::sync::Mutex<Recent>,
+}
+
+/// The share of recent signatures that failed, kept as two decaying counts.
+#[derive(Default)]
+struct Recent {
+    seen: u32,
+    bad: u32,
+    /// Batching is paused (logged when this changes).
+    paused: bool,
+}
+
+impl Recent {
+    /// Adds one batch's verdicts; returns the new pause state when it changed.
+    /// Batching pauses when more than 1 in [`BAD_SHARE_LIMIT`] failed and
+    /// resumes below half that share, so a share near the limit does not
+    /// flip it (and the log) back and forth.
+    fn record(&mut self, seen: u32, bad: u32) -> Option<bool> {
+        self.seen = self.seen.saturating_add(seen);
+        self.bad = self.bad.saturating_add(bad);
+        while self.seen >= BAD_SHARE_WINDOW {
+            self.seen /= 2;
+            self.bad /= 2;
+        }
+        let limit = if self.paused {
+            2 * BAD_SHARE_LIMIT
+        } else {
+            BAD_SHARE_LIMIT
+        };
+        let paused = self.bad.saturating_mul(limit) > self.seen;
+        (paused != self.paused).then(|| {
+            self.paused = paused;
+            paused
+        })
+    }
 }
 
 /// Signatures waiting for the leader.
@@ -357,6 +408,18 @@ impl KeyCache {
         (self.batches.load(Relaxed), self.batched.load(Relaxed))
     }
 
+    /// Signatures checked alone while batching was paused by failures.
+    pub fn unbatched(&self) -> u64 {
+        self.unbatched.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn lock_recent(&self) -> std::sync::MutexGuard<'_, Recent> {
+        match self.recent.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
     /// Checks one batch and sends every job its verdict.
     fn check(&self, mut batch: Vec<Job>) {
         use std::sync::atomic::Ordering::Relaxed;
@@ -365,7 +428,11 @@ impl KeyCache {
         }
         self.batches.fetch_add(1, Relaxed);
         self.batched.fetch_add(batch.len() as u64, Relaxed);
-        let ok_all = batch.len() > 1 && {
+        let batching = !self.lock_recent().paused;
+        if !batching && batch.len() > 1 {
+            self.unbatched.fetch_add(batch.len() as u64, Relaxed);
+        }
+        let ok_all = batching && batch.len() > 1 && {
             // Equal keys next to each other: the batch equation merges
             // consecutive equal keys into one term.
             batch.sort_unstable_by_key(|j| j.key);
@@ -376,8 +443,11 @@ impl KeyCache {
             let pks: Vec<PublicKey> = batch.iter().map(|j| j.pk).collect();
             schnorrkel::verify_batch(ts, &sigs, &pks, true).is_ok()
         };
+        let seen = batch.len() as u32;
+        let mut bad = 0u32;
         for j in batch {
-            // A lone signature, or a batch with a bad one: each on its own.
+            // A lone signature, a batch with a bad one, or batching paused:
+            // each on its own.
             let verdict = if ok_all {
                 Ok(())
             } else {
@@ -390,7 +460,16 @@ impl KeyCache {
             if verdict.is_ok() && !j.cached {
                 self.put(j.key, j.pk);
             }
+            bad += u32::from(verdict.is_err());
             let _ = j.reply.send(verdict);
+        }
+        match self.lock_recent().record(seen, bad) {
+            Some(true) => tracing::warn!(
+                "signature batching paused: more than 1 in {BAD_SHARE_LIMIT} recent signatures \
+                 did not verify (forged or corrupt); checking each alone until that clears"
+            ),
+            Some(false) => tracing::info!("signature batching resumed"),
+            None => {}
         }
     }
 }
@@ -557,6 +636,69 @@ mod tests {
             let q = cache.lock_queue();
             assert!(q.jobs.is_empty() && !q.leader, "nothing left behind");
         }
+    }
+
+    #[test]
+    fn bad_share_pauses_batching_and_resumes_below_half_of_it() {
+        let mut r = Recent::default();
+        // Exactly 1 in BAD_SHARE_LIMIT failed: still batching.
+        assert_eq!(r.record(BAD_SHARE_LIMIT - 1, 0), None);
+        assert_eq!(r.record(1, 1), None);
+        assert!(!r.paused);
+        // One more failure tips it.
+        assert_eq!(r.record(1, 1), Some(true));
+        // Below the limit but not below half of it: stays paused.
+        assert_eq!(r.record(2 * BAD_SHARE_LIMIT, 0), None);
+        assert!(r.paused, "seen {} bad {}", r.seen, r.bad);
+        // Enough good ones: resumes, once.
+        let more = 2 * BAD_SHARE_LIMIT * r.bad - r.seen;
+        assert_eq!(r.record(more, 0), Some(false));
+        assert_eq!(r.record(1, 0), None);
+        // Old verdicts fade: the counts never reach the window.
+        for _ in 0..10 {
+            r.record(BAD_SHARE_WINDOW - 1, 0);
+            assert!(r.seen < BAD_SHARE_WINDOW);
+        }
+        assert_eq!(r.bad, 0);
+    }
+
+    #[test]
+    fn forgeries_pause_batching_and_honest_traffic_resumes_it() {
+        let signers: Vec<Keypair> = (0..2).map(|_| Keypair::generate()).collect();
+        let cache = std::sync::Arc::new(KeyCache::default());
+        // 1 in 3 forged: the first batch fails and batching pauses; the
+        // second round's concurrent requests are then checked alone. Every
+        // verdict stays exact throughout.
+        for round in 0..2 {
+            for (i, (good, v)) in run_batched(&cache, signed(60, &signers, true))
+                .into_iter()
+                .enumerate()
+            {
+                assert_eq!(v.is_ok(), good, "round {round}, request {i}");
+            }
+            assert!(cache.lock_recent().paused);
+        }
+        assert!(
+            cache.unbatched() > 0,
+            "concurrent requests were checked alone while paused"
+        );
+        // Honest traffic only: the share of failures fades below half the
+        // limit and batching resumes; after that, nothing is checked alone.
+        let mut rounds = 0;
+        while cache.lock_recent().paused {
+            rounds += 1;
+            assert!(rounds <= 20, "batching never resumed");
+            let v = run_batched(&cache, signed(100, &signers, false));
+            assert!(v.iter().all(|(_, v)| v.is_ok()));
+        }
+        let before = cache.unbatched();
+        let (batches, n) = cache.batch_stats();
+        assert!(run_batched(&cache, signed(100, &signers, false))
+            .iter()
+            .all(|(_, v)| v.is_ok()));
+        assert_eq!(cache.unbatched(), before);
+        let (batches2, n2) = cache.batch_stats();
+        assert!(batches2 - batches < n2 - n, "batches were shared again");
     }
 
     #[test]
