@@ -551,7 +551,10 @@ impl<'a> Reader<'a> {
             let guess = NEXT_KEY
                 .get(prev)
                 .map_or(N_FEATURES, |g| usize::from(g.load(Relaxed)));
-            let fi = if self.next_token()? == b'"' && self.key_is(guess) {
+            // A synapse's top level holds no features: guess there only
+            // once one was seen (a bare features object).
+            let guessing = nested || prev != N_FEATURES;
+            let fi = if self.next_token()? == b'"' && guessing && self.key_is(guess) {
                 self.expect(b':')?;
                 guess
             } else {
