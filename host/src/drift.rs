@@ -51,7 +51,7 @@ impl Reference {
     /// From model.json's stats; None if the deciles are not 9 sorted numbers.
     /// The stored `shares` are the expected shares when the file has them;
     /// otherwise `integer` features, and any with tied deciles, get the
-    /// discrete estimate of the training CDF at each edge (see [`edge_cdf`]).
+    /// discrete estimate of the training CDF at each edge (see `edge_cdf`).
     pub fn from_stats(s: &FeatureStats, integer: bool) -> Option<Reference> {
         if s.deciles.len() != EDGES
             || s.deciles.iter().any(|x| !x.is_finite())
