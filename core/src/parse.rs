@@ -568,6 +568,9 @@ impl<'a> Reader<'a> {
                         fi
                     }
                     None => {
+                        // Its own loop exit: folding both kinds of member
+                        // into one tail (an `Option` of the feature, one
+                        // `after_member`) measured 4-9% slower in the parse.
                         self.other_member(key, accs, nested)?;
                         if !self.after_member()? {
                             return Ok(());
