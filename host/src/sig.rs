@@ -311,12 +311,30 @@ impl KeyCache {
     ) -> Result<(), SigError> {
         let sig = Signature::from_bytes(sig).map_err(|_| SigError::Malformed)?;
         let (pk, cached) = self.public_key(pubkey)?;
-        pk.verify(signing_context(SIGNING_CONTEXT).bytes(msg), &sig)
+        self.verify_alone(pubkey, pk, cached, msg, &sig)
+    }
+
+    /// One decoded signature checked on its own; a key not yet cached is
+    /// kept once it verified.
+    fn verify_alone(
+        &self,
+        pubkey: &[u8; 32],
+        pk: PublicKey,
+        cached: bool,
+        msg: &[u8],
+        sig: &Signature,
+    ) -> Result<(), SigError> {
+        pk.verify(signing_context(SIGNING_CONTEXT).bytes(msg), sig)
             .map_err(|_| SigError::Mismatch)?;
+        self.keep(pubkey, pk, cached);
+        Ok(())
+    }
+
+    /// Caches the key of a signature that verified, unless it already was.
+    fn keep(&self, pubkey: &[u8; 32], pk: PublicKey, cached: bool) {
         if !cached {
             self.put(*pubkey, pk);
         }
-        Ok(())
     }
 
     /// The same verdict as [`KeyCache::verify`], checked in a batch with
@@ -449,17 +467,11 @@ impl KeyCache {
             // A lone signature, a batch with a bad one, or batching paused:
             // each on its own.
             let verdict = if ok_all {
+                self.keep(&j.key, j.pk, j.cached);
                 Ok(())
             } else {
-                j.pk.verify(
-                    signing_context(SIGNING_CONTEXT).bytes(j.msg.as_bytes()),
-                    &j.sig,
-                )
-                .map_err(|_| SigError::Mismatch)
+                self.verify_alone(&j.key, j.pk, j.cached, j.msg.as_bytes(), &j.sig)
             };
-            if verdict.is_ok() && !j.cached {
-                self.put(j.key, j.pk);
-            }
             bad += u32::from(verdict.is_err());
             let _ = j.reply.send(verdict);
         }
