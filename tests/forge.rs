@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::{bin, get, Server};
+use common::{bin, get, metric_sum, metric_value, Server};
 use serde_json::Value;
 use std::process::{Command, Stdio};
 
@@ -43,10 +43,7 @@ fn probe(server: &Server, args: &[&str]) -> (bool, Value, String) {
 /// a reason that never occurred has no line).
 fn metric(server: &Server, prefix: &str) -> u64 {
     let text = get(server.addr, "/metrics").expect("GET /metrics").text();
-    text.lines()
-        .find_map(|l| l.strip_prefix(prefix))
-        .map(|v| v.trim().parse().expect("counter value"))
-        .unwrap_or(0)
+    metric_value(&text, prefix).map_or(0, |v| v as u64)
 }
 
 const SUCCESS: &str = "cm_success_total ";
@@ -98,13 +95,11 @@ fn forged_requests_are_refused_and_honest_ones_still_verify() {
         metric(&server, "cm_verify_unbatched_signatures_total ")
             <= metric(&server, "cm_verify_batched_signatures_total ")
     );
-    let refused: u64 = get(server.addr, "/metrics")
-        .unwrap()
-        .text()
-        .lines()
-        .filter(|l| l.starts_with("cm_rejections_total{"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum();
+    let refused = metric_sum(
+        &get(server.addr, "/metrics").unwrap().text(),
+        "cm_rejections_total",
+        "",
+    ) as u64;
     assert_eq!(
         refused,
         metric(&server, MISMATCH),

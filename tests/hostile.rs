@@ -117,16 +117,8 @@ impl Rig {
     /// that contain `labels` (0 if absent).
     fn metric(&self, name: &str, labels: &str) -> f64 {
         let text = get(self.addr(), "/metrics").expect("GET /metrics").text();
-        metric_in(&text, name, labels)
+        metric_sum(&text, name, labels)
     }
-}
-
-fn metric_in(text: &str, name: &str, labels: &str) -> f64 {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(labels))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 fn rejections(reason: &str) -> (&'static str, String) {

@@ -10,7 +10,7 @@
 #[allow(dead_code)]
 mod common;
 
-use common::{bin, get, parse_listening, temp_dir};
+use common::{bin, get, metric_value, parse_listening, temp_dir};
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -75,11 +75,7 @@ impl Miner {
 
     fn metric(&self, line_prefix: &str) -> f64 {
         let text = self.metrics();
-        text.lines()
-            .find_map(|l| {
-                l.strip_prefix(line_prefix)
-                    .map(|v| v.trim().parse::<f64>().unwrap())
-            })
+        metric_value(&text, line_prefix)
             .unwrap_or_else(|| panic!("no metric {line_prefix} in\n{text}"))
     }
 

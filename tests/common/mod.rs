@@ -451,6 +451,28 @@ pub fn encode_request(
     bytes
 }
 
+/// The value on the first line of Prometheus text `text` that starts with
+/// `line_prefix` (a metric name, with its labels if it has any).
+pub fn metric_value(text: &str, line_prefix: &str) -> Option<f64> {
+    text.lines().find_map(|l| {
+        l.strip_prefix(line_prefix).map(|v| {
+            v.trim()
+                .parse::<f64>()
+                .unwrap_or_else(|e| panic!("metric line {l:?}: {e}"))
+        })
+    })
+}
+
+/// The sum of metric `name` over its label sets that contain `labels`
+/// (0 if none does).
+pub fn metric_sum(text: &str, name: &str, labels: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(labels))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 pub fn get(addr: SocketAddr, path: &str) -> std::io::Result<Response> {
     raw_exchange(addr, &encode_request("GET", path, addr, &[], b""))
 }
