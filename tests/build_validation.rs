@@ -50,6 +50,20 @@ fn shipped_file_is_accepted() {
     );
 }
 
+/// The shipped weights are snapped onto the f16 grid (`train` does it
+/// unless `--no-f16-snap`), which is what makes the f16 default give the same
+/// answers as an f32 build. A file trained without it fails here.
+#[test]
+fn shipped_file_stores_identically_in_f16_and_f32() {
+    let text = std::fs::read_to_string(WEIGHTS).unwrap();
+    let m = cm_modelfile::parse_model_file(&text).unwrap();
+    assert_eq!(
+        cm_modelfile::snap::inexact_folded_weights(&m).unwrap(),
+        0,
+        "weights/model.json has folded weights that f16 and f32 store differently"
+    );
+}
+
 #[test]
 fn wrong_shape_names_layer_and_row() {
     let mut v = shipped();

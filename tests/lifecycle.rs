@@ -193,6 +193,8 @@ fn model_swaps_under_load_without_a_failed_request() {
     let m = Miner::start(&["--weights", w, "--weights.poll", "0.2"]);
     assert_eq!(m.health()["model"]["sha256"], sha0.as_str());
     assert_eq!(m.health()["model"]["source"], w);
+    // The build's weight storage, as the core defines it.
+    assert_eq!(m.health()["weights"], cm_core::kernels::W_NAME);
 
     let load = probe_cmd(
         m.addr,

@@ -223,6 +223,7 @@ pub fn serve(
             address = %bound,
             model_sha256 = %model_sha256,
             kernel = kernel.name(),
+            weights = cm_core::kernels::W_NAME,
             workers,
             netuid = ?a.netuid,
             callers = if allow_all { "all".to_string() } else { format!("{} validators", state.validators.as_ref().map(|v| v.len()).unwrap_or(0)) },

@@ -428,6 +428,7 @@ fn health(state: &State) -> Resp {
         "model": model,
         "shadow": shadow,
         "kernel": state.kernel.name(),
+        "weights": cm_core::kernels::W_NAME,
         "uptime_s": uptime,
         "hotkey": state.hotkey_ss58,
         "netuid": state.netuid,

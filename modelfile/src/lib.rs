@@ -11,12 +11,14 @@
 //! that name the place), [`fold`] (scaler/BatchNorm/target folding),
 //! [`load`] (text to [`cm_core::model::Model`]), [`reference`] (the f64
 //! forward pass the golden tests compare against), [`codegen`] (the Rust
-//! source `build.rs` writes), [`transform`] (the f64 feature transform).
+//! source `build.rs` writes), [`transform`] (the f64 feature transform),
+//! [`snap`] (weights made exact in f16, so both storage builds agree).
 
 pub mod codegen;
 pub mod fold;
 pub mod load;
 pub mod reference;
+pub mod snap;
 pub mod transform;
 pub mod types;
 pub mod validate;

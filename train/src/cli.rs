@@ -86,6 +86,12 @@ pub struct TrainArgs {
     /// Size of that test set.
     #[arg(long, default_value_t = 100_000)]
     pub test_n: usize,
+    /// Keep the trained hidden weights as they are instead of rounding them
+    /// (after folding) onto the f16 grid and refitting the regressors' last
+    /// layer. Without the rounding, an f16 build of the file answers
+    /// slightly differently from an f32 build.
+    #[arg(long)]
+    pub no_f16_snap: bool,
 }
 
 #[derive(Debug, Args)]
@@ -285,6 +291,7 @@ pub fn recipe(a: &TrainArgs) -> Recipe {
         pool: 32 * a.batch,
         spread: a.spread,
         refit_rows: 200_000,
+        snap_f16: !a.no_f16_snap,
         eval_every: a.eval_every,
     }
 }
@@ -364,7 +371,10 @@ pub fn eval(a: &EvalArgs, embedded: &'static cm_core::model::Model) -> anyhow::R
     };
     let (label, m) = match &a.weights {
         None => (
-            "embedded model, f32, scalar kernel".to_string(),
+            format!(
+                "embedded model, {} weights, scalar kernel",
+                cm_core::kernels::W_NAME
+            ),
             core(embedded),
         ),
         Some(path) if a.f64 => {
@@ -382,7 +392,10 @@ pub fn eval(a: &EvalArgs, embedded: &'static cm_core::model::Model) -> anyhow::R
             let model =
                 cm_modelfile::load_model(path).map_err(|e| anyhow::anyhow!("{path}: {e}"))?;
             (
-                format!("{path}, folded at run time, f32, scalar kernel"),
+                format!(
+                    "{path}, folded at run time, {} weights, scalar kernel",
+                    cm_core::kernels::W_NAME
+                ),
                 core(&model),
             )
         }

@@ -87,7 +87,7 @@ impl Metrics {
     /// Human-readable table.
     pub fn table(&self, label: &str) -> String {
         format!(
-            "{label}: n={n}\n  mean reward   model {mr:.6}  oracle {or:.6}  ratio {ra:.6}\n  accuracy      {acc:.4}%  precision {p:.4}%  recall {r:.4}%\n  time on TP    MAE {mae:.4} s  max {mx:.4} s\n  confusion     TP {tp}  FP {fp}  TN {tn}  FN {fnn}  invalid {inv}\n  (response_time = 0 for both model and oracle: accuracy terms only)",
+            "{label}: n={n}\n  mean reward   model {mr:.8}  oracle {or:.8}  ratio {ra:.6}\n  accuracy      {acc:.4}%  precision {p:.4}%  recall {r:.4}%\n  time on TP    MAE {mae:.5} s  max {mx:.4} s\n  confusion     TP {tp}  FP {fp}  TN {tn}  FN {fnn}  invalid {inv}\n  (response_time = 0 for both model and oracle: accuracy terms only)",
             n = self.n,
             mr = self.mean_reward,
             or = self.oracle_mean_reward,

@@ -22,6 +22,7 @@ const STREAM_PILOT: u64 = 1;
 const STREAM_HELDOUT: u64 = 2;
 const STREAM_CALIB: u64 = 3;
 const STREAM_SPLIT: u64 = 4;
+const STREAM_SNAP: u64 = 5;
 const STREAM_NET: u64 = 100;
 
 /// Inputs of a run besides the recipe.
@@ -47,6 +48,55 @@ fn gen_rows(rng: &mut Rng, n: usize) -> Vec<Sample> {
 /// `seed` come from; `n` is the report's `data.statistics_rows`.
 pub fn statistics_rows(seed: u64, n: usize) -> Vec<Sample> {
     gen_rows(&mut Rng::derive(seed, STREAM_PILOT), n)
+}
+
+/// Round every network's folded hidden weights onto the f16 grid, then
+/// refit each regressor's last layer through the snapped layers (on its own
+/// stream of converted rows, both regressors in parallel).
+fn snap_f16(
+    mf: &mut ModelFile,
+    plan: &Plan,
+    train_rows: &[Sample],
+    rows: usize,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    cm_modelfile::snap::snap_model(mf)
+        .map_err(|e| anyhow::anyhow!("rounding the weights to f16: {e}"))?;
+    let (scaler, target) = (&mf.scaler, (mf.target.mean, mf.target.std));
+    let results: Vec<anyhow::Result<()>> = std::thread::scope(|sc| {
+        let handles: Vec<_> = mf
+            .regressors
+            .iter_mut()
+            .enumerate()
+            .map(|(j, net)| {
+                let rng = Rng::derive(plan.seed, STREAM_SNAP + j as u64);
+                let mut src = match &plan.csv {
+                    None => Source::Generator(rng),
+                    Some(_) => Source::Rows {
+                        rows: train_rows,
+                        rng,
+                    },
+                };
+                sc.spawn(move || trainer::refit_file_regressor(net, scaler, target, &mut src, rows))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("refit thread panicked"))
+            .collect()
+    });
+    results.into_iter().collect::<anyhow::Result<Vec<()>>>()?;
+    let inexact = cm_modelfile::snap::inexact_folded_weights(mf)
+        .map_err(|e| anyhow::anyhow!("folding the snapped model: {e}"))?;
+    anyhow::ensure!(
+        inexact == 0,
+        "{inexact} folded weights are still not exact in f16 after snapping"
+    );
+    eprintln!(
+        "hidden weights rounded onto the f16 grid, regressors' last layer refitted ({:.1} s)",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 /// Train, calibrate, evaluate; returns the model file and the test metrics.
@@ -176,6 +226,9 @@ pub fn run(plan: &Plan) -> anyhow::Result<(ModelFile, Metrics)> {
             .collect(),
     };
     let mut mf = export::model_file(classifiers, regressors, &extras, identity, json!({}));
+    if r.snap_f16 {
+        snap_f16(&mut mf, plan, &train_rows, r.refit_rows)?;
+    }
     let pairs: Vec<(f64, u8)> = calib_rows
         .iter()
         .map(|s| (export::predict_f64(&mf, &s.raw).2, s.label))
@@ -235,6 +288,7 @@ pub fn run(plan: &Plan) -> anyhow::Result<(ModelFile, Metrics)> {
         "seed": seed,
         "data": data_desc,
         "architecture": "47 inputs -> Linear 128 -> BatchNorm -> ReLU -> Dropout -> Linear 64 -> ReLU -> Linear 1; 3 classifiers (mean of sigmoids), 2 regressors (mean, converted rows only, last layer refitted by f64 least squares)",
+        "f16_snap": if r.snap_f16 { "W1 and W2 after folding rounded onto the f16 grid (exact in f16 and f32 builds alike); regressors' last layer refitted again through the rounded layers" } else { "none: an f16 build rounds the trained weights" },
         "settings": r,
         "spread_inputs": data::SPREAD_INPUTS.iter().map(|&i| cm_core::schema::FEATURE_NAMES[i]).collect::<Vec<_>>(),
         "networks_heldout": jobs.iter().zip(&trained).map(|((n, _), t)| json!({"network": n, "metric": t.heldout_metric})).collect::<Vec<_>>(),

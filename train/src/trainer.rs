@@ -47,6 +47,10 @@ pub struct Recipe {
     pub spread: f64,
     /// Converted rows used for the regressors' least-squares refit.
     pub refit_rows: usize,
+    /// Round the folded hidden weights of every network onto the f16 grid
+    /// (`cm_modelfile::snap`), then refit the regressors' last layer again,
+    /// so f16 and f32 builds of the file answer identically.
+    pub snap_f16: bool,
     pub eval_every: usize,
 }
 
@@ -205,23 +209,89 @@ fn refit_last_layer(
         atb += a.tr_mul(&nalgebra::DVector::from_column_slice(&ys));
         done += CHUNK;
     }
+    solve_last_layer(ata, &atb, || {
+        let w = (0..H2).map(|j| net.p[W3][j] as f64).collect();
+        (w, net.p[B3][0] as f64)
+    })
+}
+
+/// Solve the normal equations `ata · [w; b] = atb` of a last-layer fit
+/// (`H2` weights and a bias); `keep` gives the layer to leave in place when
+/// they are singular even after the ridge.
+fn solve_last_layer(
+    mut ata: nalgebra::DMatrix<f64>,
+    atb: &nalgebra::DVector<f64>,
+    keep: impl FnOnce() -> (Vec<f64>, f64),
+) -> (Vec<f64>, f64) {
+    let dim = H2 + 1;
     // A whisper of ridge keeps dead units (all-zero columns) solvable.
     let ridge = 1e-9 * (ata.trace() / dim as f64);
     for i in 0..dim {
         ata[(i, i)] += ridge;
     }
     let sol = match ata.clone().cholesky() {
-        Some(ch) => ch.solve(&atb),
-        None => ata.lu().solve(&atb).unwrap_or_else(|| {
-            let mut v = nalgebra::DVector::zeros(dim);
-            for j in 0..H2 {
-                v[j] = net.p[W3][j] as f64;
-            }
-            v[H2] = net.p[B3][0] as f64;
-            v
-        }),
+        Some(ch) => ch.solve(atb),
+        None => match ata.lu().solve(atb) {
+            Some(v) => v,
+            None => return keep(),
+        },
     };
     (sol.rows(0, H2).iter().copied().collect(), sol[H2])
+}
+
+/// Least-squares refit (f64) of an exported regressor's last layer through
+/// the file's own f64 forward pass, on `rows` converted rows of `src`: run
+/// after its hidden layers were snapped to f16 (`cm_modelfile::snap`), so
+/// the output layer absorbs what the rounding moved. `net` must have the
+/// validated regressor layout; the target is scaled as in training.
+pub fn refit_file_regressor(
+    net: &mut cm_modelfile::Network,
+    scaler: &cm_modelfile::Scaler,
+    target: (f64, f64),
+    src: &mut Source,
+    rows: usize,
+) -> anyhow::Result<()> {
+    use cm_modelfile::Layer;
+    let hidden = cm_modelfile::Network {
+        layers: net.layers.get(..5).unwrap_or_default().to_vec(),
+    };
+    let (w_old, b_old) = match net.layers.get(5) {
+        Some(Layer::Linear { weight, bias, .. }) if weight.len() == 1 && bias.len() == 1 => {
+            (weight[0].clone(), bias[0])
+        }
+        _ => anyhow::bail!("refit: the regressor's layer 5 is not its 64 -> 1 output layer"),
+    };
+    let dim = H2 + 1;
+    let mut ata = nalgebra::DMatrix::<f64>::zeros(dim, dim);
+    let mut atb = nalgebra::DVector::<f64>::zeros(dim);
+    let mut a = nalgebra::DVector::<f64>::zeros(dim);
+    for _ in 0..rows {
+        let s = src.draw_converted();
+        let v = cm_modelfile::transform::inputs_f64(&s.raw);
+        let x: Vec<f64> = (0..N_INPUTS)
+            .map(|i| (v[i] - scaler.mean[i]) / scaler.std[i])
+            .collect();
+        let h2 = cm_modelfile::reference::network_f64(&hidden, &x);
+        if h2.len() != H2 {
+            anyhow::bail!(
+                "refit: the regressor's hidden layers give {} values, not {H2}",
+                h2.len()
+            );
+        }
+        a.rows_mut(0, H2).copy_from_slice(&h2);
+        a[H2] = 1.0;
+        ata.syger(1.0, &a, &a, 1.0);
+        atb.axpy((s.time - target.0) / target.1, &a, 1.0);
+    }
+    ata.fill_upper_triangle_with_lower_triangle();
+    let (w, b) = solve_last_layer(ata, &atb, || (w_old, b_old));
+    net.layers[5] = Layer::Linear {
+        n_in: H2,
+        n_out: 1,
+        weight: vec![w],
+        bias: vec![b],
+    };
+    Ok(())
 }
 
 /// Train one network.
@@ -361,5 +431,62 @@ pub fn train_net(
         net,
         last_f64,
         heldout_metric: metric,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Mean absolute error in seconds of one file regressor on `rows`
+    /// converted rows of the generator stream `seed`.
+    fn regressor_mae(m: &cm_modelfile::ModelFile, j: usize, seed: u64, rows: usize) -> f64 {
+        let mut src = Source::Generator(Rng::derive(seed, 1));
+        let mut sum = 0.0;
+        for _ in 0..rows {
+            let s = src.draw_converted();
+            let x = cm_modelfile::reference::scaled_inputs(m, &s.raw);
+            let secs = cm_modelfile::reference::network_f64(&m.regressors[j], &x)[0] * m.target.std
+                + m.target.mean;
+            sum += (secs - s.time).abs();
+        }
+        sum / rows as f64
+    }
+
+    /// The file-domain refit finds a working last layer from nothing: with
+    /// the shipped regressor's output layer zeroed, it brings the error
+    /// back to within 10% of the shipped layer's, on rows it did not fit.
+    #[test]
+    fn refit_recovers_a_regressors_last_layer() {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../weights/model.json"
+        ))
+        .unwrap();
+        let mut m = cm_modelfile::parse_model_file(&text).unwrap();
+        let shipped = regressor_mae(&m, 0, 42, 5_000);
+        if let Some(cm_modelfile::Layer::Linear { weight, bias, .. }) =
+            m.regressors[0].layers.get_mut(5)
+        {
+            weight[0].iter_mut().for_each(|w| *w = 0.0);
+            bias[0] = 0.0;
+        }
+        let zeroed = regressor_mae(&m, 0, 42, 5_000);
+        assert!(
+            zeroed > 10.0 * shipped,
+            "zeroing must hurt: {zeroed} vs {shipped}"
+        );
+        let mut src = Source::Generator(Rng::derive(7, 1));
+        let (scaler, target) = (m.scaler.clone(), (m.target.mean, m.target.std));
+        refit_file_regressor(&mut m.regressors[0], &scaler, target, &mut src, 40_000).unwrap();
+        let refit = regressor_mae(&m, 0, 42, 5_000);
+        assert!(
+            refit <= 1.1 * shipped,
+            "refit {refit} s vs shipped {shipped} s"
+        );
+        // A network without the output layer is refused, not indexed.
+        let mut cut = m.regressors[0].clone();
+        cut.layers.truncate(5);
+        assert!(refit_file_regressor(&mut cut, &scaler, target, &mut src, 10).is_err());
     }
 }

@@ -30,6 +30,7 @@ fn small_model_learns_the_rule() {
         eval_every: 400,
         test_seed: 9001,
         test_n: 20_000,
+        no_f16_snap: false,
     };
     let plan = Plan {
         seed: args.seed,
@@ -51,6 +52,8 @@ fn small_model_learns_the_rule() {
     // The file is valid for the format and gives the same answers through
     // the folded f32 core model.
     cm_modelfile::validate(&mf).expect("exported file validates");
+    // The run snapped its hidden weights: f16 and f32 builds store the same.
+    assert_eq!(cm_modelfile::snap::inexact_folded_weights(&mf).unwrap(), 0);
     let model = cm_modelfile::build_model(&mf).expect("folds into a core model");
     let rows = eval::test_set(9002, 5_000);
     let core = eval::score(&rows, |raw| {

@@ -65,6 +65,9 @@ pub type W = half::f16;
 /// Bytes per stored weight, for documentation and benches.
 pub const W_BYTES: usize = core::mem::size_of::<W>();
 
+/// Name of the storage type [`W`], for logs, `/health` and reports.
+pub const W_NAME: &str = if W_BYTES == 2 { "f16" } else { "f32" };
+
 /// Rounds an `f64` weight to the storage type [`W`] (round to nearest even).
 ///
 /// `const`, so generated code can write `weight_from_f64(0.25)` for every
