@@ -9,8 +9,8 @@
 //! active). Inputs cycle through 64 vectors so no branch pattern is learnt
 //! from one input.
 //!
-//!     CARGO_TARGET_DIR=... cargo bench --bench forward
-//!     cargo bench --bench forward --features cm-core/f16-weights   # f16 storage
+//!     CARGO_TARGET_DIR=... cargo bench --bench forward   # default: f16 storage
+//!     cargo bench --bench forward --no-default-features    # f32 storage
 
 use std::hint::black_box;
 

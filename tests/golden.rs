@@ -1,7 +1,9 @@
 //! Golden tests: the compiled model against the f64 reference.
 //!
 //! The binary's model went through folding (scaler, BatchNorm, target scale),
-//! rounding to f32, code generation and the f32 kernels. The reference runs
+//! rounding to the build's weight storage (f16 by default, exact for the
+//! snapped shipped file; f32 with `--no-default-features`), code generation
+//! and the kernels, which compute in f32. The reference runs
 //! the file *as trained*, layer by layer in f64
 //! (`cm_modelfile::reference`). Agreement on fixed inputs checks all of that
 //! at once. Tolerances (stated, per answer):

@@ -206,8 +206,13 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--kernel", default="auto", help="our kernel for the check (default: auto)")
     ap.add_argument("--quick", action="store_true", help="shorter timing runs")
-    ap.add_argument("--features", default="",
-                    help="cargo features for our side, e.g. cm-core/f16-weights")
+    ap.add_argument("--f32", action="store_true",
+                    help="our side with f32 weight storage (cargo --no-default-features) "
+                         "instead of the default f16")
+    ap.add_argument("--tolerance", type=float, default=1e-3,
+                    help="largest confidence and relative time difference the agreement "
+                         "check allows (default 1e-3; the shipped weights are exact in f16, "
+                         "so both storage types meet it)")
     args = ap.parse_args()
 
     m = load_model(ROOT / "weights" / "model.json")
@@ -216,9 +221,9 @@ def main():
     ens = Ensemble(m)
 
     # 2. Same model on both sides.
-    feat = ["--features", args.features] if args.features else []
-    # f16 weights round each weight to 11 significant bits: allow for it.
-    tol = 1e-2 if "f16" in args.features else 1e-3
+    feat = ["--no-default-features"] if args.f32 else []
+    storage = "f32" if args.f32 else "f16"
+    tol = args.tolerance
     cargo("build", "--release", "--quiet", *feat)
     binary = TARGET / "release" / "conversion-miner"
     feats = requests(m, 64, seed=7)
@@ -257,7 +262,7 @@ def main():
     # 5. Table.
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
     print(f"\nPyTorch {torch.__version__} ({torch.get_num_threads()} threads) vs conversion-miner"
-          f"{' (' + args.features + ')' if args.features else ''}, "
+          f" ({storage} weights), "
           f"CPU {cpu}, {time.strftime('%Y-%m-%d', time.gmtime())}; medians of CPU time per call")
     print(f"{'workload':<34}{'torch':>12}{'ours':>12}{'kernel':>9}{'ratio':>9}")
     for name, torch_ns, gid in [("one forward (classifier 0)", t_forward, "forward_trained_network"),

@@ -19,8 +19,9 @@
 //!   detect CPU features (that needs std), so a SIMD kernel is reachable only
 //!   through a token that proves its ISA is present.
 //!
-//! Weight storage is [`W`]: `f32` by default, IEEE half precision with the
-//! `f16-weights` feature (see `core/Cargo.toml`). Only the two big matrices
+//! Weight storage is [`W`]: `f32` in this crate by default, IEEE half
+//! precision with the `f16-weights` feature (see `core/Cargo.toml`), which
+//! the conversion-miner binary turns on by default. Only the two big matrices
 //! (`w1`, `w2`, 99% of the bytes) use it; biases and the output row stay
 //! `f32`. With f16 the five networks' matrices shrink from 56 KB to 28 KB
 //! each, so one network fits a 32 KB L1 data cache; the SIMD kernels widen
@@ -29,8 +30,9 @@
 //! AVX2 on the development machine (Zen 3; `cargo bench --bench forward`
 //! and `--bench predict`, with and without `--features
 //! cm-core/f16-weights`): one forward 386 -> 260 ns, the five-network
-//! ensemble answer 1.97 -> 1.54 µs. Whether f16 costs reward is measured
-//! with `eval` on the trained model (README).
+//! ensemble answer 1.97 -> 1.54 µs. The shipped weights are snapped onto the
+//! f16 grid when trained (`cm_modelfile::snap`), so f16 storage costs them
+//! no reward (README, "f32 or f16").
 
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 mod body;
