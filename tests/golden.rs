@@ -12,6 +12,7 @@
 //! - time (both say converted): absolute 1e-3 s;
 //! - confidence: absolute 1e-4 times the calibration's steepest slope (at
 //!   least 1e-4).
+//!
 //! Inputs: hand-written bodies (bare and full synapse, with and without
 //! optional features) and 200 validator-like conversations from a seeded RNG.
 

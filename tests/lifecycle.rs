@@ -7,7 +7,6 @@
 //! exits non-zero on any failed request, so "no request dropped during a
 //! swap" is its exit status.
 
-#[allow(dead_code)]
 mod common;
 
 use common::{bin, get, metric_value, parse_listening, temp_dir};

@@ -526,7 +526,7 @@ proptest! {
         let body = serde_json::to_vec(&wrap(features, true)).expect("serializes");
         for cut in 0..body.len() {
             let e = parse_request(&body[..cut]).err();
-            prop_assert!(matches!(e, Some(_)), "accepted the first {} bytes", cut);
+            prop_assert!(e.is_some(), "accepted the first {} bytes", cut);
             check_agrees_with_serde_json(&body[..cut])?;
         }
     }

@@ -117,15 +117,15 @@ pub fn fold_network(
         }
         f.b1[o] = s * (b - mean[o]) + beta[o];
     }
-    for o in 0..H2 {
-        for i in 0..H1 {
-            f.w2[i][o] = w2[o][i];
+    for (o, (row, b)) in w2.iter().zip(b2).enumerate() {
+        for (dst, w) in f.w2.iter_mut().zip(row) {
+            dst[o] = *w;
         }
-        f.b2[o] = b2[o];
+        f.b2[o] = *b;
     }
     let (t_mean, t_std) = target.unwrap_or((0.0, 1.0));
-    for i in 0..H2 {
-        f.w3[i] = w3[0][i] * t_std;
+    for (dst, w) in f.w3.iter_mut().zip(&w3[0]) {
+        *dst = w * t_std;
     }
     f.b3 = if target.is_some() {
         b3[0] * t_std + t_mean
