@@ -5,7 +5,10 @@
 //! 4 zmm outputs, so it alternates two accumulator sets to keep 8 FMAs in
 //! flight. AVX-512F includes `vcvtph2ps zmm`, so f16 weights need nothing
 //! more. The development machine (AMD Zen 3) has no AVX-512: this kernel is
-//! built and its tests run only where the CPU has it.
+//! built and its tests run only where the CPU has it. Emulation is no way
+//! round that here: Debian's qemu-x86_64 (7.2) refuses `-cpu
+//! Skylake-Server`'s AVX-512 ("TCG doesn't support requested feature"), and
+//! Intel's SDE is not in any registry this project may use.
 
 use core::arch::x86_64::*;
 
