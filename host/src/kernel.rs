@@ -57,6 +57,34 @@ mod tests {
         assert!(select("sse9").is_err());
     }
 
+    /// Every kernel name either runs here, because this CPU has its
+    /// features, or is refused with a message naming the flag and the lack.
+    #[test]
+    fn a_kernel_this_cpu_lacks_is_refused_by_name() {
+        let cpu = detect();
+        for name in ["avx2", "avx512", "neon"] {
+            let best_has_it = Kernel::from_name(name, cpu).is_ok();
+            match select(name) {
+                Ok(k) => {
+                    assert!(best_has_it);
+                    assert_eq!(k.name(), name);
+                }
+                Err(e) => {
+                    let msg = e.to_string();
+                    assert!(msg.starts_with(&format!("--kernel {name}: ")), "{msg}");
+                    assert!(
+                        msg.contains("lacks") || msg.contains("architecture"),
+                        "{msg}"
+                    );
+                }
+            }
+        }
+        // Case and spaces are forgiven; the error quotes what was typed.
+        assert_eq!(select(" Scalar ").unwrap().name(), "scalar");
+        let e = select("AVX9").unwrap_err().to_string();
+        assert!(e.starts_with("--kernel AVX9: "), "{e}");
+    }
+
     #[test]
     fn auto_picks_what_the_cpu_has() {
         let k = select("auto").unwrap();
