@@ -20,22 +20,24 @@
 //! [`inexact_folded_weights`] checks this on the folded result rather than
 //! trusting the argument.
 
+use cm_core::kernels::f16_bits_from_f64;
 use half::f16;
 
 use crate::fold::{fold_all, FoldedMlp};
 use crate::types::{Layer, ModelFile, Network};
 use crate::validate::ModelError;
 
-/// `v` rounded to the nearest f16 (ties to even), as f64. Values beyond the
-/// f16 range become infinite, which validation then refuses.
+/// `v` rounded to the nearest f16 (ties to even), as f64, the rounding an
+/// f16 build applies ([`cm_core::kernels::f16_bits_from_f64`]). Values
+/// beyond the f16 range become infinite, which validation then refuses.
 pub fn round_f16(v: f64) -> f64 {
-    f16::from_f64(v).to_f64()
+    f16::from_bits(f16_bits_from_f64(v)).to_f64()
 }
 
 /// Whether `v` survives rounding to f16 and to f32 unchanged as an f32:
 /// what "identical in both builds" needs of a folded f64 weight.
 pub fn stores_identically(v: f64) -> bool {
-    f16::from_f64(v).to_f32() == v as f32
+    f16::from_bits(f16_bits_from_f64(v)).to_f32() == v as f32
 }
 
 /// Snap one network's `W1` (through the fold) and `W2` to the f16 grid.
@@ -123,6 +125,12 @@ mod tests {
     fn rounding_helpers_agree_with_half() {
         assert_eq!(round_f16(1.0 + 1.0 / 4096.0), 1.0); // a tie goes to even
         assert_eq!(round_f16(1.0 + 3.0 / 4096.0), 1.0 + 4.0 / 4096.0);
+        // Just above a midpoint (1478.5005 steps of 2^-11) rounds up, by
+        // the full f64 value and not a truncated one.
+        assert_eq!(
+            round_f16(0.721_924_066_543_579_1),
+            0.721_679_687_5 + 2f64.powi(-11)
+        );
         assert!(stores_identically(0.333_251_953_125)); // an f16 value
         assert!(!stores_identically(0.1));
         assert!(round_f16(1.0e6).is_infinite());
@@ -142,6 +150,62 @@ mod tests {
             }
         }
         m
+    }
+
+    /// `f16_bits_from_f64` against exact expectations: every finite f16
+    /// value, each midpoint between neighbours (ties to even), and the
+    /// midpoint nudged by one f64 ulp and by 2^-30 relative either way
+    /// (`half`'s own f64 conversion gets the upward nudges wrong).
+    #[test]
+    fn f64_to_f16_is_correctly_rounded() {
+        let value = |b: u16| f16::from_bits(b).to_f64();
+        for b in 0u16..0x7c00 {
+            let lo = value(b);
+            for s in [0u16, 0x8000] {
+                let sgn = if s == 0 { 1.0 } else { -1.0 };
+                assert_eq!(f16_bits_from_f64(sgn * lo), b | s, "exact {lo}");
+                let hi = if b == 0x7bff { 65536.0 } else { value(b + 1) };
+                let mid = (lo + hi) / 2.0; // exact in f64
+                let even = if b & 1 == 0 { b } else { b + 1 };
+                assert_eq!(f16_bits_from_f64(sgn * mid), even | s, "midpoint {mid}");
+                for up in [
+                    f64::from_bits(mid.to_bits() + 1),
+                    mid * (1.0 + 2f64.powi(-30)),
+                ] {
+                    assert_eq!(f16_bits_from_f64(sgn * up), (b + 1) | s, "above {mid}");
+                }
+                if mid > 0.0 {
+                    for down in [
+                        f64::from_bits(mid.to_bits() - 1),
+                        mid * (1.0 - 2f64.powi(-30)),
+                    ] {
+                        assert_eq!(f16_bits_from_f64(sgn * down), b | s, "below {mid}");
+                    }
+                }
+            }
+        }
+        assert_eq!(f16_bits_from_f64(f64::INFINITY), 0x7c00);
+        assert_eq!(f16_bits_from_f64(-1e300), 0xfc00);
+        assert_eq!(f16_bits_from_f64(1e-300), 0);
+        assert_eq!(f16_bits_from_f64(f64::from_bits(1)), 0);
+        assert!(f16::from_bits(f16_bits_from_f64(f64::NAN)).is_nan());
+        // Random f32 values agree with half's f32 conversion, which keeps
+        // every bit of its input.
+        let mut s = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..1_000_000 {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            let x = f32::from_bits(s as u32);
+            if x.is_nan() {
+                continue;
+            }
+            assert_eq!(
+                f16_bits_from_f64(x as f64),
+                f16::from_f32(x).to_bits(),
+                "{x}"
+            );
+        }
     }
 
     /// Snapping a file that was not snapped leaves no weight that the two

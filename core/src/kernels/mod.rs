@@ -70,7 +70,64 @@ pub const W_BYTES: usize = core::mem::size_of::<W>();
 /// Name of the storage type [`W`], for logs, `/health` and reports.
 pub const W_NAME: &str = if W_BYTES == 2 { "f16" } else { "f32" };
 
-/// Rounds an `f64` weight to the storage type [`W`] (round to nearest even).
+/// The IEEE binary16 bit pattern nearest to `x` (ties to even; beyond
+/// 65504 by half a step or more, infinity; NaN stays NaN).
+///
+/// Written here because `half` 2.7's `f16::from_f64` is not correctly
+/// rounded: it drops the low 32 bits of the f64 before rounding, so a value
+/// just above a midpoint between two f16 values (by less than 2^-20 of a
+/// step) rounds down. One trained weight in a few thousand sits that close.
+/// Every step below is exact integer arithmetic on the f64's fields.
+pub const fn f16_bits_from_f64(x: f64) -> u16 {
+    let bits = x.to_bits();
+    let sign = ((bits >> 48) & 0x8000) as u16;
+    let exp = ((bits >> 52) & 0x7ff) as i32;
+    let frac = bits & ((1u64 << 52) - 1);
+    if exp == 0x7ff {
+        // Infinity, or NaN made quiet with its top payload bits kept.
+        let nan = if frac != 0 {
+            0x0200 | (frac >> 42) as u16
+        } else {
+            0
+        };
+        return sign | 0x7c00 | nan;
+    }
+    if exp == 0 {
+        // Zero or an f64 subnormal: far below half the smallest f16.
+        return sign;
+    }
+    let e = exp - 1023;
+    if e > 15 {
+        return sign | 0x7c00;
+    }
+    // The 53-bit significand, cut to 11 bits for a normal f16 (exponent
+    // -14 and up) and to fewer below, where the f16 step is fixed at 2^-24.
+    let sig = frac | (1u64 << 52);
+    let shift = if e >= -14 { 42 } else { 42 - 14 - e } as u32;
+    if shift >= 54 {
+        // Below a quarter of the smallest step: rounds to zero.
+        return sign;
+    }
+    let mut q = sig >> shift;
+    let rest = sig & ((1u64 << shift) - 1);
+    let half = 1u64 << (shift - 1);
+    if rest > half || (rest == half && q & 1 == 1) {
+        q += 1;
+    }
+    // A normal's `q` carries the hidden bit (1024..=2048); adding it to the
+    // exponent field minus one gives the right field, and a round-up to
+    // 2048 carries into the exponent (to infinity past 65504). A
+    // subnormal's `q` is the field itself (1024 is the smallest normal).
+    let field = if e >= -14 {
+        (((e + 14) as u64) << 10) + q
+    } else {
+        q
+    };
+    sign | field as u16
+}
+
+/// Rounds an `f64` weight to the storage type [`W`] (round to nearest even,
+/// directly from the f64: see [`f16_bits_from_f64`]).
 ///
 /// `const`, so generated code can write `weight_from_f64(0.25)` for every
 /// weight whatever the storage type. With f16 storage a value beyond the
@@ -83,7 +140,7 @@ pub const fn weight_from_f64(x: f64) -> W {
     }
     #[cfg(feature = "f16-weights")]
     {
-        half::f16::from_f64_const(x)
+        half::f16::from_bits(f16_bits_from_f64(x))
     }
 }
 
@@ -99,7 +156,7 @@ pub const fn weight_fits(x: f64) -> bool {
     }
     #[cfg(feature = "f16-weights")]
     {
-        half::f16::from_f64_const(x).is_finite()
+        half::f16::from_bits(f16_bits_from_f64(x)).is_finite()
     }
 }
 
