@@ -3,7 +3,8 @@
 //! Reads the file through `cm-modelfile` (the one definition of the format),
 //! validates every shape and value, folds the scaler, BatchNorm and target
 //! scale in f64, and writes `OUT_DIR/model.rs`: a `static` model plus the
-//! source's path and SHA-256. A bad file stops the build with `cargo::error=`
+//! source's path and SHA-256, and `OUT_DIR/training_stats.json`, the one
+//! part of the file kept as text (the drift reference). A bad file stops the build with `cargo::error=`
 //! naming the place (`classifiers[0].layers[3] (linear).weight[5][17]: ...`).
 
 use std::path::PathBuf;
@@ -30,6 +31,12 @@ fn run() -> Result<(), String> {
     let bytes = std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let src = cm_modelfile::codegen::generate_from_bytes(&bytes, WEIGHTS)
         .map_err(|e| format!("{WEIGHTS}: {e}"))?;
-    let dest = PathBuf::from(out).join("model.rs");
-    std::fs::write(&dest, src).map_err(|e| format!("cannot write {}: {e}", dest.display()))
+    let stats = cm_modelfile::codegen::training_stats_json(&bytes)
+        .map_err(|e| format!("{WEIGHTS}: {e}"))?;
+    let out = PathBuf::from(out);
+    for (name, text) in [("model.rs", src), ("training_stats.json", stats)] {
+        let dest = out.join(name);
+        std::fs::write(&dest, text).map_err(|e| format!("cannot write {}: {e}", dest.display()))?;
+    }
+    Ok(())
 }

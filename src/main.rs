@@ -44,7 +44,7 @@ fn main() {
             a,
             embedded::model(),
             embedded::SOURCE_SHA256,
-            embedded::SOURCE_JSON,
+            embedded::TRAINING_STATS_JSON,
         ),
         Cmd::Probe(a) => cm_host::probe(a),
         Cmd::Predict(a) => predict::run(a, embedded::model()),
@@ -52,7 +52,7 @@ fn main() {
         Cmd::Train(a) => cm_train::cli::train(a),
         Cmd::Restat(a) => cm_train::cli::restat(a),
         Cmd::Eval(a) => cm_train::cli::eval(a, embedded::model()),
-        Cmd::Drift(a) => cm_host::drift(a, embedded::SOURCE_JSON),
+        Cmd::Drift(a) => cm_host::drift(a, embedded::TRAINING_STATS_JSON),
     };
     match r {
         Ok(code) => std::process::exit(code),

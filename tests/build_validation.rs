@@ -50,6 +50,21 @@ fn shipped_file_is_accepted() {
     );
 }
 
+/// The binary keeps only the file's `training_stats` as text (the drift
+/// reference), and they are the file's, number for number.
+#[test]
+fn embedded_training_stats_are_the_files() {
+    let text = std::fs::read_to_string(WEIGHTS).unwrap();
+    let m = cm_modelfile::parse_model_file(&text).unwrap();
+    let v: Value = serde_json::from_str(conversion_miner::embedded::TRAINING_STATS_JSON).unwrap();
+    let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["training_stats"]);
+    let stats: Vec<cm_modelfile::FeatureStats> =
+        serde_json::from_value(v["training_stats"].clone()).unwrap();
+    assert_eq!(stats, m.training_stats);
+    assert!(conversion_miner::embedded::TRAINING_STATS_JSON.len() < 64 * 1024);
+}
+
 /// The shipped weights are snapped onto the f16 grid (`train` does it
 /// unless `--no-f16-snap`), which is what makes the f16 default give the same
 /// answers as an f32 build. A file trained without it fails here.

@@ -81,12 +81,13 @@ const DEV_BANNER: &str = "\
 *  allowed, bound to 127.0.0.1. Never use this on a real subnet. *
 *****************************************************************";
 
-/// `conversion-miner serve`: runs until SIGTERM or Ctrl-C.
+/// `conversion-miner serve`: runs until SIGTERM or Ctrl-C. `embedded_stats_json`
+/// holds the embedded model's `training_stats` (the drift reference).
 pub fn serve(
     a: &ServeArgs,
     embedded: &'static cm_core::model::Model,
     embedded_sha256: &'static str,
-    embedded_json: &'static str,
+    embedded_stats_json: &'static str,
 ) -> Result<i32> {
     init_logging(&a.log_level)?;
 
@@ -107,7 +108,7 @@ pub fn serve(
                 sha256: embedded_sha256.to_string(),
                 source: "embedded".into(),
             },
-            embedded_stats(embedded_json),
+            embedded_stats(embedded_stats_json),
         ),
         Some(p) => {
             let (a, s) =
@@ -253,16 +254,17 @@ pub fn serve(
     Ok(0)
 }
 
-/// The training stats inside a model.json text (the embedded one needs no full parse).
+/// The training stats inside a JSON object's `training_stats` (the binary
+/// embeds only that part of its model file; a whole model.json works too).
 fn embedded_stats(json: &str) -> Result<Vec<cm_modelfile::FeatureStats>, String> {
     let mut v: serde_json::Value =
-        serde_json::from_str(json).map_err(|e| format!("embedded model.json: {e}"))?;
+        serde_json::from_str(json).map_err(|e| format!("embedded training stats: {e}"))?;
     serde_json::from_value(v["training_stats"].take())
-        .map_err(|e| format!("embedded model.json training_stats: {e}"))
+        .map_err(|e| format!("embedded training_stats: {e}"))
 }
 
 /// `conversion-miner drift LOGDIR`: the live comparison, offline, from a request log.
-pub fn drift(a: &DriftArgs, embedded_json: &'static str) -> Result<i32> {
+pub fn drift(a: &DriftArgs, embedded_stats_json: &'static str) -> Result<i32> {
     let stats = match &a.weights {
         Some(p) => {
             cm_modelfile::load(p)
@@ -270,7 +272,7 @@ pub fn drift(a: &DriftArgs, embedded_json: &'static str) -> Result<i32> {
                 .file
                 .training_stats
         }
-        None => embedded_stats(embedded_json).map_err(|e| anyhow::anyhow!(e))?,
+        None => embedded_stats(embedded_stats_json).map_err(|e| anyhow::anyhow!(e))?,
     };
     let counts = drift::Counts::new(&stats).map_err(|e| anyhow::anyhow!(e))?;
     let files =

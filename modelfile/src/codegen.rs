@@ -72,6 +72,19 @@ pub fn generate_from_bytes(bytes: &[u8], source: &str) -> Result<String, ModelEr
     generate(&file, source, &crate::load::sha256_hex(bytes))
 }
 
+/// The part of a weights file the binary keeps as text: `{"training_stats":
+/// [...]}`, the reference distribution of the drift monitor and `drift`.
+/// Embedding only this (a few KB) instead of the whole file (2.5 MB of
+/// unfolded weights the binary already holds as its compiled model) keeps
+/// the static binary small. The numbers round-trip exactly.
+pub fn training_stats_json(bytes: &[u8]) -> Result<String, ModelError> {
+    let text =
+        std::str::from_utf8(bytes).map_err(|e| ModelError::new("", format!("not UTF-8: {e}")))?;
+    let file = crate::load::parse_model_file(text)?;
+    serde_json::to_string(&serde_json::json!({ "training_stats": file.training_stats }))
+        .map_err(|e| ModelError::new("training_stats", e.to_string()))
+}
+
 /// An `f32` literal that parses back to exactly `v as f32`.
 pub fn f32_lit(v: f64) -> String {
     format!("{:?}f32", v as f32)
