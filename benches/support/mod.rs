@@ -118,19 +118,10 @@ pub fn request_bodies(seed: u64, n: usize) -> Vec<Vec<u8>> {
 /// after every `,` and `:` outside strings.
 fn python_spacing(compact: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(compact.len() * 11 / 10);
-    let (mut in_string, mut escaped) = (false, false);
+    let mut strings = cm_train::json_text::Strings::default();
     for &c in compact {
         out.push(c);
-        if in_string {
-            match c {
-                _ if escaped => escaped = false,
-                b'\\' => escaped = true,
-                b'"' => in_string = false,
-                _ => {}
-            }
-        } else if c == b'"' {
-            in_string = true;
-        } else if c == b',' || c == b':' {
+        if strings.structural(c) && (c == b',' || c == b':') {
             out.push(b' ');
         }
     }

@@ -208,20 +208,14 @@ fn replace_top_level_value(text: &str, key: &str, value: &str) -> Option<String>
     let tag = format!("\n  \"{key}\": ");
     let start = text.find(&tag)? + tag.len();
     let bytes = text.as_bytes();
-    let (mut depth, mut in_str, mut escaped) = (0usize, false, false);
+    let mut depth = 0usize;
+    let mut strings = crate::json_text::Strings::default();
     let mut end = None;
     for (i, &c) in bytes.iter().enumerate().skip(start) {
-        if in_str {
-            match c {
-                _ if escaped => escaped = false,
-                b'\\' => escaped = true,
-                b'"' => in_str = false,
-                _ => {}
-            }
+        if !strings.structural(c) {
             continue;
         }
         match c {
-            b'"' => in_str = true,
             b'[' | b'{' => depth += 1,
             b']' | b'}' => {
                 depth = depth.checked_sub(1)?;

@@ -11,6 +11,7 @@ pub mod data;
 pub mod eval;
 pub mod export;
 pub mod gen;
+pub mod json_text;
 pub mod nn;
 pub mod oracle;
 pub mod pipeline;
