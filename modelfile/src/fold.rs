@@ -108,7 +108,7 @@ pub fn fold_network(
         b3: 0.0,
     };
     for o in 0..H1 {
-        let s = gamma[o] / (var[o] + eps).sqrt();
+        let s = bn_scale(gamma[o], var[o], *eps);
         let mut b = b1[o];
         for i in 0..N_INPUTS {
             let w = w1[o][i] / scaler_std[i];
@@ -134,6 +134,13 @@ pub fn fold_network(
     };
     check_folded(at, &f)?;
     Ok(f)
+}
+
+/// The factor BatchNorm multiplies a unit by, `gamma / sqrt(var + eps)`:
+/// one expression for folding and for `crate::snap`, whose exactness
+/// argument needs the very same rounding.
+pub fn bn_scale(gamma: f64, var: f64, eps: f64) -> f64 {
+    gamma / (var + eps).sqrt()
 }
 
 /// Every folded number must be finite and fit its storage type.

@@ -7,7 +7,7 @@
 //! code generation and the kernels in one comparison.
 
 use crate::transform::{inputs_f64, N_RAW};
-use crate::types::{Calibration, Layer, ModelFile, Network};
+use crate::types::{Calibration, Layer, ModelFile, Network, Scaler};
 
 /// Apply a network's layers to a (standardised) input vector.
 pub fn network_f64(net: &Network, x: &[f64]) -> Vec<f64> {
@@ -40,9 +40,15 @@ pub fn network_f64(net: &Network, x: &[f64]) -> Vec<f64> {
 
 /// Standardised network inputs for raw features.
 pub fn scaled_inputs(m: &ModelFile, raw: &[f64; N_RAW]) -> Vec<f64> {
+    scale(&m.scaler, raw)
+}
+
+/// Raw features through the feature transform and `scaler`: what a
+/// network's first layer sees (for callers holding the scaler alone).
+pub fn scale(scaler: &Scaler, raw: &[f64; N_RAW]) -> Vec<f64> {
     inputs_f64(raw)
         .iter()
-        .zip(m.scaler.mean.iter().zip(&m.scaler.std))
+        .zip(scaler.mean.iter().zip(&scaler.std))
         .map(|(x, (mu, sd))| (x - mu) / sd)
         .collect()
 }

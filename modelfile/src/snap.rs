@@ -23,7 +23,7 @@
 use cm_core::kernels::f16_bits_from_f64;
 use half::f16;
 
-use crate::fold::{fold_all, FoldedMlp};
+use crate::fold::{bn_scale, fold_all, FoldedMlp};
 use crate::types::{Layer, ModelFile, Network};
 use crate::validate::ModelError;
 
@@ -54,7 +54,7 @@ pub fn snap_network(at: &str, net: &mut Network, scaler_std: &[f64]) -> Result<(
         } => gamma
             .iter()
             .zip(var.iter())
-            .map(|(g, v)| g / (v + *eps).sqrt())
+            .map(|(g, v)| bn_scale(*g, *v, *eps))
             .collect(),
         _ => return Err(bad()),
     };

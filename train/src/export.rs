@@ -9,8 +9,7 @@
 
 use crate::data::{self, Sample};
 use crate::nn::{self, Net};
-use cm_core::schema::{CALIB_KNOTS, ENGINEERED_NAMES, FEATURE_NAMES, H1, H2, N_FEATURES, N_INPUTS};
-use cm_modelfile::transform::inputs_f64;
+use cm_core::schema::{CALIB_KNOTS, ENGINEERED_NAMES, FEATURE_NAMES, H1, H2, N_FEATURES};
 use cm_modelfile::{
     drift_shares, Calibration, FeatureStats, Layer, ModelFile, Network, Scaler, TargetScale,
     FORMAT_NAME, FORMAT_VERSION,
@@ -91,10 +90,7 @@ pub fn calibrate(c: &Calibration, p: f64) -> f64 {
 
 /// The model semantics (CONTEXT.md) in f64: (class, seconds, mean probability, confidence).
 pub fn predict_f64(m: &ModelFile, raw: &[f64; N_FEATURES]) -> (u8, f64, f64, f64) {
-    let v = inputs_f64(raw);
-    let x: Vec<f64> = (0..N_INPUTS)
-        .map(|i| (v[i] - m.scaler.mean[i]) / m.scaler.std[i])
-        .collect();
+    let x = cm_modelfile::reference::scaled_inputs(m, raw);
     let p = m
         .classifiers
         .iter()

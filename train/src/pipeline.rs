@@ -50,6 +50,18 @@ pub fn statistics_rows(seed: u64, n: usize) -> Vec<Sample> {
     gen_rows(&mut Rng::derive(seed, STREAM_PILOT), n)
 }
 
+/// The rows a stream of the run draws from: the generator, or the CSV's
+/// training split.
+fn source<'a>(plan: &Plan, train_rows: &'a [Sample], rng: Rng) -> Source<'a> {
+    match &plan.csv {
+        None => Source::Generator(rng),
+        Some(_) => Source::Rows {
+            rows: train_rows,
+            rng,
+        },
+    }
+}
+
 /// Round every network's folded hidden weights onto the f16 grid, then
 /// refit each regressor's last layer through the snapped layers (on its own
 /// stream of converted rows, both regressors in parallel).
@@ -70,13 +82,7 @@ fn snap_f16(
             .enumerate()
             .map(|(j, net)| {
                 let rng = Rng::derive(plan.seed, STREAM_SNAP + j as u64);
-                let mut src = match &plan.csv {
-                    None => Source::Generator(rng),
-                    Some(_) => Source::Rows {
-                        rows: train_rows,
-                        rng,
-                    },
-                };
+                let mut src = source(plan, train_rows, rng);
                 sc.spawn(move || trainer::refit_file_regressor(net, scaler, target, &mut src, rows))
             })
             .collect();
@@ -183,13 +189,7 @@ pub fn run(plan: &Plan) -> anyhow::Result<(ModelFile, Metrics)> {
             .iter()
             .enumerate()
             .map(|(j, (name, task))| {
-                let src = match &plan.csv {
-                    None => Source::Generator(Rng::derive(seed, STREAM_NET + j as u64)),
-                    Some(_) => Source::Rows {
-                        rows: &train_rows,
-                        rng: Rng::derive(seed, STREAM_NET + j as u64),
-                    },
-                };
+                let src = source(plan, &train_rows, Rng::derive(seed, STREAM_NET + j as u64));
                 let (scaler, heldout) = (&scaler, &heldout);
                 let net_seed = seed ^ ((j as u64 + 1) << 32);
                 sc.spawn(move || trainer::train_net(name, *task, r, src, scaler, heldout, net_seed))

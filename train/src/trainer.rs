@@ -267,10 +267,7 @@ pub fn refit_file_regressor(
     let mut a = nalgebra::DVector::<f64>::zeros(dim);
     for _ in 0..rows {
         let s = src.draw_converted();
-        let v = cm_modelfile::transform::inputs_f64(&s.raw);
-        let x: Vec<f64> = (0..N_INPUTS)
-            .map(|i| (v[i] - scaler.mean[i]) / scaler.std[i])
-            .collect();
+        let x = cm_modelfile::reference::scale(scaler, &s.raw);
         let h2 = cm_modelfile::reference::network_f64(&hidden, &x);
         if h2.len() != H2 {
             anyhow::bail!(
