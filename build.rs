@@ -29,12 +29,13 @@ fn run() -> Result<(), String> {
     let out = std::env::var("OUT_DIR").map_err(|e| format!("OUT_DIR: {e}"))?;
     let path = PathBuf::from(dir).join(WEIGHTS);
     let bytes = std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let src = cm_modelfile::codegen::generate_from_bytes(&bytes, WEIGHTS)
-        .map_err(|e| format!("{WEIGHTS}: {e}"))?;
-    let stats = cm_modelfile::codegen::training_stats_json(&bytes)
+    let o = cm_modelfile::codegen::build_outputs(&bytes, WEIGHTS)
         .map_err(|e| format!("{WEIGHTS}: {e}"))?;
     let out = PathBuf::from(out);
-    for (name, text) in [("model.rs", src), ("training_stats.json", stats)] {
+    for (name, text) in [
+        ("model.rs", o.model_rs),
+        ("training_stats.json", o.training_stats_json),
+    ] {
         let dest = out.join(name);
         std::fs::write(&dest, text).map_err(|e| format!("cannot write {}: {e}", dest.display()))?;
     }

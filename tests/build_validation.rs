@@ -1,8 +1,9 @@
 //! A bad weights file must stop the build with a message naming the place.
 //!
 //! Each case mutates the real `weights/model.json` in one way and runs it
-//! through `cm_modelfile::codegen::generate_from_bytes`, the function
-//! `build.rs` calls, and through `load_model` (the `--weights` path): both
+//! through `cm_modelfile::codegen::generate_from_bytes` (the `model.rs` half
+//! of `build_outputs`, which `build.rs` calls) and through `load_model` (the
+//! `--weights` path): both
 //! must refuse it, and the message must name the network, layer and index.
 
 use cm_modelfile::codegen::generate_from_bytes;

@@ -62,14 +62,30 @@ pub fn generate(m: &ModelFile, source: &str, sha256: &str) -> Result<String, Mod
     Ok(s)
 }
 
-/// Everything `build.rs` does between reading the file and writing
-/// `OUT_DIR/model.rs`: parse, validate, fold, hash, generate. Kept here so
+/// What `build.rs` writes to `OUT_DIR`.
+pub struct BuildOutputs {
+    /// `model.rs`, see [`generate`].
+    pub model_rs: String,
+    /// `training_stats.json`, see [`training_stats_json`].
+    pub training_stats_json: String,
+}
+
+/// Everything `build.rs` does between reading the file and writing its
+/// outputs: parse (once), validate, fold, hash, generate. Kept here so
 /// tests exercise exactly what the build runs.
-pub fn generate_from_bytes(bytes: &[u8], source: &str) -> Result<String, ModelError> {
+pub fn build_outputs(bytes: &[u8], source: &str) -> Result<BuildOutputs, ModelError> {
     let text =
         std::str::from_utf8(bytes).map_err(|e| ModelError::new("", format!("not UTF-8: {e}")))?;
     let file = crate::load::parse_model_file(text)?;
-    generate(&file, source, &crate::load::sha256_hex(bytes))
+    Ok(BuildOutputs {
+        model_rs: generate(&file, source, &crate::load::sha256_hex(bytes))?,
+        training_stats_json: training_stats_json(&file)?,
+    })
+}
+
+/// [`build_outputs`]' `model.rs` alone.
+pub fn generate_from_bytes(bytes: &[u8], source: &str) -> Result<String, ModelError> {
+    build_outputs(bytes, source).map(|o| o.model_rs)
 }
 
 /// The part of a weights file the binary keeps as text: `{"training_stats":
@@ -77,10 +93,7 @@ pub fn generate_from_bytes(bytes: &[u8], source: &str) -> Result<String, ModelEr
 /// Embedding only this (a few KB) instead of the whole file (2.5 MB of
 /// unfolded weights the binary already holds as its compiled model) keeps
 /// the static binary small. The numbers round-trip exactly.
-pub fn training_stats_json(bytes: &[u8]) -> Result<String, ModelError> {
-    let text =
-        std::str::from_utf8(bytes).map_err(|e| ModelError::new("", format!("not UTF-8: {e}")))?;
-    let file = crate::load::parse_model_file(text)?;
+pub fn training_stats_json(file: &ModelFile) -> Result<String, ModelError> {
     serde_json::to_string(&serde_json::json!({ "training_stats": file.training_stats }))
         .map_err(|e| ModelError::new("training_stats", e.to_string()))
 }
