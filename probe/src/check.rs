@@ -7,7 +7,7 @@
 
 use crate::client::Exchange;
 use crate::request::{Plan, Sent, DENDRITE_IP, DENDRITE_VERSION};
-use cm_train::reward::valid;
+use cm_core::rules;
 use serde_json::{Map, Value};
 
 /// Checks the JSON body of a 200 answer to a [`build_request`] request:
@@ -80,24 +80,21 @@ fn check_outputs(obj: &Map<String, Value>) -> Result<(u8, f64, f64, f64), String
         .get("prediction")
         .and_then(Value::as_object)
         .ok_or("no prediction object")?;
-    let class = match p.get("conversion_happened").and_then(Value::as_u64) {
-        Some(c @ 0..=1) => c as u8,
-        _ => return Err("conversion_happened is not 0 or 1".into()),
-    };
+    let class = p
+        .get("conversion_happened")
+        .and_then(Value::as_u64)
+        .ok_or("conversion_happened is not 0 or 1")?;
     let t = p
         .get("time_to_conversion_seconds")
         .and_then(Value::as_f64)
         .ok_or("time_to_conversion_seconds is not a number")?;
-    if !valid(class, t) {
-        return Err(format!("output rule broken: class {class} with time {t}"));
-    }
     let c = obj
         .get("confidence")
         .and_then(Value::as_f64)
         .ok_or("confidence is not a number")?;
-    if !(0.0..=1.0).contains(&c) {
-        return Err(format!("confidence {c} outside [0, 1]"));
-    }
+    rules::check_answer(class, t, c).map_err(|broken| {
+        format!("output rule broken: {broken} (class {class}, time {t}, confidence {c})")
+    })?;
     let rt = obj
         .get("response_time")
         .and_then(Value::as_f64)
@@ -105,7 +102,8 @@ fn check_outputs(obj: &Map<String, Value>) -> Result<(u8, f64, f64, f64), String
     if !(rt.is_finite() && rt >= 0.0) {
         return Err(format!("response_time {rt} is not a non-negative number"));
     }
-    Ok((class, t, c, rt))
+    // check_answer admits class 0 or 1 only.
+    Ok((class as u8, t, c, rt))
 }
 
 /// The message a bad signature is refused with (host/README.md, gate step 8).

@@ -95,7 +95,7 @@ fn every_gate_decision() {
             let _ = stop_rx.await;
         }));
         let client: HttpClient = Client::builder(TokioExecutor::new()).build(HttpConnector::new());
-        let rows = cm_train::eval::test_set(3, 4);
+        let rows = cm_subnet::sample::test_set(3, 4);
         let plan = Plan::new(target, miner.ss58.clone(), signer, 12.0, rows, "e2e").unwrap();
         let mut conn = None;
         let now = now_ns();

@@ -73,7 +73,7 @@ pub fn run(a: &ProbeArgs) -> Result<i32> {
         .conversations
         .unwrap_or(a.n.min(MAX_DEFAULT_CONVERSATIONS))
         .max(1);
-    let rows = cm_train::eval::test_set(a.seed, n_conv);
+    let rows = cm_subnet::sample::test_set(a.seed, n_conv);
     let rt = cm_host::runtime(a.workers)?;
     rt.block_on(async move {
         let wait = Duration::from_secs_f64(a.wait_ready);

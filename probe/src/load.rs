@@ -14,7 +14,7 @@ use crate::check::check_forged_refusal;
 use crate::client::{exchange, Conn, Exchange};
 use crate::report::{Failure, Scored, Tally};
 use crate::request::{build_forged_request, build_request, new_uuid, now_ns, Plan, Sent};
-use cm_train::reward::reward;
+use cm_subnet::reward::reward;
 use serde_json::Value;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

@@ -16,7 +16,7 @@ use cm_core::schema::{FEATURE_NAMES, IS_INTEGER, N_FEATURES};
 use cm_host::gate::EMPTY_BODY_HASH;
 use cm_host::sig::{self, Message};
 use cm_host::wallet::Hotkey;
-use cm_train::data::Sample;
+use cm_subnet::sample::Sample;
 use http_body_util::Full;
 use hyper::Request;
 use serde_json::{Map, Value};
@@ -337,7 +337,7 @@ pub(crate) mod tests {
 
     #[test]
     fn features_follow_validator_types() {
-        let rows = cm_train::eval::test_set(7, 3);
+        let rows = cm_subnet::sample::test_set(7, 3);
         let m = features_json(&rows[0].raw, "s");
         assert_eq!(m.len(), N_FEATURES + 1);
         assert!(m["total_messages"].is_i64());
@@ -348,7 +348,7 @@ pub(crate) mod tests {
     }
 
     pub(crate) fn test_plan(miner: &Hotkey, n: usize) -> Plan {
-        let rows = cm_train::eval::test_set(1, n);
+        let rows = cm_subnet::sample::test_set(1, n);
         Plan::new(
             "127.0.0.1:9".parse().unwrap(),
             miner.ss58.clone(),
