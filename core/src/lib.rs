@@ -12,3 +12,4 @@ pub mod model;
 pub mod parse;
 pub mod respond;
 pub mod schema;
+pub mod serve;
