@@ -600,7 +600,9 @@ fn every_edit_at_punctuation_agrees_with_serde_json() {
     let mut features = Map::new();
     features.insert(SESSION_ID.into(), Value::from("s-1"));
     for (i, name) in FEATURE_NAMES.iter().enumerate().take(8) {
-        features.insert((*name).into(), Value::from(i as f64 + 0.5));
+        // Integer features take whole numbers only.
+        let frac = if IS_INTEGER[i] { 0.0 } else { 0.5 };
+        features.insert((*name).into(), Value::from(i as f64 + frac));
     }
     for &i in REQUIRED.iter() {
         features.insert(FEATURE_NAMES[i].into(), Value::from(1));
