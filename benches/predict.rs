@@ -1,7 +1,11 @@
-//! The full predict path a request takes inside the core, and its stages:
-//! request bytes -> `parse_request` -> fill + feature transform -> ensemble
-//! (3 classifiers, 2 regressors when class 1) -> calibration and output
-//! rules -> response JSON bytes. Uses the model compiled into the binary.
+//! The full path a request takes inside the core, and its stages. `full`
+//! times `cm_core::serve::serve`, the very function the server calls for
+//! `/ConversionSynapse` (with a thread's learned key order and the same
+//! `Instant` clock): request bytes -> `parse_body` -> fill + feature
+//! transform -> ensemble (3 classifiers, 2 regressors when class 1) ->
+//! calibration and output rules -> the whole success body written into a
+//! buffer sized as the server sizes it. The stages time each step alone.
+//! Uses the model compiled into the binary.
 //!
 //! Bodies are 256 validator-like synapse JSON bodies from the subnet's
 //! generator (`cm_train::gen`), cycled so every iteration sees new bytes.
@@ -14,8 +18,9 @@ use std::hint::black_box;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
 use cm_core::features;
-use cm_core::parse::parse_request;
-use cm_core::respond::{write_prediction, MAX_PREDICTION_LEN};
+use cm_core::parse::{parse_body, parse_request, KeyOrder};
+use cm_core::respond::{write_synapse, AxonId, Filled};
+use cm_core::serve::{capacity, serve, Route, Server};
 
 mod support;
 
@@ -23,12 +28,19 @@ use support::cpu_clock::CpuClock;
 
 /// Distinct request bodies the benches cycle through.
 const N_BODIES: usize = 256;
+/// The miner identity the answers carry (only used when a body has no axon).
+const ME: AxonId<'static> = AxonId {
+    hotkey: "5FHneW46xGXgs5mUiveU4sbTyGBzmstUspZC92UhjJM694ty",
+    ip: "127.0.0.1",
+    port: 8091,
+};
 
 fn bench_predict(c: &mut Criterion<CpuClock>) {
     let model = conversion_miner::embedded::model();
     let bodies = support::request_bodies(2024, N_BODIES);
     let kernels = support::kernels();
     let mean_len = bodies.iter().map(Vec::len).sum::<usize>() / N_BODIES;
+    let max_len = bodies.iter().map(Vec::len).max().unwrap_or(0);
     let parsed: Vec<_> = bodies
         .iter()
         .map(|b| parse_request(b).expect("generated body parses"))
@@ -52,13 +64,27 @@ fn bench_predict(c: &mut Criterion<CpuClock>) {
     g.throughput(Throughput::Elements(1));
     for &k in &kernels {
         g.bench_function(BenchmarkId::from_parameter(k.name()), |b| {
-            let mut out = [0u8; MAX_PREDICTION_LEN];
+            let server = Server {
+                model,
+                kernel: k,
+                me: ME,
+            };
+            let mut out = vec![0u8; capacity(max_len, Route::Conversion, &server)];
+            let mut order = KeyOrder::new();
             let mut i = 0;
             b.iter(|| {
                 i = (i + 1) % N_BODIES;
-                let f = parse_request(black_box(&bodies[i])).expect("parses");
-                let p = model.predict(&f, k);
-                black_box(write_prediction(&p, &mut out).expect("fits"))
+                let tb = std::time::Instant::now();
+                let served = serve(
+                    black_box(&bodies[i]),
+                    Route::Conversion,
+                    &server,
+                    &mut order,
+                    || tb.elapsed().as_secs_f64(),
+                    &mut out,
+                )
+                .expect("serves");
+                black_box(served.len)
             })
         });
     }
@@ -67,14 +93,12 @@ fn bench_predict(c: &mut Criterion<CpuClock>) {
     let mut g = c.benchmark_group("predict/stage");
     g.throughput(Throughput::Elements(1));
     g.bench_function("parse", |b| {
+        let mut order = KeyOrder::new();
         let mut i = 0;
         b.iter(|| {
             i = (i + 1) % N_BODIES;
-            black_box(
-                parse_request(black_box(&bodies[i]))
-                    .expect("parses")
-                    .present,
-            )
+            let body = parse_body(black_box(&bodies[i]), &mut order).expect("parses");
+            black_box(body.features().expect("features").present)
         })
     });
     g.bench_function("features", |b| {
@@ -100,12 +124,29 @@ fn bench_predict(c: &mut Criterion<CpuClock>) {
         .iter()
         .map(|x| model.predict_inputs(x, cm_core::kernels::Kernel::Scalar))
         .collect();
+    let layouts: Vec<_> = bodies
+        .iter()
+        .map(|b| parse_body(b, &mut KeyOrder::new()).expect("parses").layout)
+        .collect();
     g.bench_function("respond", |b| {
-        let mut out = [0u8; MAX_PREDICTION_LEN];
+        let server = Server {
+            model,
+            kernel: cm_core::kernels::Kernel::Scalar,
+            me: ME,
+        };
+        let mut out = vec![0u8; capacity(max_len, Route::Conversion, &server)];
         let mut i = 0;
         b.iter(|| {
             i = (i + 1) % N_BODIES;
-            black_box(write_prediction(black_box(&preds[i]), &mut out).expect("fits"))
+            let f = Filled {
+                name: Route::Conversion.name(),
+                prediction: Some(&preds[i]),
+                seconds: 1.25e-5,
+                me: ME,
+            };
+            black_box(
+                write_synapse(black_box(&bodies[i]), &layouts[i], &f, &mut out).expect("fits"),
+            )
         })
     });
     g.finish();

@@ -57,7 +57,6 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use serde_json::Value;
 
 use cm_core::kernels::Kernel;
-use cm_host::synapse::f32_to_json;
 use cm_host::wallet::Hotkey;
 use cm_probe::{build_request, check_answer, Plan, Sent};
 
@@ -347,6 +346,12 @@ fn check_echo(sent: &Value, got: &Value) -> Result<(), String> {
     Ok(())
 }
 
+/// The f64 a JSON reader gets from the answer's f32 (written in shortest
+/// round-trip form, the digits `Display` prints).
+fn f32_as_written(x: f32) -> f64 {
+    x.to_string().parse().unwrap_or(f64::NAN)
+}
+
 /// What the embedded model answers on the server's kernel, as the server
 /// writes it into the JSON.
 #[derive(Clone, Copy, Debug)]
@@ -445,8 +450,8 @@ fn bench_roundtrip(c: &mut Criterion) {
             let p = model.predict(&parsed, kernel);
             Expected {
                 class: p.conversion_happened,
-                time: f32_to_json(p.time_to_conversion_seconds),
-                confidence: f32_to_json(p.confidence),
+                time: f32_as_written(p.time_to_conversion_seconds),
+                confidence: f32_as_written(p.confidence),
             }
         })
         .collect();

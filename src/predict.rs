@@ -1,8 +1,10 @@
 //! `conversion-miner predict`: JSON lines in, one answer line out per input.
 //!
-//! The same path a validator's request takes, minus the network: bytes go
-//! to `cm_core::parse::parse_request` (a synapse body or a bare features
-//! object), then the model, then `cm_core::respond::write_prediction`. A bad
+//! The server's parser and model, minus the network: bytes go to
+//! `cm_core::parse::parse_body` (a synapse body or a bare features object)
+//! and its features to the model, as in `cm_core::serve::serve`, the
+//! server's path. Where the server then writes the whole synapse back, this
+//! prints only the prediction (`cm_core::respond::write_prediction`). A bad
 //! line gets `{"error":"..."}` naming the field and the problem, and the run
 //! goes on; the exit status is 1 if any line failed. Lines are read as bytes,
 //! so invalid UTF-8 is one more bad line rather than the end of the run.
@@ -12,7 +14,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use cm_core::model::Model;
-use cm_core::parse::parse_request;
+use cm_core::parse::{parse_body, KeyOrder};
 use cm_core::respond::{write_prediction, MAX_PREDICTION_LEN};
 
 /// Options of `predict`.
@@ -47,6 +49,8 @@ pub fn run(args: &PredictArgs, embedded: &'static Model) -> Result<i32> {
     let mut buf = [0u8; MAX_PREDICTION_LEN];
     let mut failed = 0usize;
     let mut line_no = 0usize;
+    // The feature order of this input, learned line by line.
+    let mut order = KeyOrder::new();
     loop {
         line.clear();
         let n = input
@@ -60,7 +64,8 @@ pub fn run(args: &PredictArgs, embedded: &'static Model) -> Result<i32> {
         if body.is_empty() {
             continue;
         }
-        let answer = parse_request(body)
+        let answer = parse_body(body, &mut order)
+            .and_then(|b| b.features())
             .map_err(|e| e.to_string())
             .and_then(|f| {
                 let p = model.predict(&f, kernel);

@@ -13,3 +13,4 @@ pub mod parse;
 pub mod respond;
 pub mod rules;
 pub mod schema;
+pub mod serve;

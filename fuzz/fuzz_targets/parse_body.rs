@@ -7,14 +7,18 @@
 //! body must give an answer that obeys the subnet's output rules, and the
 //! writer must fit any answer into [`MAX_PREDICTION_LEN`] bytes and refuse a
 //! too-small buffer with an error instead of a panic or a truncated answer.
+//! The server's whole path (`cm_core::serve::serve`) runs on every body too:
+//! it must give exactly the parser's verdict, and a success body that fits
+//! the buffer it promised and is UTF-8.
 #![no_main]
 
 use cm_core::kernels::Kernel;
 use cm_core::model::Prediction;
-use cm_core::parse::{parse_request, ParseError};
+use cm_core::parse::{parse_request, KeyOrder, ParseError};
 use cm_core::respond::{write_prediction, BufferTooSmall, MAX_PREDICTION_LEN};
 use cm_core::rules;
 use cm_core::schema::N_FEATURES;
+use cm_core::serve::{capacity, serve, Refused, Route, Server};
 use libfuzzer_sys::fuzz_target;
 
 /// A buffer too small for any answer (the shortest is over 60 bytes).
@@ -23,6 +27,7 @@ const SMALL_BUF: usize = 16;
 const PREFIX: &[u8] = b"{\"conversion_happened\":";
 
 fuzz_target!(|body: &[u8]| {
+    check_serve(body);
     let features = match parse_request(body) {
         Ok(f) => f,
         Err(e) => {
@@ -50,6 +55,29 @@ fuzz_target!(|body: &[u8]| {
     assert_eq!(large[n - 1], b'}');
     assert!(core::str::from_utf8(&large[..n]).is_ok());
 });
+
+/// The server's path agrees with the parser and keeps its buffer promise.
+fn check_serve(body: &[u8]) {
+    let server = Server {
+        model: cm_model::model(),
+        kernel: Kernel::Scalar,
+        me: cm_core::respond::AxonId {
+            hotkey: "5FHneW46xGXgs5mUiveU4sbTyGBzmstUspZC92UhjJM694ty",
+            ip: "127.0.0.1",
+            port: 8091,
+        },
+    };
+    let mut out = vec![0u8; capacity(body.len(), Route::Conversion, &server)];
+    let served = serve(body, Route::Conversion, &server, &mut KeyOrder::new(), || 1e-5, &mut out);
+    match (served, parse_request(body)) {
+        (Ok(s), Ok(_)) => {
+            assert!(s.len <= out.len());
+            assert!(core::str::from_utf8(&out[..s.len]).is_ok());
+        }
+        (Err(Refused::Parse(a)), Err(b)) => assert_eq!(a, b),
+        (got, want) => panic!("serve {got:?}, parse {want:?}"),
+    }
+}
 
 /// The subnet's output rules (`cm_core::rules`), and the model's own
 /// promise that a conversion's time lies inside its clamp.

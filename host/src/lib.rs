@@ -15,7 +15,6 @@
 
 pub mod config;
 pub mod drift;
-pub mod echo;
 pub mod gate;
 pub mod kernel;
 pub mod lifecycle;

@@ -8,21 +8,22 @@
 //! Shutdown stops accepting, lets every in-flight request finish (hyper's
 //! graceful close), and gives up after a grace period.
 
-use crate::echo;
 use crate::gate::{self, Auth, Reject};
 use crate::limits::{self, InFlight, RateLimiter};
 use crate::metrics::{Gauges, Metrics, Route};
 use crate::nonce::NonceMap;
 use crate::reason::Reason;
-use crate::synapse::{self, Answer, AxonId};
+use crate::synapse::{self, AxonId};
 use crate::validators;
 use bytes::Bytes;
 use cm_core::kernels::Kernel;
-use cm_core::parse::{parse_request, ParseError};
+use cm_core::parse::{KeyOrder, ParseError};
+use cm_core::serve::{self as core_serve, Refused};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Method, Request, Response};
+use std::cell::Cell;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -138,8 +139,8 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, I
         return Ok(r);
     }
     Ok(match route {
-        Route::Conversion => axon(&state, req, CONVERSION_SYNAPSE, t0).await,
-        Route::Ping => axon(&state, req, PING_SYNAPSE, t0).await,
+        Route::Conversion => axon(&state, req, core_serve::Route::Conversion, t0).await,
+        Route::Ping => axon(&state, req, core_serve::Route::Ping, t0).await,
         Route::Health => health(&state),
         Route::Metrics => metrics(&state),
         Route::Other => {
@@ -253,26 +254,20 @@ fn parse_error(e: ParseError) -> Reject {
     }
 }
 
-/// The general echo: any valid JSON object, through a `Value` tree.
-fn echo_via_value(
-    bytes: &[u8],
-    name: &str,
-    answer: Option<&Answer>,
-    elapsed: f64,
-    me: &AxonId<'_>,
-) -> Result<Vec<u8>, Reject> {
-    let mut value: serde_json::Value = serde_json::from_slice(bytes)
-        .map_err(|e| Reject::new(Reason::BadJson, format!("invalid JSON: {e}")))?;
-    let obj = value
-        .as_object_mut()
-        .ok_or_else(|| Reject::new(Reason::BadJson, "the body is not a JSON object"))?;
-    synapse::fill_success(obj, name, answer, elapsed, elapsed, me);
-    serde_json::to_vec(&value)
-        .map_err(|e| Reject::new(Reason::Internal, format!("Internal Server Error: {e}")))
+thread_local! {
+    /// The feature order this thread's clients send, learned by the parser
+    /// (a hint: a wrong one costs nanoseconds, never a different answer).
+    static KEY_ORDER: Cell<KeyOrder> = const { Cell::new(KeyOrder::new()) };
 }
 
-/// A synapse route: gate, body, model, answer.
-async fn axon(state: &State, req: Request<Incoming>, name: &str, t0: Instant) -> Resp {
+/// A synapse route: gate, body, then the core's whole path (parse,
+/// predict, write the success body) in one call.
+async fn axon(
+    state: &State,
+    req: Request<Incoming>,
+    route: core_serve::Route,
+    t0: Instant,
+) -> Resp {
     let _in = state.inflight.enter();
     let (parts, body) = req.into_parts();
     if let Err(rej) = gate(state, &parts.headers, t0).await {
@@ -282,41 +277,47 @@ async fn axon(state: &State, req: Request<Incoming>, name: &str, t0: Instant) ->
         Ok(b) => b,
         Err(rej) => return state.reject(&rej, t0, Some(&parts.headers)),
     };
-    let tp = Instant::now();
-    let answer = if name == CONVERSION_SYNAPSE {
-        match parse_request(&bytes) {
-            Ok(f) => {
-                // One model for the whole prediction, however a reload races it.
-                let active = state.life.current();
-                let p = active.model().predict(&f, state.kernel);
-                let answer = Answer {
-                    conversion_happened: p.conversion_happened,
-                    time_to_conversion_seconds: synapse::f32_to_json(p.time_to_conversion_seconds),
-                    confidence: synapse::f32_to_json(p.confidence),
-                };
-                state.metrics.predict.observe(tp.elapsed());
-                after_answer(state, &f, &p, &active.sha256);
-                Some(answer)
-            }
-            Err(e) => return state.reject(&parse_error(e), t0, Some(&parts.headers)),
-        }
-    } else {
-        None
+    // Our own work starts here, with the whole body in hand: time spent
+    // waiting for the client's packets is not ours to report.
+    let tb = Instant::now();
+    // One model for the whole prediction, however a reload races it.
+    let active = state.life.current();
+    let core = core_serve::Server {
+        model: active.model(),
+        kernel: state.kernel,
+        me: state.me(),
     };
-    if let Some(a) = &answer {
+    // Sized from the body: the answer never grows past it.
+    let mut out = vec![0u8; core_serve::capacity(bytes.len(), route, &core)];
+    let mut order = KEY_ORDER.get();
+    let served = core_serve::serve(
+        &bytes,
+        route,
+        &core,
+        &mut order,
+        || tb.elapsed().as_secs_f64(),
+        &mut out,
+    );
+    KEY_ORDER.set(order);
+    let served = match served {
+        Ok(s) => s,
+        Err(Refused::Parse(e)) => return state.reject(&parse_error(e), t0, Some(&parts.headers)),
+        Err(Refused::Buffer(_)) => {
+            let rej = Reject::new(
+                Reason::Internal,
+                "Internal Server Error: answer buffer too small",
+            );
+            return state.reject(&rej, t0, Some(&parts.headers));
+        }
+    };
+    out.truncate(served.len);
+    if let (Some(f), Some(p)) = (&served.features, &served.prediction) {
+        state.metrics.predict.observe(tb.elapsed());
         state
             .metrics
-            .prediction(a.conversion_happened == 1, a.confidence as f32);
+            .prediction(p.conversion_happened == 1, p.confidence);
+        after_answer(state, f, p, &active.sha256);
     }
-    let elapsed = t0.elapsed().as_secs_f64();
-    let out =
-        match echo::splice_success(&bytes, name, answer.as_ref(), elapsed, elapsed, &state.me()) {
-            Some(out) => out,
-            None => match echo_via_value(&bytes, name, answer.as_ref(), elapsed, &state.me()) {
-                Ok(out) => out,
-                Err(rej) => return state.reject(&rej, t0, Some(&parts.headers)),
-            },
-        };
     state.metrics.success();
     state.metrics.total.observe(t0.elapsed());
     if tracing::enabled!(tracing::Level::DEBUG) {
@@ -325,9 +326,15 @@ async fn axon(state: &State, req: Request<Incoming>, name: &str, t0: Instant) ->
             .get(gate::H_HOTKEY)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
-        tracing::debug!(route = name, hotkey = hk, us = t0.elapsed().as_micros() as u64, class = ?answer.map(|a| a.conversion_happened), "answered 200");
+        tracing::debug!(route = route.name(), hotkey = hk, us = t0.elapsed().as_micros() as u64, class = ?served.prediction.map(|p| p.conversion_happened), "answered 200");
     }
-    synapse::success(out, name, elapsed, &parts.headers, &state.me())
+    synapse::success(
+        out,
+        route.name(),
+        served.seconds,
+        &parts.headers,
+        &state.me(),
+    )
 }
 
 /// Work that never changes the answer: request log, drift counts, shadow model.

@@ -137,28 +137,28 @@ mod tests {
     use crate::request::tests::test_plan;
     use cm_host::wallet::Hotkey;
 
-    /// The answer our miner gives, made by the server's own echo code.
+    /// The answer our miner gives, made by the server's own writer.
     fn answer_for(plan: &Plan, sent: &Sent<'_>) -> Value {
-        let mut v = request_value(plan, sent);
-        let a = cm_host::synapse::Answer {
+        let request = serde_json::to_vec(&request_value(plan, sent)).unwrap();
+        let p = cm_core::model::Prediction {
             conversion_happened: 1,
             time_to_conversion_seconds: 60.0,
             confidence: 0.9,
         };
-        let me = cm_host::synapse::AxonId {
-            hotkey: &plan.miner,
-            ip: "127.0.0.1",
-            port: 9,
+        let f = cm_core::respond::Filled {
+            name: "ConversionSynapse",
+            prediction: Some(&p),
+            seconds: 1e-4,
+            me: cm_host::synapse::AxonId {
+                hotkey: &plan.miner,
+                ip: "127.0.0.1",
+                port: 9,
+            },
         };
-        cm_host::synapse::fill_success(
-            v.as_object_mut().unwrap(),
-            "ConversionSynapse",
-            Some(&a),
-            1e-4,
-            1e-4,
-            &me,
-        );
-        v
+        let body = cm_core::parse::parse_body(&request, &mut Default::default()).unwrap();
+        let mut out = vec![0u8; cm_core::respond::max_synapse_len(request.len(), &f)];
+        let n = cm_core::respond::write_synapse(&request, &body.layout, &f, &mut out).unwrap();
+        serde_json::from_slice(&out[..n]).unwrap()
     }
 
     #[test]

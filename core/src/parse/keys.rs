@@ -1,0 +1,502 @@
+//! Which member a key names: a feature, one of the synapse fields the
+//! answer rewrites, or something to skip.
+//!
+//! Keys are compared by their decoded value, as Python's `json` compares
+//! them, so `"\u0073ession_id"` is `session_id`. Escapes are rare, so a key
+//! without a `\` is looked up as it stands and only an escaped key is
+//! decoded (into a small stack buffer: no known name is longer than it).
+//!
+//! Feature names are the hot part (40 per request). A feature key is first
+//! checked against the name that followed the previous feature last time
+//! ([`KeyOrder`]; clients keep one order), with two 16-byte compares, and
+//! only if that fails is it hashed and looked up in a table built at
+//! compile time (`predict/stage/parse` of a 2.2 KB synapse went from 1.85
+//! to 1.56 µs with the expected-name check, `cargo bench --bench predict`,
+//! 2026-11-26). The expected order is state the caller owns and passes in,
+//! never a global: a server keeps one per thread.
+
+use super::scan::{word_at, Str, WORD};
+use crate::schema::{FEATURE_NAMES, N_FEATURES};
+
+/// Name of the session identifier key (a string, not a model input).
+pub const SESSION_ID: &str = "session_id";
+/// Name of the key holding the features inside a synapse body.
+pub const FEATURES_KEY: &str = "features";
+
+/// Top-level synapse members whose values the answer replaces (or checks),
+/// in the order the answer appends the ones that are missing.
+pub const SLOT_KEYS: [&str; N_SLOTS] = [
+    "name",
+    "axon",
+    "dendrite",
+    "prediction",
+    "confidence",
+    "response_time",
+];
+/// Number of [`SLOT_KEYS`].
+pub const N_SLOTS: usize = 6;
+/// Index of `name` in [`SLOT_KEYS`].
+pub const SLOT_NAME: usize = 0;
+/// Index of `axon`.
+pub const SLOT_AXON: usize = 1;
+/// Index of `dendrite`.
+pub const SLOT_DENDRITE: usize = 2;
+/// Index of `prediction`.
+pub const SLOT_PREDICTION: usize = 3;
+/// Index of `confidence`.
+pub const SLOT_CONFIDENCE: usize = 4;
+/// Index of `response_time`.
+pub const SLOT_RESPONSE_TIME: usize = 5;
+
+/// Keys of a bittensor `TerminalInfo` (the `axon` and `dendrite` blocks);
+/// the answer always carries all ten.
+pub const TERMINAL_KEYS: [&str; N_TERMINAL] = [
+    "status_code",
+    "status_message",
+    "process_time",
+    "ip",
+    "port",
+    "version",
+    "nonce",
+    "uuid",
+    "hotkey",
+    "signature",
+];
+/// Number of [`TERMINAL_KEYS`].
+pub const N_TERMINAL: usize = 10;
+/// The first three terminal keys are the ones the answer sets in `axon`.
+pub const N_STATUS: usize = 3;
+
+/// What a member's key names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Member {
+    Feature(usize),
+    SessionId,
+    Features,
+    Slot(usize),
+    Other,
+}
+
+/// Longest decoded key compared with a known name (longer ones are unknown).
+const KEY_BUF: usize = 40;
+
+/// A key's decoded bytes in `buf`, or `None` when it cannot be a known name
+/// (too long, or a lone surrogate, which no known name holds).
+fn decode<'k>(raw: &[u8], buf: &'k mut [u8; KEY_BUF]) -> Option<&'k [u8]> {
+    let mut n = 0;
+    let mut i = 0;
+    let mut push = |buf: &mut [u8; KEY_BUF], bytes: &[u8]| -> Option<()> {
+        buf.get_mut(n..n + bytes.len())?.copy_from_slice(bytes);
+        n += bytes.len();
+        Some(())
+    };
+    while let Some(&c) = raw.get(i) {
+        if c != b'\\' {
+            push(buf, &[c])?;
+            i += 1;
+            continue;
+        }
+        let e = *raw.get(i + 1)?;
+        i += 2;
+        let simple = match e {
+            b'"' => b'"',
+            b'\\' => b'\\',
+            b'/' => b'/',
+            b'b' => 0x08,
+            b'f' => 0x0c,
+            b'n' => b'\n',
+            b'r' => b'\r',
+            b't' => b'\t',
+            b'u' => 0,
+            _ => return None,
+        };
+        if e != b'u' {
+            push(buf, &[simple])?;
+            continue;
+        }
+        let hi = hex4(raw.get(i..i + 4)?)?;
+        i += 4;
+        let cp = match hi {
+            0xD800..=0xDBFF => {
+                // A pair: `\uD8xx\uDCxx`.
+                if raw.get(i..i + 2) != Some(b"\\u") {
+                    return None;
+                }
+                let lo = hex4(raw.get(i + 2..i + 6)?)?;
+                if !(0xDC00..=0xDFFF).contains(&lo) {
+                    return None;
+                }
+                i += 6;
+                0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
+            }
+            0xDC00..=0xDFFF => return None,
+            _ => hi,
+        };
+        let ch = char::from_u32(cp)?;
+        let mut utf8 = [0u8; 4];
+        push(buf, ch.encode_utf8(&mut utf8).as_bytes())?;
+    }
+    buf.get(..n)
+}
+
+/// Four hex digits (already checked by the string scan) as a number.
+fn hex4(h: &[u8]) -> Option<u32> {
+    let mut v = 0u32;
+    for &c in h {
+        v = (v << 4) | char::from(c).to_digit(16)?;
+    }
+    Some(v)
+}
+
+/// What the key `k` of a member names. `top`: the member is in the
+/// top-level object (the synapse fields live only there).
+#[inline(always)]
+pub(super) fn classify(k: Str<'_>, top: bool) -> Member {
+    if k.escaped {
+        let mut buf = [0u8; KEY_BUF];
+        match decode(k.raw, &mut buf) {
+            Some(d) => classify_plain(d, top),
+            None => Member::Other,
+        }
+    } else {
+        classify_plain(k.raw, top)
+    }
+}
+
+#[inline(always)]
+fn classify_plain(k: &[u8], top: bool) -> Member {
+    if let Some(i) = feature_index(k) {
+        return Member::Feature(i);
+    }
+    if k == SESSION_ID.as_bytes() {
+        return Member::SessionId;
+    }
+    if !top {
+        return Member::Other;
+    }
+    if k == FEATURES_KEY.as_bytes() {
+        return Member::Features;
+    }
+    match SLOT_KEYS.iter().position(|s| s.as_bytes() == k) {
+        Some(s) => Member::Slot(s),
+        None => Member::Other,
+    }
+}
+
+/// Index of a terminal key in [`TERMINAL_KEYS`], by decoded value.
+pub(super) fn terminal_index(k: Str<'_>) -> Option<usize> {
+    let mut buf = [0u8; KEY_BUF];
+    let k = if k.escaped {
+        decode(k.raw, &mut buf)?
+    } else {
+        k.raw
+    };
+    TERMINAL_KEYS.iter().position(|t| t.as_bytes() == k)
+}
+
+/// Slots in the feature-name table (a power of two, over twice [`N_FEATURES`]).
+const KEY_SLOTS: usize = 128;
+/// Shortest feature name; shorter keys are not looked up.
+const MIN_NAME: usize = WORD;
+
+/// Eight bytes of `k` from `at`, little-endian, at compile time (the
+/// caller keeps `at + 8 <= k.len()`); same value as [`word_at`].
+const fn load8(k: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes([
+        k[at],
+        k[at + 1],
+        k[at + 2],
+        k[at + 3],
+        k[at + 4],
+        k[at + 5],
+        k[at + 6],
+        k[at + 7],
+    ])
+}
+
+/// Byte equality of two keys, a word at a time for keys of at least
+/// [`WORD`] bytes (the last word overlaps the one before it). Inline, where
+/// `==` on slices calls `memcmp`, which cost more than the comparing.
+#[inline(always)]
+fn same_key(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() || n < WORD {
+        return n == b.len() && a == b;
+    }
+    let mut at = 0;
+    while at + WORD < n {
+        if word_at(a, at) != word_at(b, at) {
+            return false;
+        }
+        at += WORD;
+    }
+    word_at(a, n - WORD) == word_at(b, n - WORD)
+}
+
+/// Hash of a key of at least [`MIN_NAME`] bytes from its first and last
+/// eight bytes and its length, mixed by one multiply; the top bits index
+/// the table.
+#[inline(always)]
+const fn mix(first: u64, last: u64, n: usize) -> usize {
+    let mixed = (first ^ last.rotate_left(29) ^ n as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    (mixed >> (64 - KEY_SLOTS.trailing_zeros())) as usize
+}
+
+/// Feature index + 1 by hash slot (0 = empty), with linear probing.
+static KEY_TABLE: [u8; KEY_SLOTS] = build_key_table();
+
+const fn build_key_table() -> [u8; KEY_SLOTS] {
+    assert!(KEY_SLOTS.is_power_of_two() && KEY_SLOTS >= 2 * N_FEATURES);
+    let mut t = [0u8; KEY_SLOTS];
+    let mut i = 0;
+    while i < N_FEATURES {
+        let k = FEATURE_NAMES[i].as_bytes();
+        assert!(k.len() >= MIN_NAME);
+        let mut h = mix(load8(k, 0), load8(k, k.len() - WORD), k.len());
+        while t[h] != 0 {
+            h = (h + 1) & (KEY_SLOTS - 1);
+        }
+        t[h] = (i + 1) as u8;
+        i += 1;
+    }
+    t
+}
+
+/// The schema index of a feature name, if `key` is one.
+#[inline]
+pub(super) fn feature_index(key: &[u8]) -> Option<usize> {
+    if key.len() < MIN_NAME {
+        return None;
+    }
+    let mut h = mix(word_at(key, 0), word_at(key, key.len() - WORD), key.len());
+    loop {
+        let slot = *KEY_TABLE.get(h)?;
+        let i = usize::from(slot).checked_sub(1)?;
+        if same_key(FEATURE_NAMES.get(i)?.as_bytes(), key) {
+            return Some(i);
+        }
+        h = (h + 1) & (KEY_SLOTS - 1);
+    }
+}
+
+/// Bytes compared when checking a key against an expected feature name:
+/// the longest name and its closing quote fit.
+pub(super) const NAME_PAD: usize = 32;
+
+/// Each feature name followed by `"` and zero padding, for [`KeyOrder`].
+static QUOTED_NAMES: [[u8; NAME_PAD]; N_FEATURES] = {
+    let mut t = [[0u8; NAME_PAD]; N_FEATURES];
+    let mut i = 0;
+    while i < N_FEATURES {
+        let k = FEATURE_NAMES[i].as_bytes();
+        assert!(k.len() < NAME_PAD);
+        let mut j = 0;
+        while j < k.len() {
+            t[i][j] = k[j];
+            j += 1;
+        }
+        t[i][k.len()] = b'"';
+        i += 1;
+    }
+    t
+};
+
+/// The order a client sends its features in, learned as requests are read:
+/// entry `i` is the feature that followed feature `i` last time (entry
+/// [`N_FEATURES`]: the first feature of an object). A hint only: a wrong
+/// entry costs a few nanoseconds, never a different result. Starts out as
+/// the schema order. Whoever parses owns one (a server thread, the CLI, a
+/// bench); [`crate::parse::parse_request`] makes a fresh one per call.
+#[derive(Clone, Copy, Debug)]
+pub struct KeyOrder {
+    next: [u8; N_FEATURES + 1],
+}
+
+impl Default for KeyOrder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl KeyOrder {
+    /// The schema order.
+    pub const fn new() -> Self {
+        let mut next = [0u8; N_FEATURES + 1];
+        let mut i = 0;
+        while i < N_FEATURES {
+            next[i] = (i + 1) as u8;
+            i += 1;
+        }
+        KeyOrder { next }
+    }
+
+    /// The feature expected after feature `prev` (`N_FEATURES`: none yet).
+    #[inline(always)]
+    pub(super) fn guess(&self, prev: usize) -> usize {
+        self.next.get(prev).map_or(N_FEATURES, |&g| usize::from(g))
+    }
+
+    /// Feature `fi` followed `prev`.
+    #[inline(always)]
+    pub(super) fn learn(&mut self, prev: usize, fi: usize) {
+        if let Some(slot) = self.next.get_mut(prev) {
+            *slot = fi as u8;
+        }
+    }
+}
+
+/// Whether `text` (the bytes just past a key's opening quote) begins with
+/// the name of feature `g` and its closing quote. Any doubt (an unknown
+/// `g`, fewer than [`NAME_PAD`] bytes left, a longer key, an escape)
+/// answers false, and the caller reads the key the general way.
+#[inline(always)]
+pub(super) fn is_quoted_name(text: &[u8], g: usize) -> bool {
+    let (Some(want), Some(name)) = (QUOTED_NAMES.get(g), FEATURE_NAMES.get(g)) else {
+        return false;
+    };
+    let Some(text) = text
+        .get(..NAME_PAD)
+        .and_then(|t| <&[u8; NAME_PAD]>::try_from(t).ok())
+    else {
+        return false;
+    };
+    equal_prefix(text, want, name.len() + 1)
+}
+
+/// Whether the first `n` (at most [`NAME_PAD`]) bytes of `a` and `b` agree.
+#[inline(always)]
+fn equal_prefix(a: &[u8; NAME_PAD], b: &[u8; NAME_PAD], n: usize) -> bool {
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    {
+        const { assert!(NAME_PAD == 2 * super::sse2::BLOCK) };
+        let need = if n >= NAME_PAD {
+            u32::MAX
+        } else {
+            (1u32 << n) - 1
+        };
+        super::sse2::equal_bytes(a, b) & need == need
+    }
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+    {
+        equal_prefix_words(a, b, n)
+    }
+}
+
+/// [`equal_prefix`] a word at a time, the last word masked to the bytes
+/// still wanted.
+#[cfg_attr(all(target_arch = "x86_64", target_feature = "sse2"), allow(dead_code))]
+fn equal_prefix_words(a: &[u8; NAME_PAD], b: &[u8; NAME_PAD], n: usize) -> bool {
+    let mut at = 0;
+    while at < n.min(NAME_PAD) {
+        let left = n - at;
+        let mask = if left >= WORD {
+            u64::MAX
+        } else {
+            (1u64 << (8 * left)) - 1
+        };
+        if (word_at(a, at) ^ word_at(b, at)) & mask != 0 {
+            return false;
+        }
+        at += WORD;
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+
+    #[test]
+    fn every_feature_name_is_found_and_nothing_near_it() {
+        for (i, n) in FEATURE_NAMES.iter().enumerate() {
+            let n = n.as_bytes();
+            assert_eq!(feature_index(n), Some(i));
+            let mut k = n.to_vec();
+            for j in 0..k.len() {
+                let old = k[j];
+                k[j] = b'#';
+                assert_eq!(feature_index(&k), None);
+                k[j] = old;
+            }
+            k.push(b's');
+            assert_eq!(feature_index(&k), None);
+            assert_eq!(feature_index(&n[..n.len() - 1]), None);
+        }
+        for k in [&b"session_id"[..], b"features", b"", b"x", b"hour"] {
+            assert_eq!(feature_index(k), None);
+        }
+    }
+
+    #[test]
+    fn equal_prefix_matches_a_byte_compare() {
+        let a: [u8; NAME_PAD] = core::array::from_fn(|k| b'a' + k as u8);
+        for n in 0..=NAME_PAD {
+            assert!(equal_prefix(&a, &a, n), "n {n}");
+            assert!(equal_prefix_words(&a, &a, n), "n {n}");
+            for at in 0..NAME_PAD {
+                let mut b = a;
+                b[at] ^= 0x20;
+                assert_eq!(equal_prefix(&a, &b, n), at >= n, "n {n}, differs at {at}");
+                assert_eq!(equal_prefix_words(&a, &b, n), at >= n, "n {n}, at {at}");
+            }
+        }
+        // Fewer than NAME_PAD bytes on the text side: never a match.
+        assert!(!is_quoted_name(b"hour_of_day\"", 2));
+    }
+
+    fn key(raw: &str) -> Member {
+        classify(
+            Str {
+                raw: raw.as_bytes(),
+                escaped: raw.contains('\\'),
+            },
+            true,
+        )
+    }
+
+    #[test]
+    fn escaped_keys_are_known_by_their_decoded_value() {
+        assert_eq!(key(r"\u0073ession_id"), Member::SessionId);
+        assert_eq!(key(r"fe\u0061tures"), Member::Features);
+        assert_eq!(key(r"n\u0061me"), Member::Slot(SLOT_NAME));
+        assert_eq!(key(r"hour\u005fof_day"), Member::Feature(2));
+        assert_eq!(key(r"\u0068\u006F\u0075\u0072_of_day"), Member::Feature(2));
+        assert_eq!(key(r"hour_of_day\u0041"), Member::Other);
+        assert_eq!(key(r"\ud800ession_id"), Member::Other);
+        assert_eq!(key(r"\ud83d\ude00"), Member::Other);
+        assert_eq!(key(r"a\/b"), Member::Other);
+        assert_eq!(key(&"x".repeat(200)), Member::Other);
+        assert_eq!(
+            terminal_index(Str {
+                raw: br"status\u005fcode",
+                escaped: true
+            }),
+            Some(0)
+        );
+        let mut buf = [0u8; KEY_BUF];
+        assert_eq!(decode(br"\ud83d\ude00x", &mut buf), Some("😀x".as_bytes()));
+        assert_eq!(decode(br"\u00e9\n", &mut buf), Some("é\n".as_bytes()));
+        assert_eq!(decode(br"\udc00", &mut buf), None);
+        assert_eq!(decode(br"\ud800x", &mut buf), None);
+    }
+
+    #[test]
+    fn synapse_fields_only_at_the_top() {
+        let nested = |raw: &str| {
+            classify(
+                Str {
+                    raw: raw.as_bytes(),
+                    escaped: false,
+                },
+                false,
+            )
+        };
+        assert_eq!(nested("name"), Member::Other);
+        assert_eq!(nested("features"), Member::Other);
+        assert_eq!(nested("session_id"), Member::SessionId);
+        assert_eq!(nested("message_ratio"), Member::Feature(18));
+        assert_eq!(key("response_time"), Member::Slot(SLOT_RESPONSE_TIME));
+        assert_eq!(key("axon"), Member::Slot(SLOT_AXON));
+    }
+}

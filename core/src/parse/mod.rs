@@ -1,0 +1,1027 @@
+//! Request bodies to fixed-size [`Features`] and a [`Layout`] of the
+//! synapse, in one forward pass over the bytes, without allocating.
+//!
+//! A validator sends the whole synapse (`{"name":..., "dendrite":{...},
+//! "features":{...}, ...}`); the `predict` CLI may also get a bare features
+//! object. A small JSON reader written for this shape reads the top-level
+//! object member by member: a `features` object into one accumulator,
+//! feature-named keys at the top level into another (the nested one wins if
+//! a `features` member was seen), the spans of the synapse fields the answer
+//! rewrites into the [`Layout`], and everything else (the `dendrite` block
+//! with its 19-digit nonce, keys added by later validator versions) checked
+//! for well-formedness and skipped, never converted. `respond.rs` then
+//! writes the answer from the body and the layout alone.
+//!
+//! The meaning is the one the validator's side gives the same text: Python's
+//! `json.loads` followed by the subnet's pydantic `ConversionSynapse`. So a
+//! repeated member counts once, the last one (as in a Python dict), keys
+//! are compared by decoded value (`"\u0073ession_id"` is `session_id`),
+//! `NaN`/`Infinity` are numbers (and refused as features, which must be
+//! finite), and a lone surrogate escape is a valid string. Because of the
+//! last-wins rule, a member's bad value is an error only if no later member
+//! of the same name replaces it: such errors are recorded and reported by
+//! [`Body::features`] (a ping reads no features and never sees them); only
+//! errors of the JSON text itself stop the pass.
+//!
+//! Hand-written rather than serde-driven because this is the hot path: a
+//! general deserializer spent about 5.5 µs on a 2 KB synapse, more than the
+//! five networks together. The files: `scan.rs` (cursor, strings, literals,
+//! skipping values), `sse2.rs` (its x86_64 block compares), `keys.rs` (what
+//! a key names, and the learned feature order), `number.rs` (numbers and
+//! the feature value rules). The string, number, literal and skip routines
+//! are `#[inline(always)]`: as separate calls they cost 13% of the parse of
+//! a 2.2 KB synapse (`predict/stage/parse` 1.57 -> 1.31 µs once inlined,
+//! 2026-11-26).
+
+use core::fmt;
+
+use crate::schema::{FEATURE_NAMES, N_FEATURES, REQUIRED};
+
+mod keys;
+mod number;
+mod scan;
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+mod sse2;
+
+use keys::{classify, is_quoted_name, terminal_index, Member};
+pub use keys::{
+    KeyOrder, FEATURES_KEY, N_SLOTS, N_STATUS, N_TERMINAL, SESSION_ID, SLOT_AXON, SLOT_CONFIDENCE,
+    SLOT_DENDRITE, SLOT_KEYS, SLOT_NAME, SLOT_PREDICTION, SLOT_RESPONSE_TIME, TERMINAL_KEYS,
+};
+use number::check_value;
+use scan::Reader;
+
+/// Deepest nesting of objects and arrays a body may have. A synapse body
+/// needs 2 (`{"features": {...}}`); the margin admits richer future bodies.
+pub const MAX_DEPTH: usize = 32;
+
+/// One parsed conversation.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Features<'a> {
+    /// Raw feature values in canonical order; 0.0 where not present.
+    pub values: [f32; N_FEATURES],
+    /// Bit `i` set iff feature `i` was present in the request.
+    pub present: u64,
+    /// The session id as it appears between the quotes in the body (JSON
+    /// escapes, if any, are left as they are). [`parse_request`] always
+    /// sets it; it is an `Option` so features built by other means can lack it.
+    pub session_id: Option<&'a str>,
+}
+
+impl Features<'_> {
+    /// All features absent, no session id.
+    pub const EMPTY: Features<'static> = Features {
+        values: [0.0; N_FEATURES],
+        present: 0,
+        session_id: None,
+    };
+
+    /// Whether feature `i` was present.
+    #[inline]
+    pub fn is_present(&self, i: usize) -> bool {
+        i < N_FEATURES && self.present & (1u64 << i) != 0
+    }
+}
+
+/// What was wrong with the JSON text itself, in a few kinds that mean
+/// something to a client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum JsonError {
+    /// The body ended in the middle of a value.
+    UnexpectedEnd,
+    /// A character that cannot appear where it does.
+    UnexpectedChar,
+    /// A malformed literal (`true`, `false`, `null`, `NaN`, `Infinity`) or number.
+    BadLiteral,
+    /// A string with a bad escape or invalid UTF-8.
+    BadString,
+    /// Non-whitespace after the top-level value.
+    TrailingCharacters,
+    /// Objects and arrays nested deeper than [`MAX_DEPTH`].
+    TooDeep,
+}
+
+impl fmt::Display for JsonError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            JsonError::UnexpectedEnd => "unexpected end of input",
+            JsonError::UnexpectedChar => "unexpected character",
+            JsonError::BadLiteral => "malformed number or literal",
+            JsonError::BadString => "malformed string (bad escape or invalid UTF-8)",
+            JsonError::TrailingCharacters => "trailing characters after the JSON value",
+            JsonError::TooDeep => "objects/arrays nested too deeply",
+        })
+    }
+}
+
+/// Why a request body was refused. Every variant about a field names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ParseError {
+    /// The body is not well-formed JSON.
+    Json(JsonError),
+    /// The top-level value is not an object.
+    NotAnObject,
+    /// Neither a `features` object nor any feature key was found.
+    NoFeatures,
+    /// A field the validator requires is missing.
+    MissingRequired(&'static str),
+    /// A feature is `null`, NaN, infinite, or too large for an `f32`.
+    NonFinite(&'static str),
+    /// An integer feature is negative.
+    Negative(&'static str),
+    /// An integer feature has a fractional part.
+    NotWhole(&'static str),
+    /// A field has the wrong JSON type (a feature that is not a number,
+    /// a `session_id` that is not a string, a `features` that is not an object).
+    WrongType(&'static str),
+}
+
+impl ParseError {
+    /// The field this error is about, if it is about one.
+    pub fn field(&self) -> Option<&'static str> {
+        match *self {
+            ParseError::MissingRequired(f)
+            | ParseError::NonFinite(f)
+            | ParseError::Negative(f)
+            | ParseError::NotWhole(f)
+            | ParseError::WrongType(f) => Some(f),
+            ParseError::Json(_) | ParseError::NotAnObject | ParseError::NoFeatures => None,
+        }
+    }
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            ParseError::Json(k) => write!(f, "invalid JSON: {k}"),
+            ParseError::NotAnObject => f.write_str("the body is not a JSON object"),
+            ParseError::NoFeatures => f.write_str(
+                "no features: expected a synapse body with a \"features\" object or a bare features object",
+            ),
+            ParseError::MissingRequired(n) => write!(f, "{n}: required field is missing"),
+            ParseError::NonFinite(n) => {
+                write!(f, "{n}: not a finite number (null, NaN, infinity or beyond f32 range)")
+            }
+            ParseError::Negative(n) => write!(f, "{n}: must not be negative"),
+            ParseError::NotWhole(n) => {
+                write!(f, "{n}: must be a whole number (an integer feature)")
+            }
+            ParseError::WrongType(n) => {
+                let want = if n == SESSION_ID {
+                    "a string"
+                } else if n == FEATURES_KEY {
+                    "an object"
+                } else {
+                    "a number"
+                };
+                write!(f, "{n}: wrong JSON type, expected {want}")
+            }
+        }
+    }
+}
+
+/// What is wrong with one feature's value (the field is known by position).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum FieldError {
+    WrongType,
+    NonFinite,
+    Negative,
+    NotWhole,
+}
+
+impl FieldError {
+    fn named(self, field: &'static str) -> ParseError {
+        match self {
+            FieldError::WrongType => ParseError::WrongType(field),
+            FieldError::NonFinite => ParseError::NonFinite(field),
+            FieldError::Negative => ParseError::Negative(field),
+            FieldError::NotWhole => ParseError::NotWhole(field),
+        }
+    }
+}
+
+fn json(e: JsonError) -> ParseError {
+    ParseError::Json(e)
+}
+
+fn name(i: usize) -> &'static str {
+    FEATURE_NAMES.get(i).copied().unwrap_or("?")
+}
+
+/// Where a value lies in the body: `body[start..end]`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Span {
+    pub start: usize,
+    pub end: usize,
+}
+
+/// The `axon` member's object, as far as the answer needs it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AxonLayout {
+    /// Whether the (last) `axon` value is an object; the rest is only
+    /// meaningful if it is.
+    pub object: bool,
+    /// Members in that object.
+    pub members: usize,
+    /// Values of its (last) `status_code`, `status_message`, `process_time`.
+    pub status: [Option<Span>; N_STATUS],
+    /// Bit `k` set iff [`TERMINAL_KEYS`]`[k]` is one of its keys.
+    pub present: u16,
+}
+
+/// Where the top-level members the answer rewrites lie in the body.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Layout {
+    /// Index of the top-level object's closing `}`.
+    pub close: usize,
+    /// Members in the top-level object.
+    pub members: usize,
+    /// Value of the last member named [`SLOT_KEYS`]`[k]`, if any.
+    pub slots: [Option<Span>; N_SLOTS],
+    /// Whether the last `dendrite` value is an object.
+    pub dendrite_object: bool,
+    /// The last `axon` value.
+    pub axon: AxonLayout,
+}
+
+/// Features of one object as they are read, with the errors a later
+/// member of the same name may still undo.
+#[derive(Clone, Copy, Debug)]
+struct Acc<'a> {
+    f: Features<'a>,
+    /// Bit `i`: the last value of feature `i` was refused (`errs[i]` says why).
+    bad: u64,
+    errs: [Option<FieldError>; N_FEATURES],
+    /// The last `session_id` was not a string.
+    session_bad: bool,
+}
+
+impl<'a> Acc<'a> {
+    const EMPTY: Acc<'static> = Acc {
+        f: Features::EMPTY,
+        bad: 0,
+        errs: [None; N_FEATURES],
+        session_bad: false,
+    };
+
+    #[inline(always)]
+    fn set(&mut self, fi: usize, v: Result<f32, FieldError>) {
+        let bit = 1u64 << fi;
+        match v {
+            Ok(x) => {
+                if let Some(slot) = self.f.values.get_mut(fi) {
+                    *slot = x;
+                }
+                self.f.present |= bit;
+                self.bad &= !bit;
+            }
+            Err(e) => {
+                if let Some(slot) = self.f.values.get_mut(fi) {
+                    *slot = 0.0;
+                }
+                if let Some(slot) = self.errs.get_mut(fi) {
+                    *slot = Some(e);
+                }
+                self.f.present &= !bit;
+                self.bad |= bit;
+            }
+        }
+    }
+
+    /// The features, or the first reason (in this order: the session id,
+    /// features in schema order, missing required fields) to refuse them.
+    fn finish(&self) -> Result<Features<'a>, ParseError> {
+        if self.f.present == 0 && self.f.session_id.is_none() && !self.session_bad && self.bad == 0
+        {
+            return Err(ParseError::NoFeatures);
+        }
+        if self.session_bad {
+            return Err(ParseError::WrongType(SESSION_ID));
+        }
+        if self.bad != 0 {
+            let i = self.bad.trailing_zeros() as usize;
+            let e = self.errs.get(i).copied().flatten();
+            return Err(e.unwrap_or(FieldError::WrongType).named(name(i)));
+        }
+        if self.f.session_id.is_none() {
+            return Err(ParseError::MissingRequired(SESSION_ID));
+        }
+        for &i in REQUIRED.iter() {
+            if self.f.present & (1u64 << i) == 0 {
+                return Err(ParseError::MissingRequired(name(i)));
+            }
+        }
+        Ok(self.f)
+    }
+}
+
+/// What the last `features` member was.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum FeaturesMember {
+    Absent,
+    Object,
+    NotAnObject,
+}
+
+/// A well-formed JSON object body, read: its [`Layout`] and its features
+/// (checked when asked for, by [`Body::features`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Body<'a> {
+    /// Where the members the answer rewrites lie.
+    pub layout: Layout,
+    top: Acc<'a>,
+    nested: Acc<'a>,
+    features: FeaturesMember,
+}
+
+impl<'a> Body<'a> {
+    /// The conversation: the `features` object of a synapse body (the last
+    /// one), or the top level of a bare features object. Requires the
+    /// five fields the validator requires (`session_id` and [`REQUIRED`]);
+    /// optional features may be missing (their `present` bit is clear).
+    pub fn features(&self) -> Result<Features<'a>, ParseError> {
+        match self.features {
+            FeaturesMember::Absent => self.top.finish(),
+            FeaturesMember::Object => self.nested.finish(),
+            FeaturesMember::NotAnObject => Err(ParseError::WrongType(FEATURES_KEY)),
+        }
+    }
+}
+
+/// Read a body that must be one JSON object. Fails only on the JSON text
+/// itself (or a top-level value that is not an object); what the features
+/// say is checked by [`Body::features`]. Never panics.
+pub fn parse_body<'a>(body: &'a [u8], order: &mut KeyOrder) -> Result<Body<'a>, ParseError> {
+    let mut r = Reader { b: body, i: 0 };
+    match r.next_token()? {
+        b'{' => {}
+        b'[' | b'"' | b'-' | b'0'..=b'9' | b't' | b'f' | b'n' | b'N' | b'I' => {
+            return Err(ParseError::NotAnObject)
+        }
+        _ => return Err(json(JsonError::UnexpectedChar)),
+    }
+    let mut out = Body {
+        layout: Layout::default(),
+        top: Acc::EMPTY,
+        nested: Acc::EMPTY,
+        features: FeaturesMember::Absent,
+    };
+    r.read_object(&mut out, order, true)?;
+    r.skip_ws();
+    if r.i < body.len() {
+        return Err(json(JsonError::TrailingCharacters));
+    }
+    Ok(out)
+}
+
+/// Parse a synapse body or a bare features object into its features
+/// ([`parse_body`] then [`Body::features`], with a fresh [`KeyOrder`]).
+pub fn parse_request(body: &[u8]) -> Result<Features<'_>, ParseError> {
+    parse_body(body, &mut KeyOrder::new())?.features()
+}
+
+impl<'a> Reader<'a> {
+    /// Read the object whose `{` is at `i`: the top level (`top`), or the
+    /// synapse's `features`.
+    fn read_object(
+        &mut self,
+        out: &mut Body<'a>,
+        order: &mut KeyOrder,
+        top: bool,
+    ) -> Result<(), ParseError> {
+        self.i += 1;
+        let mut members = 0usize;
+        let result = self.members(out, order, top, &mut members);
+        if top {
+            // `after_member` stepped past the closing `}`.
+            out.layout.close = self.i.saturating_sub(1);
+            out.layout.members = members;
+        }
+        result
+    }
+
+    fn members(
+        &mut self,
+        out: &mut Body<'a>,
+        order: &mut KeyOrder,
+        top: bool,
+        members: &mut usize,
+    ) -> Result<(), ParseError> {
+        if self.next_token()? == b'}' {
+            self.i += 1;
+            return Ok(());
+        }
+        // The value of a member of this object sits one level below it.
+        let depth = if top { 1 } else { 2 };
+        // The feature read last in this object (`N_FEATURES`: none yet).
+        let mut prev = N_FEATURES;
+        loop {
+            *members += 1;
+            let guess = order.guess(prev);
+            // A synapse's top level holds no features: guess there only
+            // once one was seen (a bare features object).
+            let guessing = !top || prev != N_FEATURES;
+            let member = if self.next_token()? == b'"'
+                && guessing
+                && is_quoted_name(self.b.get(self.i + 1..).unwrap_or_default(), guess)
+            {
+                self.i += 2 + name(guess).len();
+                self.expect(b':')?;
+                Member::Feature(guess)
+            } else {
+                let m = classify(self.key()?, top);
+                if let Member::Feature(fi) = m {
+                    order.learn(prev, fi);
+                }
+                m
+            };
+            self.skip_ws();
+            match member {
+                Member::Feature(fi) => {
+                    prev = fi;
+                    let v = self.feature_value(fi, depth)?;
+                    let acc = if top { &mut out.top } else { &mut out.nested };
+                    acc.set(fi, v);
+                }
+                // Its own arm and loop exit: folding both kinds of member
+                // into one tail measured 4-9% slower in the parse.
+                Member::SessionId => {
+                    let acc = if top { &mut out.top } else { &mut out.nested };
+                    if self.peek() == Some(b'"') {
+                        self.i += 1;
+                        let s = self.string_body()?;
+                        // The scan checked the UTF-8 already.
+                        acc.f.session_id = core::str::from_utf8(s.raw).ok();
+                        acc.session_bad = false;
+                    } else {
+                        self.skip_value(depth)?;
+                        acc.f.session_id = None;
+                        acc.session_bad = true;
+                    }
+                }
+                Member::Features => {
+                    if self.peek() == Some(b'{') {
+                        out.features = FeaturesMember::Object;
+                        out.nested = Acc::EMPTY;
+                        self.read_object(out, order, false)?;
+                    } else {
+                        out.features = FeaturesMember::NotAnObject;
+                        self.skip_value(depth)?;
+                    }
+                }
+                Member::Slot(s) => {
+                    let start = self.i;
+                    let is_object = self.peek() == Some(b'{');
+                    if s == SLOT_AXON {
+                        out.layout.axon = if is_object {
+                            self.read_axon()?
+                        } else {
+                            self.skip_value(depth)?;
+                            AxonLayout::default()
+                        };
+                    } else {
+                        if s == SLOT_DENDRITE {
+                            out.layout.dendrite_object = is_object;
+                        }
+                        self.skip_value(depth)?;
+                    }
+                    if let Some(slot) = out.layout.slots.get_mut(s) {
+                        *slot = Some(Span { start, end: self.i });
+                    }
+                }
+                Member::Other => self.skip_value(depth)?,
+            }
+            if !self.after_member()? {
+                return Ok(());
+            }
+        }
+    }
+
+    /// The top-level `axon` object whose `{` is at `i`.
+    fn read_axon(&mut self) -> Result<AxonLayout, ParseError> {
+        let mut a = AxonLayout {
+            object: true,
+            ..AxonLayout::default()
+        };
+        self.i += 1;
+        if self.next_token()? == b'}' {
+            self.i += 1;
+            return Ok(a);
+        }
+        loop {
+            let k = self.key()?;
+            self.skip_ws();
+            a.members += 1;
+            let start = self.i;
+            // A member of `axon` (level 2) holds level-3 values.
+            self.skip_value(2)?;
+            if let Some(t) = terminal_index(k) {
+                a.present |= 1 << t;
+                if let Some(slot) = a.status.get_mut(t) {
+                    *slot = Some(Span { start, end: self.i });
+                }
+            }
+            if !self.after_member()? {
+                return Ok(a);
+            }
+        }
+    }
+
+    /// The value of feature `fi`: a number (checked by the value rules), or
+    /// a refusal of its type or value. `Err` only for a JSON error.
+    #[inline(always)]
+    fn feature_value(
+        &mut self,
+        fi: usize,
+        depth: usize,
+    ) -> Result<Result<f32, FieldError>, ParseError> {
+        match self.peek() {
+            Some(b'-' | b'0'..=b'9') => {
+                if self.minus_infinity()? {
+                    return Ok(Err(FieldError::NonFinite));
+                }
+                let s = self.number().map_err(json)?;
+                Ok(check_value(fi, self.value(&s)))
+            }
+            Some(b'n') => {
+                self.literal(b"null")?;
+                Ok(Err(FieldError::NonFinite))
+            }
+            Some(b'N') => {
+                self.literal(scan::NAN)?;
+                Ok(Err(FieldError::NonFinite))
+            }
+            Some(b'I') => {
+                self.literal(scan::INFINITY)?;
+                Ok(Err(FieldError::NonFinite))
+            }
+            Some(_) => {
+                self.skip_value(depth)?;
+                Ok(Err(FieldError::WrongType))
+            }
+            None => Err(json(JsonError::UnexpectedEnd)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::{idx, IS_INTEGER};
+
+    const MIN: &str = r#""session_id":"s1","conversation_duration_seconds":120.5,"has_target_entity":1,"entities_collected_count":3,"message_ratio":1.2"#;
+
+    fn bare(extra: &str) -> std::string::String {
+        if extra.is_empty() {
+            std::format!("{{{MIN}}}")
+        } else {
+            std::format!("{{{MIN},{extra}}}")
+        }
+    }
+
+    extern crate std;
+
+    #[test]
+    fn bare_minimal() {
+        let b = bare("");
+        let f = parse_request(b.as_bytes()).unwrap();
+        assert_eq!(f.session_id, Some("s1"));
+        assert_eq!(f.values[idx::CONVERSATION_DURATION_SECONDS], 120.5);
+        assert_eq!(f.values[idx::HAS_TARGET_ENTITY], 1.0);
+        assert_eq!(f.values[idx::ENTITIES_COLLECTED_COUNT], 3.0);
+        assert_eq!(f.values[idx::MESSAGE_RATIO], 1.2);
+        let want = (1u64 << idx::CONVERSATION_DURATION_SECONDS)
+            | (1 << idx::HAS_TARGET_ENTITY)
+            | (1 << idx::ENTITIES_COLLECTED_COUNT)
+            | (1 << idx::MESSAGE_RATIO);
+        assert_eq!(f.present, want);
+        assert!(f.is_present(idx::MESSAGE_RATIO) && !f.is_present(idx::HOUR_OF_DAY));
+    }
+
+    #[test]
+    fn full_synapse_body() {
+        let body = std::format!(
+            r#"{{"name": "ConversionSynapse", "timeout": 12.0, "total_size": 3701, "header_size": 0,
+            "dendrite": {{"status_code": null, "ip": "10.9.9.9", "port": null, "version": 10005000,
+              "nonce": 1795626734383137861, "uuid": "5c06965a", "hotkey": "5Grw", "signature": "0x6c"}},
+            "axon": {{"status_code": null, "port": 18393, "nonce": null}},
+            "computed_body_hash": "",
+            "features": {{{MIN}, "hour_of_day": 14.0, "test_pk": "x\"}}y", "time_to_conversion_seconds": 9.5,
+                          "nested_unknown": {{"a": [1, {{"b": [[], {{}}]}}, "c"], "d": null}}}},
+            "prediction": {{"conversion_happened": 0, "time_to_conversion_seconds": -1.0}},
+            "confidence": null, "response_time": 0.0, "miner_uid": 0}}"#
+        );
+        let f = parse_request(body.as_bytes()).unwrap();
+        assert_eq!(f.session_id, Some("s1"));
+        assert_eq!(f.values[idx::HOUR_OF_DAY], 14.0);
+        assert_eq!(f.present.count_ones(), 5);
+    }
+
+    #[test]
+    fn nested_features_win_over_top_level_keys() {
+        let body = std::format!(r#"{{"message_ratio": 9.0, "features": {{{MIN}}}}}"#);
+        let f = parse_request(body.as_bytes()).unwrap();
+        assert_eq!(f.values[idx::MESSAGE_RATIO], 1.2);
+    }
+
+    #[test]
+    fn big_numbers_outside_features_are_skipped() {
+        let body = std::format!(
+            r#"{{"dendrite":{{"nonce":179562673438313786117956267343831378611795626734383137861}},"x":-1e999,"features":{{{MIN}}}}}"#
+        );
+        assert!(parse_request(body.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn integers_as_floats_and_exponents() {
+        let b = bare(r#""total_messages":12.0,"user_messages_count":1e1,"hour_of_day":0"#);
+        let f = parse_request(b.as_bytes()).unwrap();
+        assert_eq!(f.values[15], 12.0);
+        assert_eq!(f.values[idx::USER_MESSAGES_COUNT], 10.0);
+        assert!(f.is_present(idx::HOUR_OF_DAY));
+    }
+
+    #[test]
+    fn escapes_in_strings() {
+        let b = r#"{"session_id":"a\"b\\","conversation_duration_seconds":1,"has_target_entity":0,"entities_collected_count":0,"message_ratio":0,"note":"\u00e9\n\"}"}"#;
+        let f = parse_request(b.as_bytes()).unwrap();
+        assert_eq!(f.session_id, Some(r#"a\"b\\"#));
+    }
+
+    #[test]
+    fn missing_required_names_the_field() {
+        for (i, field) in [
+            "conversation_duration_seconds",
+            "has_target_entity",
+            "entities_collected_count",
+            "message_ratio",
+        ]
+        .iter()
+        .enumerate()
+        {
+            let mut parts: std::vec::Vec<std::string::String> =
+                std::vec![r#""session_id":"s""#.into()];
+            for (j, g) in [
+                "conversation_duration_seconds",
+                "has_target_entity",
+                "entities_collected_count",
+                "message_ratio",
+            ]
+            .iter()
+            .enumerate()
+            {
+                if i != j {
+                    parts.push(std::format!(r#""{g}":1"#));
+                }
+            }
+            let b = std::format!("{{{}}}", parts.join(","));
+            let e = parse_request(b.as_bytes()).unwrap_err();
+            assert_eq!(e, ParseError::MissingRequired(field));
+            assert!(std::format!("{e}").contains(field));
+        }
+        let b = r#"{"conversation_duration_seconds":1,"has_target_entity":0,"entities_collected_count":0,"message_ratio":0}"#;
+        assert_eq!(
+            parse_request(b.as_bytes()),
+            Err(ParseError::MissingRequired("session_id"))
+        );
+    }
+
+    #[test]
+    fn non_finite_refused() {
+        for v in ["null", "1e999", "-1e999", "1e308", "-3.5e38"] {
+            let b = bare(&std::format!(r#""response_gap_max":{v}"#));
+            let e = parse_request(b.as_bytes()).unwrap_err();
+            assert_eq!(e, ParseError::NonFinite("response_gap_max"), "{v}");
+            assert!(std::format!("{e}").contains("response_gap_max"));
+        }
+        let b = r#"{"features":{"session_id":"s","conversation_duration_seconds":null,"has_target_entity":0,"entities_collected_count":0,"message_ratio":0}}"#;
+        assert_eq!(
+            parse_request(b.as_bytes()),
+            Err(ParseError::NonFinite("conversation_duration_seconds"))
+        );
+    }
+
+    #[test]
+    fn integer_rules() {
+        // As the subnet's pydantic synapse: whole numbers in any spelling,
+        // a fraction refused (so `-0.5` too); negatives refused (ours).
+        let b = bare(r#""total_messages":12.0,"user_messages_count":-0.0"#);
+        let f = parse_request(b.as_bytes()).unwrap();
+        assert_eq!(f.values[15], 12.0);
+        assert_eq!(f.values[idx::USER_MESSAGES_COUNT].to_bits(), 0);
+        for v in ["12.9", "-0.5", "1e-1"] {
+            let b = bare(&std::format!(r#""total_messages":{v}"#));
+            let e = parse_request(b.as_bytes()).unwrap_err();
+            assert_eq!(e, ParseError::NotWhole("total_messages"), "{v}");
+            assert!(std::format!("{e}").starts_with("total_messages: must be a whole number"));
+        }
+        let b = bare(r#""question_count_user":-1"#);
+        assert_eq!(
+            parse_request(b.as_bytes()),
+            Err(ParseError::Negative("question_count_user"))
+        );
+        // Negative floats are fine for float features.
+        let b = bare(r#""avg_entity_confidence":-0.5"#);
+        assert!(parse_request(b.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn wrong_types_name_the_field() {
+        for (extra, field) in [
+            (r#""hour_of_day":"14""#, "hour_of_day"),
+            (r#""hour_of_day":true"#, "hour_of_day"),
+            (r#""hour_of_day":[1]"#, "hour_of_day"),
+            (r#""hour_of_day":{}"#, "hour_of_day"),
+        ] {
+            let b = bare(extra);
+            let e = parse_request(b.as_bytes()).unwrap_err();
+            assert_eq!(e, ParseError::WrongType(field), "{extra}");
+            assert!(std::format!("{e}").contains("expected a number"));
+        }
+        let b = r#"{"session_id":5,"conversation_duration_seconds":1}"#;
+        assert_eq!(
+            parse_request(b.as_bytes()),
+            Err(ParseError::WrongType("session_id"))
+        );
+        for v in ["null", "[]", "3", "\"x\""] {
+            let b = std::format!(r#"{{"features":{v}}}"#);
+            assert_eq!(
+                parse_request(b.as_bytes()),
+                Err(ParseError::WrongType("features")),
+                "{v}"
+            );
+        }
+    }
+
+    #[test]
+    fn structural_errors() {
+        assert_eq!(parse_request(b"[1,2]"), Err(ParseError::NotAnObject));
+        assert_eq!(parse_request(b"42"), Err(ParseError::NotAnObject));
+        assert_eq!(parse_request(b"{}"), Err(ParseError::NoFeatures));
+        assert_eq!(parse_request(br#"{"a":1}"#), Err(ParseError::NoFeatures));
+        assert_eq!(
+            parse_request(b""),
+            Err(ParseError::Json(JsonError::UnexpectedEnd))
+        );
+        assert_eq!(
+            parse_request(br#"{"a":1"#),
+            Err(ParseError::Json(JsonError::UnexpectedEnd))
+        );
+        let b = bare("");
+        let trailing = std::format!("{b} x");
+        assert_eq!(
+            parse_request(trailing.as_bytes()),
+            Err(ParseError::Json(JsonError::TrailingCharacters))
+        );
+        assert!(matches!(
+            parse_request(br#"{"a" 1}"#),
+            Err(ParseError::Json(_))
+        ));
+        assert!(matches!(
+            parse_request(br#"{"a":1,}"#),
+            Err(ParseError::Json(_))
+        ));
+        assert!(matches!(
+            parse_request(b"{\"session_id\":\"\xff\xfe\"}"),
+            Err(ParseError::Json(JsonError::BadString))
+        ));
+        let deep = std::format!(r#"{{"x":{}{}}}"#, "[".repeat(100_000), "]".repeat(100_000));
+        assert_eq!(
+            parse_request(deep.as_bytes()),
+            Err(ParseError::Json(JsonError::TooDeep))
+        );
+        // Brackets inside strings do not count towards the depth.
+        let b = bare(&std::format!(r#""note":"{}""#, "[".repeat(1000)));
+        assert!(parse_request(b.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn never_panics_on_truncations_and_mutations() {
+        let body = std::format!(
+            r#"{{"dendrite":{{"nonce":1795626734383137861,"s":"a\"b"}},"features":{{{MIN},"hour_of_day":3.0,"x":[1,{{"y":null}}]}}}}"#
+        );
+        let bytes = body.as_bytes();
+        for cut in 0..=bytes.len() {
+            let _ = parse_request(&bytes[..cut]);
+        }
+        let mut m = bytes.to_vec();
+        for i in 0..m.len() {
+            for b in [
+                b'"', b'{', b'}', b'[', b']', b',', b':', b'\\', b'-', b'e', 0xff, b'n',
+            ] {
+                let old = m[i];
+                m[i] = b;
+                let _ = parse_request(&m);
+                m[i] = old;
+            }
+        }
+    }
+
+    /// A bare body with every feature, in the order `order`, feature `i`
+    /// worth `i + 0.25` (integers: `i`).
+    fn all_features(order: &[usize], session: &str) -> std::string::String {
+        let mut b = std::format!("{{\"session_id\": \"{session}\"");
+        for &i in order {
+            if IS_INTEGER[i] {
+                b += &std::format!(", \"{}\": {i}", FEATURE_NAMES[i]);
+            } else {
+                b += &std::format!(", \"{}\": {i}.25", FEATURE_NAMES[i]);
+            }
+        }
+        b + "}"
+    }
+
+    fn check_all_features(f: &Features<'_>) {
+        assert_eq!(f.present, (1u64 << N_FEATURES) - 1);
+        for (i, v) in f.values.iter().enumerate() {
+            let want = if IS_INTEGER[i] {
+                i as f32
+            } else {
+                i as f32 + 0.25
+            };
+            assert_eq!(*v, want, "{}", FEATURE_NAMES[i]);
+        }
+    }
+
+    /// Parse with a key order kept across calls (so the hints are learned).
+    fn with<'a>(hints: &mut KeyOrder, b: &'a [u8]) -> Result<Features<'a>, ParseError> {
+        parse_body(b, hints)?.features()
+    }
+
+    #[test]
+    fn key_order_hints_never_change_the_answer() {
+        // Orders that make the learned hint right, wrong, and half right,
+        // each parsed twice in a row and interleaved with the others.
+        let schema: std::vec::Vec<usize> = (0..N_FEATURES).collect();
+        let reversed: std::vec::Vec<usize> = schema.iter().rev().copied().collect();
+        let mut rotated = schema.clone();
+        rotated.rotate_left(17);
+        let mut swapped = schema.clone();
+        for pair in swapped.chunks_mut(2) {
+            pair.reverse();
+        }
+        let mut hints = KeyOrder::new();
+        for round in 0..3 {
+            for order in [&schema, &reversed, &rotated, &swapped] {
+                for _ in 0..2 {
+                    let b = all_features(order, "k");
+                    let f = with(&mut hints, b.as_bytes()).unwrap();
+                    check_all_features(&f);
+                    assert_eq!(f.session_id, Some("k"), "round {round}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn keys_near_the_expected_name_are_not_taken_for_it() {
+        let t = FEATURE_NAMES
+            .iter()
+            .position(|n| *n == "total_messages")
+            .unwrap();
+        let name = FEATURE_NAMES[t];
+        // Every other feature (so the required ones are there), then the key.
+        let before: std::vec::Vec<usize> = (0..N_FEATURES).filter(|&i| i != t).collect();
+        let prime = all_features(&before, "p");
+        // Each near miss takes the place of the expected name; none of them
+        // is the feature, so it must be skipped as an unknown key.
+        let near = [
+            std::format!("{}x", name),
+            std::string::String::from(&name[..name.len() - 1]),
+            std::format!("{}\\u0041", name),
+            std::format!("{}\\\"", name),
+            std::format!("X{}", &name[1..]),
+        ];
+        let mut hints = KeyOrder::new();
+        for key in &near {
+            // Teach the hint that `name` follows feature t - 1.
+            let mut order = before.clone();
+            order.push(t);
+            check_all_features(&with(&mut hints, all_features(&order, "p").as_bytes()).unwrap());
+            let b = std::format!("{}, \"{key}\": 5}}", &prime[..prime.len() - 1]);
+            let f = with(&mut hints, b.as_bytes()).unwrap_or_else(|e| panic!("{b}: {e}"));
+            assert!(!f.is_present(t), "{key} was read as {name}");
+            assert_eq!(f.present, ((1u64 << N_FEATURES) - 1) & !(1u64 << t));
+        }
+        // The expected name with fewer than 32 bytes left in the body: the
+        // general path reads it (and then finds the body cut short).
+        let mut order = before.clone();
+        order.push(t);
+        let full = all_features(&order, "p");
+        let cut = &full[..full.len() - 4];
+        assert_eq!(
+            with(&mut hints, cut.as_bytes()),
+            Err(ParseError::Json(JsonError::UnexpectedEnd))
+        );
+        assert!(with(&mut hints, full.as_bytes()).unwrap().is_present(t));
+    }
+
+    #[test]
+    fn repeated_members_the_last_wins() {
+        // Two `features` objects: the last one, not a merge (a Python dict).
+        let b = std::format!(
+            r#"{{"features":{{{MIN},"hour_of_day":3}},"features":{{{MIN},"day_of_week":2}}}}"#
+        );
+        let f = parse_request(b.as_bytes()).unwrap();
+        assert!(!f.is_present(idx::HOUR_OF_DAY) && f.is_present(idx::DAY_OF_WEEK));
+        // A feature twice: the last value, whether the first was good or bad.
+        let b = bare(r#""hour_of_day":3,"hour_of_day":5"#);
+        let f = parse_request(b.as_bytes()).unwrap();
+        assert_eq!(f.values[idx::HOUR_OF_DAY], 5.0);
+        let b = bare(r#""hour_of_day":"x","hour_of_day":5"#);
+        let f = parse_request(b.as_bytes()).unwrap();
+        assert_eq!(f.values[idx::HOUR_OF_DAY], 5.0);
+        assert_eq!(
+            parse_request(bare(r#""hour_of_day":5,"hour_of_day":null"#).as_bytes()),
+            Err(ParseError::NonFinite("hour_of_day"))
+        );
+        // The same for `features` and `session_id` themselves.
+        let b = std::format!(r#"{{"features":null,"features":{{{MIN}}}}}"#);
+        assert!(parse_request(b.as_bytes()).is_ok());
+        let b = std::format!(r#"{{"features":{{{MIN}}},"features":[]}}"#);
+        assert_eq!(
+            parse_request(b.as_bytes()),
+            Err(ParseError::WrongType(FEATURES_KEY))
+        );
+        let b = bare(r#""session_id":5,"session_id":"t""#);
+        let f = parse_request(b.as_bytes()).unwrap();
+        assert_eq!(f.session_id, Some("t"));
+        assert_eq!(
+            parse_request(bare(r#""session_id":5"#).as_bytes()),
+            Err(ParseError::WrongType(SESSION_ID))
+        );
+    }
+
+    #[test]
+    fn escaped_keys_mean_their_decoded_names() {
+        let b = r#"{"fe\u0061tures":{"\u0073ession_id":"s","conversation_duration_seconds":1,"has_target_entity":1,"entities_collected\u005fcount":2,"message_ratio":1.5}}"#;
+        let f = parse_request(b.as_bytes()).unwrap();
+        assert_eq!(f.session_id, Some("s"));
+        assert_eq!(f.values[idx::ENTITIES_COLLECTED_COUNT], 2.0);
+        // After the order hint has learned the plain spelling, too.
+        let mut hints = KeyOrder::new();
+        let plain = all_features(&(0..N_FEATURES).collect::<std::vec::Vec<_>>(), "p");
+        check_all_features(&with(&mut hints, plain.as_bytes()).unwrap());
+        let escaped = plain.replace("\"hour_of_day\"", "\"hour\\u005fof_day\"");
+        assert_ne!(escaped, plain);
+        check_all_features(&with(&mut hints, escaped.as_bytes()).unwrap());
+    }
+
+    #[test]
+    fn lone_surrogates_are_strings_everywhere() {
+        // As Python's json.loads and the synapse's pydantic `str`: accepted.
+        let b = bare(r#""x":"\udc00abc","\ud800":1,"y":["\ud83d"]"#);
+        assert!(parse_request(b.as_bytes()).is_ok());
+        let b = r#"{"session_id":"\ud800","conversation_duration_seconds":1,"has_target_entity":1,"entities_collected_count":2,"message_ratio":1.5}"#;
+        assert_eq!(
+            parse_request(b.as_bytes()).unwrap().session_id,
+            Some(r"\ud800")
+        );
+    }
+
+    #[test]
+    fn python_number_literals() {
+        for v in ["NaN", "Infinity", "-Infinity"] {
+            let b = bare(&std::format!(r#""response_gap_max":{v}"#));
+            assert_eq!(
+                parse_request(b.as_bytes()),
+                Err(ParseError::NonFinite("response_gap_max")),
+                "{v}"
+            );
+            let b = bare(&std::format!(r#""unknown":[{v}]"#));
+            assert!(parse_request(b.as_bytes()).is_ok(), "{v}");
+        }
+        for v in ["Nan", "-Inf", "Infinite", "-", "-x"] {
+            let b = bare(&std::format!(r#""unknown":{v}"#));
+            assert!(
+                matches!(parse_request(b.as_bytes()), Err(ParseError::Json(_))),
+                "{v}"
+            );
+        }
+    }
+
+    #[test]
+    fn layout_records_the_members_the_answer_rewrites() {
+        let b = br#"{"name": "x", "axon": {"port": 1, "st\u0061tus_code": null, "status_code": 7}, "dendrite": null, "z": 1, "name": "y" }"#;
+        let body = parse_body(b, &mut KeyOrder::new()).unwrap();
+        let l = body.layout;
+        let text = |s: Option<Span>| {
+            let s = s.unwrap();
+            core::str::from_utf8(&b[s.start..s.end]).unwrap()
+        };
+        assert_eq!(text(l.slots[SLOT_NAME]), "\"y\"");
+        assert!(text(l.slots[SLOT_AXON]).starts_with("{\"port\"") && l.axon.object);
+        assert_eq!(text(l.axon.status[0]), "7");
+        assert_eq!(l.axon.status[1], None);
+        assert_eq!(l.axon.present, 1 | 1 << 4);
+        assert_eq!(l.axon.members, 3);
+        assert_eq!(text(l.slots[SLOT_DENDRITE]), "null");
+        assert!(!l.dendrite_object);
+        assert_eq!(l.slots[SLOT_PREDICTION], None);
+        assert_eq!((l.close, l.members), (b.len() - 1, 5));
+        // A ping's body reads fine; only asking for features fails.
+        assert_eq!(body.features(), Err(ParseError::NoFeatures));
+    }
+}
