@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::{bin, get, metric_value, parse_listening, temp_dir};
+use common::{bin, get, metric_value, parse_after, parse_listening, temp_dir, TEST_METRICS_ADDR};
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
