@@ -20,7 +20,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Cmd {
     /// Serve the axon protocol to validators (use --dev to try it locally).
-    Serve(cm_host::ServeArgs),
+    Serve(Box<cm_host::ServeArgs>),
     /// Act as a validator: send signed generated conversations to a miner and score the answers.
     Probe(cm_probe::ProbeArgs),
     /// Predict from JSON lines on stdin (a synapse body or a bare features object per line).

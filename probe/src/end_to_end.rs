@@ -7,7 +7,8 @@ use crate::load::{one, one_forged};
 use crate::request::{build_request, now_ns, Plan};
 use bytes::Bytes;
 use cm_host::gate::EMPTY_BODY_HASH;
-use cm_host::server::{self, ConnLimits, State};
+use cm_host::conn::ConnLimits;
+use cm_host::server::{self, State};
 use cm_host::sig::Message;
 use cm_host::wallet::Hotkey;
 use cm_host::{limits, metrics, nonce, reason::Reason, validators};
@@ -67,8 +68,11 @@ fn every_gate_decision() {
             allow_all: false,
             validators: Some(Arc::new(validators::Shared::new(list))),
             nonces: Mutex::new(nonce::NonceMap::new(1000, nonce::DEFAULT_FUTURE_SKEW_NS)),
-            keys: cm_host::sig::KeyCache::default(),
+            keys: cm_host::sig_batch::KeyCache::default(),
             inflight: limits::InFlight::default(),
+            verify: limits::VerifyBudget::new(0, 0),
+            conns: Arc::new(cm_host::conn::Registry::new(64, 0)),
+            conn_stats: server::ConnStats::default(),
             rate: limits::RateLimiter::new(0.0, 0.0),
             metrics: metrics::Metrics::default(),
             max_inflight: 64,
@@ -89,9 +93,12 @@ fn every_gate_decision() {
             header_timeout: Duration::from_secs(5),
             max_header_bytes: 16 * 1024,
             max_connections: 64,
+            max_per_source: 0,
+            idle: Duration::ZERO,
+            write_timeout: Duration::from_secs(5),
             shutdown_grace: Duration::from_secs(2),
         };
-        let srv = tokio::spawn(server::run_until(listener, state.clone(), lim, async {
+        let srv = tokio::spawn(server::run_until(listener, None, state.clone(), lim, async {
             let _ = stop_rx.await;
         }));
         let client: HttpClient = Client::builder(TokioExecutor::new()).build(HttpConnector::new());
