@@ -13,7 +13,7 @@
 //! mutations are then applied, so the accepted path is exercised as much as
 //! the refusals).
 
-use cm_core::kernels::Kernel;
+use cm_core::kernels::{CpuFeatures, Kernel};
 use cm_core::model::{Model, Prediction, NO_CONVERSION_TIME};
 use cm_core::parse::{parse_request, JsonError, ParseError, FEATURES_KEY, SESSION_ID};
 use cm_core::respond::{write_prediction, BufferTooSmall, MAX_PREDICTION_LEN};
@@ -49,11 +49,7 @@ fn model() -> &'static Model {
 
 /// Every kernel this machine can run (scalar always; SIMD ones when the CPU has them).
 fn kernels() -> Vec<Kernel> {
-    let cpu = cm_host::kernel::detect();
-    Kernel::NAMES
-        .iter()
-        .filter_map(|n| Kernel::from_name(n, cpu).ok())
-        .collect()
+    Kernel::runnable(CpuFeatures::detect()).collect()
 }
 
 fn check_rules(p: &Prediction, m: &Model) -> Result<(), TestCaseError> {
