@@ -414,7 +414,8 @@ fn bench_roundtrip(c: &mut Criterion) {
         "the server must answer with the embedded model"
     );
     let kernel_name = health["kernel"].as_str().expect("/health kernel");
-    let kernel = Kernel::from_name(kernel_name, cm_host::kernel::detect()).expect("kernel");
+    let kernel =
+        Kernel::from_name(kernel_name, cm_core::kernels::CpuFeatures::detect()).expect("kernel");
     eprintln!(
         "server {} (pid {}), kernel {kernel_name}, hotkey {}",
         server.addr,

@@ -16,7 +16,7 @@
 //! Inputs: hand-written bodies (bare and full synapse, with and without
 //! optional features) and 200 validator-like conversations from a seeded RNG.
 
-use cm_core::kernels::Kernel;
+use cm_core::kernels::{CpuFeatures, Kernel};
 use cm_core::parse::parse_request;
 use cm_core::schema::{FEATURE_NAMES, IS_INTEGER, N_FEATURES};
 use cm_modelfile::reference;
@@ -122,13 +122,9 @@ fn to_json(raw: &[f64; N_FEATURES], id: usize) -> String {
     s + "}"
 }
 
+/// Every kernel this CPU runs (the core's detection), scalar first.
 fn kernels() -> Vec<Kernel> {
-    let mut k = vec![Kernel::Scalar];
-    let best = cm_host::kernel::select("auto").unwrap();
-    if best != Kernel::Scalar {
-        k.push(best);
-    }
-    k
+    Kernel::runnable(CpuFeatures::detect()).collect()
 }
 
 /// Compare one request body; returns whether the reference said converted.

@@ -14,7 +14,7 @@
 //! mutations are then applied, so the accepted path is exercised as much as
 //! the refusals).
 
-use cm_core::kernels::Kernel;
+use cm_core::kernels::{CpuFeatures, Kernel};
 use cm_core::model::{Model, Prediction};
 use cm_core::parse::{parse_request, JsonError, ParseError, FEATURES_KEY, SESSION_ID};
 use cm_core::respond::{write_prediction, BufferTooSmall, MAX_PREDICTION_LEN};
@@ -51,11 +51,7 @@ fn model() -> &'static Model {
 
 /// Every kernel this machine can run (scalar always; SIMD ones when the CPU has them).
 fn kernels() -> Vec<Kernel> {
-    let cpu = cm_host::kernel::detect();
-    Kernel::NAMES
-        .iter()
-        .filter_map(|n| Kernel::from_name(n, cpu).ok())
-        .collect()
+    Kernel::runnable(CpuFeatures::detect()).collect()
 }
 
 /// The subnet's output rules (`cm_core::rules`), and the model's own

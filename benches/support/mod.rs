@@ -54,18 +54,14 @@ pub fn random_inputs(seed: u64, n: usize) -> Vec<[f32; N_INPUTS]> {
         .collect()
 }
 
-/// What this CPU can run, detected the way the host does it.
+/// What this CPU can run (the core's detection, as the host uses it).
 pub fn cpu() -> CpuFeatures {
-    cm_host::kernel::detect()
+    CpuFeatures::detect()
 }
 
 /// Every kernel this CPU can run, scalar first.
 pub fn kernels() -> Vec<Kernel> {
-    let cpu = cpu();
-    Kernel::NAMES
-        .iter()
-        .filter_map(|n| Kernel::from_name(n, cpu).ok())
-        .collect()
+    Kernel::runnable(cpu()).collect()
 }
 
 /// `n` synapse request bodies as a validator's dendrite sends them: the

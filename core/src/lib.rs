@@ -6,6 +6,11 @@
 #![no_std]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+// Only for run-time CPU feature detection (`kernels::CpuFeatures::detect`);
+// the `std` feature is documented in Cargo.toml.
+#[cfg(any(test, feature = "std"))]
+extern crate std;
+
 pub mod features;
 pub mod kernels;
 pub mod model;

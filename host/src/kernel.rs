@@ -1,9 +1,9 @@
-//! Picking the forward kernel: detect the CPU once, honour `--kernel`.
+//! `--kernel`: the CLI's spelling of a kernel choice, and its error message.
 //!
-//! The core cannot ask the CPU what it supports (that needs std), so this is
-//! the one place that does, and the only place that builds a
-//! `CpuFeatures` from run-time facts. The choice is logged at start-up and
-//! shown in `/health` and `cm_kernel_info`.
+//! What the CPU can run is the core's answer (`CpuFeatures::detect`, with
+//! cm-core's `std` feature); this file only maps the flag's value (`auto`,
+//! or a kernel name, case and surrounding spaces forgiven) onto it. The
+//! choice is logged at start-up and shown in `/health` and `cm_kernel_info`.
 
 use anyhow::{anyhow, Result};
 use cm_core::kernels::{CpuFeatures, Kernel};
@@ -11,34 +11,10 @@ use cm_core::kernels::{CpuFeatures, Kernel};
 /// `--kernel` value that means "the fastest this CPU runs".
 pub const AUTO: &str = "auto";
 
-/// The features this CPU has, detected at run time.
-pub fn detect() -> CpuFeatures {
-    #[cfg(target_arch = "x86_64")]
-    {
-        let avx2 = std::is_x86_feature_detected!("avx2")
-            && std::is_x86_feature_detected!("fma")
-            && std::is_x86_feature_detected!("f16c");
-        let avx512 = std::is_x86_feature_detected!("avx512f");
-        // SAFETY: both flags come straight from the CPUID-based detection
-        // macros for exactly the features new_unchecked names.
-        unsafe { CpuFeatures::new_unchecked(avx2, avx512, false) }
-    }
-    #[cfg(target_arch = "aarch64")]
-    {
-        let neon = std::arch::is_aarch64_feature_detected!("neon");
-        // SAFETY: the flag comes from the run-time detection macro.
-        unsafe { CpuFeatures::new_unchecked(false, false, neon) }
-    }
-    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-    {
-        CpuFeatures::NONE
-    }
-}
-
 /// The kernel for a `--kernel` value (`auto` or a name), refused with a clear
 /// error when this CPU cannot run it.
 pub fn select(choice: &str) -> Result<Kernel> {
-    let cpu = detect();
+    let cpu = CpuFeatures::detect();
     let c = choice.trim().to_ascii_lowercase();
     if c == AUTO {
         return Ok(Kernel::best(cpu));
@@ -61,7 +37,7 @@ mod tests {
     /// features, or is refused with a message naming the flag and the lack.
     #[test]
     fn a_kernel_this_cpu_lacks_is_refused_by_name() {
-        let cpu = detect();
+        let cpu = CpuFeatures::detect();
         for name in ["avx2", "avx512", "neon"] {
             let best_has_it = Kernel::from_name(name, cpu).is_ok();
             match select(name) {

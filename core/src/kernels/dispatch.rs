@@ -1,24 +1,27 @@
-//! Capability tokens, the [`Kernel`] choice, and dispatch.
+//! Capability tokens, CPU detection, the [`Kernel`] choice, and dispatch.
 //!
-//! A SIMD kernel is only sound on a CPU that has its ISA, and `no_std` code
-//! cannot ask the CPU. So each ISA has a zero-sized token that can only be
-//! made where the ISA is known to be present: safely with `new()` when the
-//! build already assumes it (`-C target-feature`, `-C target-cpu`), or with
-//! `unsafe new_unchecked()` by a caller that checked at run time (the host,
-//! with `std::is_x86_feature_detected!`). A [`Kernel`] value carries its
-//! token, so holding one is the proof, and [`Mlp::forward`] dispatches with
-//! one `match`.
+//! A SIMD kernel is only sound on a CPU that has its ISA. So each ISA has a
+//! zero-sized token that can only be made where the ISA is known to be
+//! present: safely with `new()` when the build already assumes it
+//! (`-C target-feature`, `-C target-cpu`), or with `unsafe new_unchecked()`
+//! by a caller that checked. A [`Kernel`] value carries its token, so
+//! holding one is the proof, and [`Mlp::forward`] dispatches with one
+//! `match`.
 //!
-//! The host reports what it detected as a [`CpuFeatures`] (unsafe to build
-//! with anything but the truth) and picks a kernel by name with
-//! [`Kernel::from_name`], or the fastest with [`Kernel::best`]:
+//! Which kernels this CPU can run is answered here and nowhere else:
+//! [`CpuFeatures::detect`] asks the CPU at run time with the `std` feature
+//! (as memchr does; the host turns it on) and falls back to the build's
+//! target features without it, so the core stays `no_std`.
+//! [`Kernel::runnable`] lists the kernels for those features,
+//! [`Kernel::from_name`] picks one by name and [`Kernel::best`] the
+//! fastest:
 //!
 //! ```
 //! use cm_core::kernels::{CpuFeatures, Kernel};
-//! // SAFETY (in a real host): flags from std::is_x86_feature_detected!.
-//! let cpu = CpuFeatures::compile_time();
+//! let cpu = CpuFeatures::detect();
 //! let k = Kernel::from_name("scalar", cpu).unwrap();
 //! assert_eq!(k.name(), "scalar");
+//! assert_eq!(Kernel::runnable(cpu).next(), Some(Kernel::Scalar));
 //! assert!(Kernel::from_name("sse9", cpu).is_err());
 //! ```
 
@@ -121,12 +124,13 @@ pub enum Kernel {
     Neon(NeonToken),
 }
 
-/// CPU features as detected by the host, the input to kernel selection.
+/// CPU features, the input to kernel selection; [`CpuFeatures::detect`]
+/// gives this CPU's.
 ///
 /// Fields are private: a `true` for a feature the CPU lacks would let safe
 /// code run an illegal instruction, so the only constructors are the
 /// `unsafe` [`CpuFeatures::new_unchecked`] and the safe
-/// [`CpuFeatures::compile_time`].
+/// [`CpuFeatures::detect`] and [`CpuFeatures::compile_time`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CpuFeatures {
     avx2_fma_f16c: bool,
@@ -174,6 +178,51 @@ impl CpuFeatures {
             avx512f,
             neon,
         }
+    }
+
+    /// What the CPU running this code has: the one answer to "which kernels
+    /// can this CPU run" for the host, the tests and the benches.
+    ///
+    /// With the `std` feature (and in this crate's own tests) the CPU is
+    /// asked at run time through std's feature-detection macros, which
+    /// cache their answer, so calling this again costs a few loads. Without
+    /// `std` nothing can ask the CPU, and this is
+    /// [`CpuFeatures::compile_time`]: a SIMD kernel is then chosen only when
+    /// the build already assumes its ISA (`-C target-cpu`).
+    pub fn detect() -> CpuFeatures {
+        #[cfg(any(test, feature = "std"))]
+        {
+            run_time()
+        }
+        #[cfg(not(any(test, feature = "std")))]
+        {
+            CpuFeatures::compile_time()
+        }
+    }
+}
+
+/// The CPU's features, asked at run time (needs std).
+#[cfg(any(test, feature = "std"))]
+fn run_time() -> CpuFeatures {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let avx2_fma_f16c = std::is_x86_feature_detected!("avx2")
+            && std::is_x86_feature_detected!("fma")
+            && std::is_x86_feature_detected!("f16c");
+        let avx512f = std::is_x86_feature_detected!("avx512f");
+        // SAFETY: both flags come straight from the CPUID-based detection
+        // macros, for exactly the features `new_unchecked` names.
+        unsafe { CpuFeatures::new_unchecked(avx2_fma_f16c, avx512f, false) }
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        let neon = std::arch::is_aarch64_feature_detected!("neon");
+        // SAFETY: the flag comes straight from the run-time detection macro.
+        unsafe { CpuFeatures::new_unchecked(false, false, neon) }
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        CpuFeatures::NONE
     }
 }
 
@@ -270,6 +319,14 @@ impl Kernel {
             "avx2" | "avx512" | "neon" => Err(KernelError::OtherArch(lookup(name))),
             _ => Err(KernelError::UnknownName),
         }
+    }
+
+    /// Every kernel `cpu` can run, scalar first, each once. With
+    /// [`CpuFeatures::detect`] this is the list the tests and benches run.
+    pub fn runnable(cpu: CpuFeatures) -> impl Iterator<Item = Kernel> {
+        Kernel::NAMES
+            .iter()
+            .filter_map(move |n| Kernel::from_name(n, cpu).ok())
     }
 
     /// The fastest kernel `cpu` can run: AVX-512F, then AVX2, then NEON,

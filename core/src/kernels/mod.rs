@@ -15,9 +15,10 @@
 //!   that ISA's instructions.
 //! - `avx2`, `avx512` (x86_64) and `neon` (aarch64): the per-ISA vector types
 //!   and wrappers.
-//! - [`dispatch`]: capability tokens and the [`Kernel`] enum. The core cannot
-//!   detect CPU features (that needs std), so a SIMD kernel is reachable only
-//!   through a token that proves its ISA is present.
+//! - [`dispatch`]: CPU detection ([`CpuFeatures::detect`], run time with
+//!   the `std` feature), capability tokens and the [`Kernel`] enum. A SIMD
+//!   kernel is reachable only through a token that proves its ISA is
+//!   present.
 //!
 //! Weight storage is [`W`]: `f32` in this crate by default, IEEE half
 //! precision with the `f16-weights` feature (see `core/Cargo.toml`), which

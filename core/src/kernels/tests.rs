@@ -115,35 +115,15 @@ fn inputs(seed: u64) -> Vec<(String, [f32; N_INPUTS])> {
     out
 }
 
-/// The SIMD kernels this CPU can run (detected with std, as the host does).
+/// The SIMD kernels this CPU can run (the core's run-time detection).
 fn simd_kernels() -> Vec<Kernel> {
-    let cpu = detected();
-    Kernel::NAMES[1..]
-        .iter()
-        .filter_map(|n| Kernel::from_name(n, cpu).ok())
+    Kernel::runnable(detected())
+        .filter(|k| *k != Kernel::Scalar)
         .collect()
 }
 
 fn detected() -> CpuFeatures {
-    #[cfg(target_arch = "x86_64")]
-    {
-        let avx2 = std::is_x86_feature_detected!("avx2")
-            && std::is_x86_feature_detected!("fma")
-            && std::is_x86_feature_detected!("f16c");
-        let avx512 = std::is_x86_feature_detected!("avx512f");
-        // SAFETY: flags straight from the std detection macros.
-        unsafe { CpuFeatures::new_unchecked(avx2, avx512, false) }
-    }
-    #[cfg(target_arch = "aarch64")]
-    {
-        let neon = std::arch::is_aarch64_feature_detected!("neon");
-        // SAFETY: flag straight from the std detection macro.
-        unsafe { CpuFeatures::new_unchecked(false, false, neon) }
-    }
-    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-    {
-        CpuFeatures::NONE
-    }
+    CpuFeatures::detect()
 }
 
 fn w(x: W) -> f64 {
