@@ -5,14 +5,17 @@
 //! [`wallet`] (bittensor key files), [`nonce`], [`validators`] and [`limits`]
 //! (who may call, how often), [`gate`] (the checks in order), [`synapse`]
 //! (answers a Python dendrite accepts), [`reason`] (every status code in one
-//! table), [`metrics`], [`kernel`] (CPU detection), [`server`] (hyper/tokio),
+//! table), [`metrics`], [`accounting`] (counts per calling validator),
+//! [`dashboard`] (`/status` and the built-in page), [`kernel`] (CPU detection), [`server`] (hyper/tokio),
 //! [`lifecycle`] (the swappable served model, its reloads and the shadow
 //! candidate), [`reqlog`] (the request log), [`drift`](mod@drift) (live traffic against
 //! the training distribution) and [`probe`](mod@probe). The wire facts all come from
 //! `AXON.md`.
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod accounting;
 pub mod config;
+pub mod dashboard;
 pub mod drift;
 pub mod echo;
 pub mod gate;
@@ -210,6 +213,7 @@ pub fn serve(
             external_ip,
             external_port,
             netuid: a.netuid,
+            accounting: accounting::Accounting::default(),
         });
         if let Some(path) = &a.weights {
             tokio::spawn(lifecycle::watch(path.clone(), life.clone(), weights_poll));
@@ -235,6 +239,7 @@ pub fn serve(
             let mut out = std::io::stdout().lock();
             let _ = writeln!(out, "miner hotkey {}", hotkey.ss58);
             let _ = writeln!(out, "listening on {bound}");
+            let _ = writeln!(out, "dashboard {}", dashboard::url(bound, a.axon_external_ip));
             let _ = out.flush();
         }
         server::run(

@@ -1256,6 +1256,7 @@ mod tests {
                     external_ip: "127.0.0.1".into(),
                     external_port: 0,
                     netuid: None,
+                    accounting: crate::accounting::Accounting::default(),
                 });
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
                 let target = match listener.local_addr().unwrap() {

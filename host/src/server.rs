@@ -8,6 +8,7 @@
 //! Shutdown stops accepting, lets every in-flight request finish (hyper's
 //! graceful close), and gives up after a grace period.
 
+use crate::accounting::{Outcome, Protocol};
 use crate::echo;
 use crate::gate::{self, Auth, Reject};
 use crate::limits::{self, InFlight, RateLimiter};
@@ -54,6 +55,8 @@ pub struct State {
     pub external_ip: String,
     pub external_port: u16,
     pub netuid: Option<u16>,
+    /// Per-validator counts (crate::accounting), shown by /status and /metrics.
+    pub accounting: crate::accounting::Accounting,
 }
 
 type Resp = Response<Full<Bytes>>;
@@ -76,6 +79,9 @@ impl State {
 
     fn reject(&self, rej: &Reject, t0: Instant, req: Option<&hyper::HeaderMap>) -> Resp {
         self.metrics.reject(rej.reason);
+        if let Some(h) = req {
+            self.account(h, Outcome::Refused(rej.reason), t0);
+        }
         tracing::debug!(
             reason = rej.reason.label(),
             status = rej.reason.status(),
@@ -83,6 +89,19 @@ impl State {
             rej.message()
         );
         synapse::error(rej, t0.elapsed().as_secs_f64(), req, &self.me())
+    }
+
+    /// Counts a synapse request in its caller's row (crate::accounting).
+    fn account(&self, headers: &hyper::HeaderMap, outcome: Outcome, t0: Instant) {
+        let hotkey = headers.get(gate::H_HOTKEY).and_then(|v| v.to_str().ok());
+        let admitted = |k: &[u8; 32]| self.admission(k).is_some();
+        self.accounting
+            .record(hotkey, admitted, Protocol::Axon, outcome, t0.elapsed());
+    }
+
+    /// Stake of a hotkey on the validators file, if it is on it.
+    pub(crate) fn stake_of(&self, key: &[u8; 32]) -> Option<f64> {
+        self.validators.as_ref()?.get(key).map(|e| e.stake)
     }
 
     /// Stake rank of an allowed caller, or None when the caller is not allowed.
@@ -112,12 +131,14 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, I
         "/Synapse" => Route::Ping,
         "/health" => Route::Health,
         "/metrics" => Route::Metrics,
+        "/status" => Route::Status,
+        p if crate::dashboard::serves(p) => Route::Dashboard,
         _ => Route::Other,
     };
     state.metrics.request(route);
     let method_ok = match route {
         Route::Conversion | Route::Ping => req.method() == Method::POST,
-        Route::Health | Route::Metrics => {
+        Route::Health | Route::Metrics | Route::Status | Route::Dashboard => {
             req.method() == Method::GET || req.method() == Method::HEAD
         }
         Route::Other => true,
@@ -142,6 +163,8 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, I
         Route::Ping => axon(&state, req, PING_SYNAPSE, t0).await,
         Route::Health => health(&state),
         Route::Metrics => metrics(&state),
+        Route::Status => crate::dashboard::status(&state),
+        Route::Dashboard => crate::dashboard::asset(path),
         Route::Other => {
             let name: String = path
                 .split('/')
@@ -319,6 +342,10 @@ async fn axon(state: &State, req: Request<Incoming>, name: &str, t0: Instant) ->
         };
     state.metrics.success();
     state.metrics.total.observe(t0.elapsed());
+    let prediction = answer
+        .as_ref()
+        .map(|a| (a.conversion_happened == 1, a.confidence as f32));
+    state.account(&parts.headers, Outcome::Answered { prediction }, t0);
     if tracing::enabled!(tracing::Level::DEBUG) {
         let hk = parts
             .headers
@@ -419,9 +446,17 @@ fn gauges(state: &State) -> (usize, usize, f64) {
 }
 
 fn health(state: &State) -> Resp {
+    let mut r = Response::new(Full::new(Bytes::from(health_json(state).to_string())));
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+/// The /health document (also the start of /status).
+pub(crate) fn health_json(state: &State) -> serde_json::Value {
     let (nonce_keys, validators, uptime) = gauges(state);
     let (model, shadow) = health_lifecycle(state);
-    let body = serde_json::json!({
+    serde_json::json!({
         "status": "ok",
         "version": env!("CARGO_PKG_VERSION"),
         "model_sha256": model["sha256"],
@@ -438,11 +473,7 @@ fn health(state: &State) -> Resp {
         "validators": validators,
         "inflight": state.inflight.current(),
         "nonce_keys": nonce_keys,
-    });
-    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
-    r.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    r
+    })
 }
 
 fn metrics(state: &State) -> Resp {
@@ -458,6 +489,7 @@ fn metrics(state: &State) -> Resp {
         model_sha256: &active.sha256,
     });
     metrics_lifecycle(state, &mut text);
+    state.accounting.render(&mut text, |k| state.stake_of(k));
     {
         use std::fmt::Write as _;
         let (batches, sigs) = state.keys.batch_stats();
