@@ -15,6 +15,7 @@ pub mod json_text;
 pub mod nn;
 pub mod oracle;
 pub mod pipeline;
+pub mod report_html;
 pub mod reward;
 pub mod rng;
 pub mod trainer;
