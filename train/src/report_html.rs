@@ -625,6 +625,25 @@ mod tests {
     }
 
     #[test]
+    fn train_s_report_lands_next_to_the_model_file() {
+        // A copy of the shipped model, so weights/report.html is left alone.
+        let dir = std::env::temp_dir().join(format!("cm-report-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let model = dir.join("model.json");
+        std::fs::copy(
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../weights/model.json"),
+            &model,
+        )
+        .unwrap();
+        let p = for_model_file(model.to_str().unwrap(), 777, 300).unwrap();
+        assert_eq!(p, dir.join(FILE_NAME));
+        let h = std::fs::read_to_string(&p).unwrap();
+        assert_eq!(h.matches("<svg").count(), 4);
+        assert!(h.contains("300 conversations, seed 777: n=300"), "{h}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn ticks_are_round_and_cover_the_range() {
         assert_eq!(
             ticks(0.0, 1.0),
