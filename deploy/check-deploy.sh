@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs what can be run here of deploy/: the systemd unit, the Prometheus
-# scrape config and rules, and the Grafana panel queries, against a real
+# scrape config and rules, the Grafana panel queries (grafana-panels.md) and
+# the importable dashboard (grafana-dashboard.json), against a real
 # `conversion-miner serve --dev` on 127.0.0.1 with probe traffic.
 #
 #   bash deploy/check-deploy.sh [BINARY]
@@ -45,7 +46,10 @@ promtool check config deploy/prometheus.yml
 promtool check rules deploy/conversion-miner.rules.yml
 
 echo "== serve --dev and probe traffic"
-"$BIN" serve --dev --axon.port 0 --metrics.addr 127.0.0.1:0 >"$WORK/serve.log" 2>&1 &
+# --dev still allows every caller; the (at first empty) validators file only
+# gives the probe's hotkey a stake once it is known, for the stake panel.
+echo "# the probe's hotkey is added below" >"$WORK/validators.txt"
+"$BIN" serve --dev --axon.port 0 --metrics.addr 127.0.0.1:0 --validators "$WORK/validators.txt" --validators.poll 0.5 >"$WORK/serve.log" 2>&1 &
 PIDS+=($!)
 for _ in $(seq 1 100); do grep -q '^listening on ' "$WORK/serve.log" && break; sleep 0.1; done
 PORT=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$WORK/serve.log" | head -1)
@@ -55,6 +59,8 @@ MPORT=$(sed -n 's/^metrics on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$WORK/serve.log" |
 echo "serve: 127.0.0.1:$PORT, metrics on 127.0.0.1:$MPORT"
 # The public port must not serve /metrics.
 [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/metrics")" = 404 ] || fail "/metrics answered on the public port"
+grep -qx "dashboard http://127.0.0.1:$MPORT/" "$WORK/serve.log" || fail "serve printed no 'dashboard http://127.0.0.1:$MPORT/' line"
+curl -fsS -o /dev/null "http://127.0.0.1:$MPORT/" || fail "GET / (the dashboard) failed"
 curl -fsS "http://127.0.0.1:$MPORT/metrics" >"$WORK/metrics.txt"
 # Lint findings are naming advice for host/src/metrics.rs, not parse errors
 # (Prometheus itself must parse the page: the scrape below checks that).
@@ -84,17 +90,32 @@ for _ in $(seq 1 100); do
     sleep 0.2
 done
 
-# Traffic over a few scrapes: signed predictions, pings of /health, and one
-# unsigned request (a 401 refusal) so the refusal panel has data.
+# Traffic over a few scrapes: signed predictions, pings of /health, and
+# unsigned requests (401 refusals) so the refusal panels have data.
 "$BIN" probe --dev --target "127.0.0.1:$PORT" --n "$PROBE_N" --rate 100 | sed -n 's/^ *\(ok .*\)$/probe: \1/p'
-curl -s -o /dev/null -w 'unsigned POST /ConversionSynapse: %{http_code}\n' -X POST \
-    -H 'content-type: application/json' --data '{}' "http://127.0.0.1:$PORT/ConversionSynapse"
+# Two of them, more than a scrape apart: the per-validator refusal series
+# is born at its first refusal, so rate() needs a second one to see growth.
+for _ in 1 2; do
+    curl -s -o /dev/null -w 'unsigned POST /ConversionSynapse: %{http_code}\n' -X POST \
+        -H 'content-type: application/json' --data '{}' "http://127.0.0.1:$PORT/ConversionSynapse"
+    sleep 1.5
+done
+# The probe's hotkey, as the miner's per-validator table saw it, onto the
+# validators file with a stake; wait until /status reports that stake.
+PROBE_HOTKEY=$(curl -fsS "http://127.0.0.1:$MPORT/status" | python3 -c 'import json, sys; print(next(v["hotkey"] for v in json.load(sys.stdin)["validators"] if v["hotkey"] != "other"))')
+echo "$PROBE_HOTKEY,1234" >"$WORK/validators.txt"
+for _ in $(seq 1 50); do
+    curl -fsS "http://127.0.0.1:$MPORT/status" | grep -q '"stake":1234' && break
+    sleep 0.2
+done
+curl -fsS "http://127.0.0.1:$MPORT/status" | grep -q '"stake":1234' || fail "/status shows no stake for the probe's hotkey $PROBE_HOTKEY"
+echo "probe hotkey $PROBE_HOTKEY: stake 1234 in /status"
 sleep 3
 
-python3 - "$PROM_PORT" deploy/grafana-panels.md <<'PY'
+python3 - "$PROM_PORT" deploy/grafana-panels.md deploy/grafana-dashboard.json <<'PY'
 import json, re, sys, urllib.parse, urllib.request
 
-port, panels = sys.argv[1], sys.argv[2]
+port, panels, dashboard = sys.argv[1], sys.argv[2], sys.argv[3]
 base = f"http://127.0.0.1:{port}/api/v1/"
 
 def get(path, **params):
@@ -116,12 +137,12 @@ print(f"alert rules loaded and evaluated: {len(rules)}")
 
 # Panels that are legitimately zero on a fresh --dev server with no errors.
 ZERO_OK = {"In flight", "Validators on the allow-list", "Connection errors", "Restarts (24 h)"}
-rows = 0
-for line in open(panels, encoding="utf-8"):
-    cells = [c.strip() for c in re.split(r"(?<!\\)\|", line.strip())[1:-1]]
-    if len(cells) != 4 or not cells[2].startswith("`"):
-        continue
-    name, query = cells[0], cells[2].strip("`").replace("\\|", "|")
+scraped = set(get("label/__name__/values"))
+
+def check(name, query):
+    for metric in re.findall(r"\bcm_[a-z0-9_]+", query):
+        if metric not in scraped:
+            raise SystemExit(f"check-deploy: FAIL: panel {name!r}: {metric} is not a metric Prometheus scraped")
     result = get("query", query=query)["result"]
     if not result:
         raise SystemExit(f"check-deploy: FAIL: panel {name!r}: no series for {query}")
@@ -130,9 +151,41 @@ for line in open(panels, encoding="utf-8"):
         raise SystemExit(f"check-deploy: FAIL: panel {name!r}: NaN from {query}")
     if name not in ZERO_OK and not any(v > 0 for v in values):
         raise SystemExit(f"check-deploy: FAIL: panel {name!r}: all zero under traffic: {query}")
+    return result, values
+
+listed = {}
+for line in open(panels, encoding="utf-8"):
+    cells = [c.strip() for c in re.split(r"(?<!\\)\|", line.strip())[1:-1]]
+    if len(cells) != 4 or not cells[2].startswith("`"):
+        continue
+    name, query = cells[0], cells[2].strip("`").replace("\\|", "|")
+    result, values = check(name, query)
     print(f"panel {name!r}: {len(result)} series, max {max(values):.6g}")
-    rows += 1
+    listed[name] = query
+rows = len(listed)
 assert rows >= 10, f"only {rows} panel queries found in {panels}"
 print(f"all {rows} panel queries returned data")
+
+# The importable dashboard: every listed panel, with the listed query, and
+# every query in it returning data from metrics Prometheus scraped.
+with open(dashboard, encoding="utf-8") as f:
+    dash = json.load(f)
+assert dash.get("title") and dash.get("uid"), "dashboard JSON without title/uid"
+graphs = [p for p in dash["panels"] if p.get("type") != "row"]
+by_title = {p["title"]: p for p in graphs}
+for name, query in listed.items():
+    p = by_title.get(name)
+    if p is None:
+        raise SystemExit(f"check-deploy: FAIL: {dashboard} has no panel {name!r}")
+    if p["targets"][0]["expr"] != query:
+        raise SystemExit(f"check-deploy: FAIL: {dashboard} panel {name!r} queries {p['targets'][0]['expr']!r}, {panels} says {query!r}")
+ids = [p["id"] for p in dash["panels"]]
+assert len(ids) == len(set(ids)), "panel ids repeat"
+n = 0
+for p in graphs:
+    for t in p["targets"]:
+        check(p["title"], t["expr"])
+        n += 1
+print(f"{dashboard}: {len(graphs)} panels, all {n} queries returned data")
 PY
 echo "check-deploy: all checks passed"

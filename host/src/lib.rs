@@ -7,7 +7,8 @@
 //! (who may call, how often), [`gate`] (the checks in order), [`sig_batch`]
 //! (batched signature checks), [`synapse`] (answers a Python dendrite
 //! accepts), [`reason`] (every status code in one table), [`metrics`],
-//! [`kernel`] (CPU detection), [`conn`] and [`write_deadline`] (connections
+//! [`accounting`] (counts per calling validator), [`dashboard`] (`/status`
+//! and the built-in page), [`kernel`] (CPU detection), [`conn`] and [`write_deadline`] (connections
 //! and their limits), [`server`] (routes),
 //! [`lifecycle`] (the swappable served model, its reloads and the shadow
 //! candidate), [`reqlog`] (the request log), [`drift`](mod@drift) (live traffic against
@@ -15,8 +16,10 @@
 //! `AXON.md`.
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod accounting;
 pub mod config;
 pub mod conn;
+pub mod dashboard;
 pub mod drift;
 pub mod gate;
 pub mod kernel;
@@ -247,6 +250,7 @@ pub fn serve(
             external_ip,
             external_port,
             netuid: a.netuid,
+            accounting: accounting::Accounting::default(),
         });
         if let Some(path) = &a.weights {
             tokio::spawn(lifecycle::watch(path.clone(), life.clone(), weights_poll));
@@ -272,8 +276,14 @@ pub fn serve(
             let mut out = std::io::stdout().lock();
             let _ = writeln!(out, "miner hotkey {}", hotkey.ss58);
             let _ = writeln!(out, "listening on {bound}");
-            if let Some(m) = ops_bound {
-                let _ = writeln!(out, "metrics on {m}");
+            match ops_bound {
+                Some(m) => {
+                    let _ = writeln!(out, "metrics on {m}");
+                    let _ = writeln!(out, "dashboard {}", dashboard::url(m, None));
+                }
+                None => {
+                    let _ = writeln!(out, "dashboard off (--metrics.addr off)");
+                }
             }
             let _ = out.flush();
         }

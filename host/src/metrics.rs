@@ -16,7 +16,8 @@ pub const BUCKETS_S: [f64; 16] = [
     1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 5e-2,
     0.25, 1.0,
 ];
-const N_BUCKETS: usize = BUCKETS_S.len() + 1;
+/// Buckets of a [`Histogram`]: the bounds and +Inf.
+pub const N_BUCKETS: usize = BUCKETS_S.len() + 1;
 /// Confidence is summed in millionths to stay in an integer atomic.
 const CONFIDENCE_SCALE: f64 = 1e6;
 
@@ -49,21 +50,67 @@ impl Histogram {
 
     fn render(&self, out: &mut String, name: &str, help: &str) {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        self.render_series(out, name, "");
+    }
+
+    /// The sample lines of one series (no HELP/TYPE); `labels` is empty or
+    /// `key="value",` pairs each ending in a comma.
+    pub fn render_series(&self, out: &mut String, name: &str, labels: &str) {
         let mut cum = 0u64;
         for (i, c) in self.counts.iter().enumerate() {
             cum += c.load(Relaxed);
             match BUCKETS_S.get(i) {
                 Some(b) => {
-                    let _ = writeln!(out, "{name}_bucket{{le=\"{b}\"}} {cum}");
+                    let _ = writeln!(out, "{name}_bucket{{{labels}le=\"{b}\"}} {cum}");
                 }
                 None => {
-                    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cum}");
+                    let _ = writeln!(out, "{name}_bucket{{{labels}le=\"+Inf\"}} {cum}");
                 }
             }
         }
-        let _ = writeln!(out, "{name}_sum {}", self.sum_ns.load(Relaxed) as f64 / 1e9);
-        let _ = writeln!(out, "{name}_count {cum}");
+        let braced = labels.trim_end_matches(',');
+        let braced = if braced.is_empty() {
+            String::new()
+        } else {
+            format!("{{{braced}}}")
+        };
+        let _ = writeln!(
+            out,
+            "{name}_sum{braced} {}",
+            self.sum_ns.load(Relaxed) as f64 / 1e9
+        );
+        let _ = writeln!(out, "{name}_count{braced} {cum}");
     }
+
+    /// Per-bucket counts (not cumulative); the last is the +Inf bucket.
+    pub fn counts(&self) -> [u64; N_BUCKETS] {
+        std::array::from_fn(|i| self.counts[i].load(Relaxed))
+    }
+}
+
+/// The `q` quantile (0..=1) of per-bucket counts in seconds, interpolated
+/// linearly inside its bucket as Prometheus' `histogram_quantile` does (a
+/// quantile in the +Inf bucket reads as the largest finite bound); None
+/// when there are no observations.
+pub fn quantile(counts: &[u64; N_BUCKETS], q: f64) -> Option<f64> {
+    let total: u64 = counts.iter().sum();
+    if total == 0 {
+        return None;
+    }
+    let rank = q.clamp(0.0, 1.0) * total as f64;
+    let mut below = 0u64;
+    for (i, &c) in counts.iter().enumerate() {
+        if c > 0 && (below + c) as f64 >= rank {
+            let Some(&hi) = BUCKETS_S.get(i) else {
+                return BUCKETS_S.last().copied();
+            };
+            let lo = if i == 0 { 0.0 } else { BUCKETS_S[i - 1] };
+            let into = ((rank - below as f64) / c as f64).clamp(0.0, 1.0);
+            return Some(lo + (hi - lo) * into);
+        }
+        below += c;
+    }
+    BUCKETS_S.last().copied()
 }
 
 /// Routes counted separately.
@@ -73,15 +120,21 @@ pub enum Route {
     Ping,
     Health,
     Metrics,
+    /// `GET /status` (crate::dashboard).
+    Status,
+    /// The built-in dashboard page and its assets (crate::dashboard).
+    Dashboard,
     Other,
 }
 
 impl Route {
-    const ALL: [Route; 5] = [
+    const ALL: [Route; 7] = [
         Route::Conversion,
         Route::Ping,
         Route::Health,
         Route::Metrics,
+        Route::Status,
+        Route::Dashboard,
         Route::Other,
     ];
     fn label(self) -> &'static str {
@@ -90,6 +143,8 @@ impl Route {
             Route::Ping => "Synapse",
             Route::Health => "health",
             Route::Metrics => "metrics",
+            Route::Status => "status",
+            Route::Dashboard => "dashboard",
             Route::Other => "other",
         }
     }
@@ -142,7 +197,7 @@ impl ConnError {
 /// All counters of one server.
 #[derive(Default)]
 pub struct Metrics {
-    requests: [AtomicU64; 5],
+    requests: [AtomicU64; Route::ALL.len()],
     successes: AtomicU64,
     rejections: [AtomicU64; Reason::COUNT],
     conn_errors: [AtomicU64; 4],
@@ -301,6 +356,34 @@ mod tests {
         assert!(s.contains("x_bucket{le=\"1\"} 2"), "{s}");
         assert!(s.contains("x_bucket{le=\"+Inf\"} 3"), "{s}");
         assert!(s.contains("x_count 3"), "{s}");
+    }
+
+    #[test]
+    fn labelled_series_and_quantiles() {
+        let h = Histogram::default();
+        assert_eq!(quantile(&h.counts(), 0.5), None);
+        for _ in 0..90 {
+            h.observe(Duration::from_micros(300)); // (2.5e-4, 5e-4]
+        }
+        for _ in 0..10 {
+            h.observe(Duration::from_secs(3)); // +Inf
+        }
+        let mut s = String::new();
+        h.render_series(&mut s, "x", "validator=\"v\",");
+        assert!(
+            s.contains("x_bucket{validator=\"v\",le=\"0.0005\"} 90"),
+            "{s}"
+        );
+        assert!(s.contains("x_count{validator=\"v\"} 100"), "{s}");
+        let c = h.counts();
+        // Rank 50 of the 90 in (2.5e-4, 5e-4]: 50/90 of the way up.
+        let p50 = quantile(&c, 0.5).unwrap();
+        assert!(
+            (p50 - (2.5e-4 + 2.5e-4 * 50.0 / 90.0)).abs() < 1e-12,
+            "{p50}"
+        );
+        assert_eq!(quantile(&c, 0.99), Some(1.0));
+        assert_eq!(quantile(&c, 0.0), Some(2.5e-4));
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //! bounded by a cap checked against `Content-Length` first and while
 //! reading, with their own timeout.
 
+use crate::accounting::{Outcome, Protocol};
 use crate::conn::{self, Conn};
 use crate::gate::{self, Reject};
 use crate::limits::{BudgetFull, InFlight, InFlightGuard, RateLimiter, VerifyBudget};
@@ -66,6 +67,8 @@ pub struct State {
     pub external_ip: String,
     pub external_port: u16,
     pub netuid: Option<u16>,
+    /// Per-validator counts (crate::accounting), shown by /status and /metrics.
+    pub accounting: crate::accounting::Accounting,
 }
 
 type Resp = Response<Full<Bytes>>;
@@ -98,6 +101,9 @@ impl State {
 
     fn reject(&self, rej: &Reject, t0: Instant, req: Option<&hyper::HeaderMap>) -> Resp {
         self.metrics.reject(rej.reason);
+        if let Some(h) = req {
+            self.account(h, Outcome::Refused(rej.reason), t0);
+        }
         tracing::debug!(
             reason = rej.reason.label(),
             status = rej.reason.status(),
@@ -105,6 +111,19 @@ impl State {
             rej.message()
         );
         synapse::error(rej, t0.elapsed().as_secs_f64(), req, &self.me())
+    }
+
+    /// Counts a synapse request in its caller's row (crate::accounting).
+    fn account(&self, headers: &hyper::HeaderMap, outcome: Outcome, t0: Instant) {
+        let hotkey = headers.get(gate::H_HOTKEY).and_then(|v| v.to_str().ok());
+        let admitted = |k: &[u8; 32]| self.admission(k).is_some();
+        self.accounting
+            .record(hotkey, admitted, Protocol::Axon, outcome, t0.elapsed());
+    }
+
+    /// Stake of a hotkey on the validators file, if it is on it.
+    pub(crate) fn stake_of(&self, key: &[u8; 32]) -> Option<f64> {
+        self.validators.as_ref()?.get(key).map(|e| e.stake)
     }
 
     /// Stake rank of an allowed caller, or None when the caller is not allowed.
@@ -237,7 +256,9 @@ pub async fn handle(
         Route::Ping => axon(&state, &conn, req, core_serve::Route::Ping, t0).await,
         Route::Health if !is_get(&req) => wrong_method(&state, &req, "GET, HEAD", t0),
         Route::Health => health(&state),
-        Route::Metrics | Route::Other => not_found(&state, req.uri().path(), t0),
+        Route::Metrics | Route::Status | Route::Dashboard | Route::Other => {
+            not_found(&state, req.uri().path(), t0)
+        }
     })
 }
 
@@ -248,15 +269,19 @@ pub async fn handle_ops(state: Arc<State>, req: Request<Incoming>) -> Result<Res
     let route = match req.uri().path() {
         "/metrics" => Route::Metrics,
         "/health" => Route::Health,
+        "/status" => Route::Status,
+        p if crate::dashboard::serves(p) => Route::Dashboard,
         _ => Route::Other,
     };
     state.metrics.request(route);
     Ok(match route {
-        Route::Metrics | Route::Health if !is_get(&req) => {
+        Route::Metrics | Route::Health | Route::Status | Route::Dashboard if !is_get(&req) => {
             wrong_method(&state, &req, "GET, HEAD", t0)
         }
         Route::Metrics => metrics(&state),
         Route::Health => health(&state),
+        Route::Status => crate::dashboard::status(&state),
+        Route::Dashboard => crate::dashboard::asset(req.uri().path()),
         _ => not_found(&state, req.uri().path(), t0),
     })
 }
@@ -429,6 +454,11 @@ async fn axon(
     }
     state.metrics.success();
     state.metrics.total.observe(t0.elapsed());
+    let prediction = served
+        .prediction
+        .as_ref()
+        .map(|p| (p.conversion_happened == 1, p.confidence));
+    state.account(&parts.headers, Outcome::Answered { prediction }, t0);
     if tracing::enabled!(tracing::Level::DEBUG) {
         let hk = parts
             .headers
@@ -535,9 +565,17 @@ fn gauges(state: &State) -> (usize, usize, f64) {
 }
 
 fn health(state: &State) -> Resp {
+    let mut r = Response::new(Full::new(Bytes::from(health_json(state).to_string())));
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+/// The /health document (also the start of /status).
+pub(crate) fn health_json(state: &State) -> serde_json::Value {
     let (nonce_keys, validators, uptime) = gauges(state);
     let (model, shadow) = health_lifecycle(state);
-    let body = serde_json::json!({
+    serde_json::json!({
         "status": "ok",
         "version": env!("CARGO_PKG_VERSION"),
         "model_sha256": model["sha256"],
@@ -554,11 +592,7 @@ fn health(state: &State) -> Resp {
         "validators": validators,
         "inflight": state.inflight.current(),
         "nonce_keys": nonce_keys,
-    });
-    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
-    r.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    r
+    })
 }
 
 fn metrics(state: &State) -> Resp {
@@ -574,6 +608,7 @@ fn metrics(state: &State) -> Resp {
         model_sha256: &active.sha256,
     });
     metrics_lifecycle(state, &mut text);
+    state.accounting.render(&mut text, |k| state.stake_of(k));
     {
         use std::fmt::Write as _;
         let (batches, sigs) = state.keys.batch_stats();

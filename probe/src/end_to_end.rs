@@ -82,6 +82,7 @@ fn every_gate_decision() {
             external_ip: "127.0.0.1".into(),
             external_port: 0,
             netuid: None,
+            accounting: cm_host::accounting::Accounting::default(),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let target = match listener.local_addr().unwrap() {

@@ -112,6 +112,9 @@ pub struct EvalArgs {
     /// Fail (exit 1) when accuracy is below this.
     #[arg(long)]
     pub min_accuracy: Option<f64>,
+    /// Also write DIR/report.html: the evaluation as pictures (report_html).
+    #[arg(long, value_name = "DIR")]
+    pub report: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -348,39 +351,49 @@ pub fn train(a: &TrainArgs) -> anyhow::Result<i32> {
         100.0 * m.accuracy,
         m.mae_tp
     );
+    let report = crate::report_html::for_model_file(&a.out, a.test_seed, a.test_n)?;
+    eprintln!("wrote {}", report.display());
     Ok(0)
 }
 
+/// A model under evaluation: raw features to (class, seconds, confidence).
+type Predictor = Box<dyn Fn(&[f64; N_FEATURES]) -> (u8, f64, f64)>;
+
 pub fn eval(a: &EvalArgs, embedded: &'static cm_core::model::Model) -> anyhow::Result<i32> {
     let rows = eval::test_set(a.seed, a.n);
-    let core = |model: &cm_core::model::Model| {
-        eval::score(&rows, |raw| {
-            let mut r32 = [0f32; N_FEATURES];
-            for (d, s) in r32.iter_mut().zip(raw.iter()) {
-                *d = *s as f32;
-            }
-            let p = model.predict_raw(&r32, ALL_PRESENT, Kernel::Scalar);
-            (p.conversion_happened, p.time_to_conversion_seconds as f64)
-        })
+    let folded = |model: &cm_core::model::Model, raw: &[f64; N_FEATURES]| {
+        let mut r32 = [0f32; N_FEATURES];
+        for (d, s) in r32.iter_mut().zip(raw.iter()) {
+            *d = *s as f32;
+        }
+        let p = model.predict_raw(&r32, ALL_PRESENT, Kernel::Scalar);
+        (
+            p.conversion_happened,
+            p.time_to_conversion_seconds as f64,
+            p.confidence as f64,
+        )
     };
-    let (label, m) = match &a.weights {
+    // (class, seconds, confidence) of each model kind.
+    let (label, predict): (String, Predictor) = match &a.weights {
         None => (
             format!(
                 "embedded model, {} weights, scalar kernel",
                 cm_core::kernels::W_NAME
             ),
-            core(embedded),
+            Box::new(move |raw| folded(embedded, raw)),
         ),
         Some(path) if a.f64 => {
             let text = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
             let mf = cm_modelfile::parse_model_file(&text)
                 .map_err(|e| anyhow::anyhow!("{path}: {e}"))?;
             cm_modelfile::validate(&mf).map_err(|e| anyhow::anyhow!("{path}: {e}"))?;
-            let m = eval::score(&rows, |raw| {
-                let (c, t, _, _) = crate::export::predict_f64(&mf, raw);
-                (c, t)
-            });
-            (format!("{path}, f64 reference forward (unfolded)"), m)
+            (
+                format!("{path}, f64 reference forward (unfolded)"),
+                Box::new(move |raw| {
+                    let (c, t, _, conf) = crate::export::predict_f64(&mf, raw);
+                    (c, t, conf)
+                }),
+            )
         }
         Some(path) => {
             let model =
@@ -390,16 +403,30 @@ pub fn eval(a: &EvalArgs, embedded: &'static cm_core::model::Model) -> anyhow::R
                     "{path}, folded at run time, {} weights, scalar kernel",
                     cm_core::kernels::W_NAME
                 ),
-                core(&model),
+                Box::new(move |raw| folded(&model, raw)),
             )
         }
     };
+    let scored = crate::report_html::score_rows(&rows, predict);
+    // score() asks for the rows in order: hand back the answers just computed.
+    let mut next = scored.iter();
+    let m = eval::score(&rows, |_| {
+        next.next()
+            .map(|s| (s.class, s.t_pred))
+            .unwrap_or((0, -1.0))
+    });
+    let label = format!("{label}; {} conversations, seed {}", a.n, a.seed);
+    if let Some(dir) = &a.report {
+        let path = crate::report_html::write(
+            std::path::Path::new(dir),
+            &format!("Evaluation report: {label}"),
+            &m.table(&label),
+            &scored,
+        )?;
+        eprintln!("wrote {}", path.display());
+    }
     // A closed stdout (e.g. piped into `head`) is not worth a panic.
-    let _ = writeln!(
-        std::io::stdout(),
-        "{}",
-        m.table(&format!("{label}; {} conversations, seed {}", a.n, a.seed))
-    );
+    let _ = writeln!(std::io::stdout(), "{}", m.table(&label));
     if let Some(min) = a.min_accuracy {
         if m.accuracy < min {
             eprintln!("accuracy {:.6} is below --min-accuracy {min}", m.accuracy);

@@ -14,6 +14,7 @@ pub mod export;
 pub mod json_text;
 pub mod nn;
 pub mod pipeline;
+pub mod report_html;
 pub mod trainer;
 
 // The subnet's facts live in `cm-subnet` (shared with the probe, which must
