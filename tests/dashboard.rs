@@ -235,7 +235,7 @@ fn status_counts_each_validator_and_the_dashboard_shows_them() {
         "--axon.ip",
         "127.0.0.1",
     ]);
-    let url = format!("http://{}/", server.addr);
+    let url = format!("http://{}/", server.metrics_addr);
     assert!(
         server
             .log_text()
@@ -255,7 +255,7 @@ fn status_counts_each_validator_and_the_dashboard_shows_them() {
         .iter()
         .all(|s| *s == 403));
 
-    let status = get(server.addr, "/status").expect("GET /status").json();
+    let status = get(server.metrics_addr, "/status").expect("GET /status").json();
     let rows = status["validators"].as_array().expect("validators list");
     assert_eq!(rows.len(), 3, "two validators and other: {status:#}");
     let b = row(&status, &big.ss58);
@@ -289,12 +289,12 @@ fn status_counts_each_validator_and_the_dashboard_shows_them() {
         .expect("verified_answered");
     assert_eq!(verified, BIG_CALLS + SMALL_CALLS);
     // /status carries /health, and agrees with /metrics.
-    let health = get(server.addr, "/health").unwrap().json();
+    let health = get(server.metrics_addr, "/health").unwrap().json();
     for k in ["model_sha256", "kernel", "weights", "hotkey", "version"] {
         assert_eq!(status[k], health[k], "{k}");
     }
     assert_eq!(status["validators_listed"].as_u64(), Some(2));
-    let metrics = get(server.addr, "/metrics").unwrap().text();
+    let metrics = get(server.metrics_addr, "/metrics").unwrap().text();
     assert_eq!(
         metric_value(&metrics, "cm_success_total "),
         Some(verified as f64)
@@ -318,7 +318,7 @@ fn status_counts_each_validator_and_the_dashboard_shows_them() {
     );
 
     // The page and its assets come from the miner, with a policy that allows nothing else.
-    let page = get(server.addr, "/").unwrap();
+    let page = get(server.metrics_addr, "/").unwrap();
     assert_eq!(page.status, 200);
     assert!(page
         .header("content-security-policy")
@@ -361,7 +361,7 @@ fn status_counts_each_validator_and_the_dashboard_shows_them() {
         .unwrap_or(0);
     assert!(refreshes >= 2, "page refreshed {refreshes} times:\n{dom}");
     // No traffic since: the page's total is /status's.
-    let now = get(server.addr, "/status").unwrap().json();
+    let now = get(server.metrics_addr, "/status").unwrap().json();
     assert_eq!(now["verified_answered"].as_u64(), Some(verified));
     assert_eq!(
         text_of(&dom, "verified-total"),

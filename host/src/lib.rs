@@ -282,7 +282,7 @@ pub fn serve(
                     let _ = writeln!(out, "dashboard {}", dashboard::url(m, None));
                 }
                 None => {
-                    let _ = writeln!(out, "dashboard off (--metrics.addr off)");
+                    let _ = writeln!(out, "dashboard off (no operator listener: --metrics.addr)");
                 }
             }
             let _ = out.flush();
