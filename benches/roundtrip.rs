@@ -346,15 +346,15 @@ fn check_echo(sent: &Value, got: &Value) -> Result<(), String> {
     Ok(())
 }
 
-/// What the embedded model answers on the server's kernel, as the server
-/// writes it into the JSON.
-#[derive(Clone, Copy, Debug)]
 /// The f64 a JSON reader gets from the answer's f32 (written in shortest
 /// round-trip form, the digits `Display` prints).
 fn f32_as_written(x: f32) -> f64 {
     x.to_string().parse().unwrap_or(f64::NAN)
 }
 
+/// What the embedded model answers on the server's kernel, as the server
+/// writes it into the JSON.
+#[derive(Clone, Copy, Debug)]
 struct Expected {
     class: u8,
     time: f64,
