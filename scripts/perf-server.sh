@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The server-side figures of issue 4, measured against a real local
 # `conversion-miner serve --dev` on 127.0.0.1 with `conversion-miner probe`.
-# The numbers in docs/PERF-SERVER.md came from this script.
+# The numbers in docs/MEASUREMENTS.md came from this script.
 #
 #   scripts/perf-server.sh all         # every figure below, in this order
 #   scripts/perf-server.sh flood       # (1) throughput, (2) server CPU per verified request,

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Load and soak runs against a local `conversion-miner serve --dev`, driven by
 # `conversion-miner probe` (issue 5, item 4). Results go to stdout; the
-# figures recorded in docs/SOAK.md came from this script.
+# figures recorded in docs/MEASUREMENTS.md ("Load and soak runs") came from this script.
 #
 #   scripts/soak.sh steady   # (a) steady rate for SOAK_DURATION s: 0 lost or wrong answers
 #   scripts/soak.sh flood    # (b) FLOOD_N requests, fresh uuids: server RSS before/after

@@ -53,7 +53,7 @@ pub const DEFAULT_FUTURE_SKEW_NS: u64 = 5_000_000_000;
 /// it inserts must stay at most half full: past that, the deleted slots it
 /// cannot reuse in place make it double (measured: a 57,344-key map grew to
 /// 131,072 buckets and 17.2 MB of resident memory under a flood of fresh
-/// uuids, docs/PERF-SERVER.md). So 28,672 keys, in a table allocated once
+/// uuids, docs/MEASUREMENTS.md). So 28,672 keys, in a table allocated once
 /// for twice that (65,536 buckets). A validator's dendrite keeps one uuid
 /// for its lifetime, so a subnet's validators need a few hundred keys; the
 /// rest is headroom.

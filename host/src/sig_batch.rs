@@ -19,7 +19,7 @@ pub const MAX_BATCH: usize = 64;
 /// Batching pauses once more than one in this many of the recent signatures
 /// failed (and resumes below half that share). A failed batch costs its batch equation plus a single
 /// check of every signature in it, so forged signatures make batching dearer
-/// than checking alone: measured at 16 connections (docs/PERF-SERVER.md,
+/// than checking alone: measured at 16 connections (docs/MEASUREMENTS.md,
 /// `scripts/perf-server.sh forge`), batching saved CPU with 1 request in 100
 /// forged and cost more than single checks with 1 in 10. One in 32 keeps the
 /// switch on the side where batching still pays.
