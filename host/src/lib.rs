@@ -12,6 +12,7 @@
 //! `AXON.md`.
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod btauth;
 pub mod config;
 pub mod drift;
 pub mod echo;
@@ -175,6 +176,10 @@ pub fn serve(
     let grace = secs("--shutdown-grace", a.shutdown_grace)?;
     let poll = secs("--validators.poll", a.validators_poll)?.max(Duration::from_millis(100));
     let skew = secs("--nonce.future_skew", a.nonce_future_skew)?;
+    let bt_window = btauth::Window::from_secs(
+        secs("--btauth.max-age", a.btauth_max_age)?.as_secs_f64(),
+        secs("--btauth.max-skew", a.btauth_max_skew)?.as_secs_f64(),
+    );
     if a.max_body == 0 {
         bail!("--max-body must be positive");
     }
@@ -200,6 +205,7 @@ pub fn serve(
             validators: validators.clone(),
             nonces: Mutex::new(nonce::NonceMap::new(a.nonce_capacity, skew.as_nanos() as u64).strict(a.nonce_strict)),
             keys: sig::KeyCache::default(),
+            btauth: Mutex::new(btauth::replay::ReplayStore::new(bt_window, a.btauth_capacity)),
             inflight: limits::InFlight::default(),
             rate: limits::RateLimiter::new(a.rate_limit.max(0.0), a.rate_burst),
             metrics: metrics::Metrics::default(),

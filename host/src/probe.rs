@@ -1246,6 +1246,10 @@ mod tests {
                     validators: Some(Arc::new(validators::Shared::new(list))),
                     nonces: Mutex::new(nonce::NonceMap::new(1000, nonce::DEFAULT_FUTURE_SKEW_NS)),
                     keys: crate::sig::KeyCache::default(),
+                    btauth: Mutex::new(crate::btauth::replay::ReplayStore::new(
+                        crate::btauth::Window::default(),
+                        crate::btauth::replay::DEFAULT_CAPACITY,
+                    )),
                     inflight: limits::InFlight::default(),
                     rate: limits::RateLimiter::new(0.0, 0.0),
                     metrics: metrics::Metrics::default(),

@@ -8,6 +8,7 @@
 //! Shutdown stops accepting, lets every in-flight request finish (hyper's
 //! graceful close), and gives up after a grace period.
 
+use crate::btauth::{self, replay::ReplayStore, BtauthError, Protocol};
 use crate::echo;
 use crate::gate::{self, Auth, Reject};
 use crate::limits::{self, InFlight, RateLimiter};
@@ -44,6 +45,8 @@ pub struct State {
     pub validators: Option<Arc<validators::Shared>>,
     pub nonces: Mutex<NonceMap>,
     pub keys: crate::sig::KeyCache,
+    /// btauth/1 nonces accepted inside its freshness window.
+    pub btauth: Mutex<ReplayStore>,
     pub inflight: InFlight,
     pub rate: RateLimiter,
     pub metrics: Metrics,
@@ -101,6 +104,13 @@ impl State {
             Err(p) => p.into_inner(),
         }
     }
+
+    fn btauth_lock(&self) -> std::sync::MutexGuard<'_, ReplayStore> {
+        match self.btauth.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
 }
 
 /// Routes one request.
@@ -114,7 +124,8 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, I
         "/metrics" => Route::Metrics,
         _ => Route::Other,
     };
-    state.metrics.request(route);
+    let protocol = Protocol::of(req.headers());
+    state.metrics.request(route, protocol);
     let method_ok = match route {
         Route::Conversion | Route::Ping => req.method() == Method::POST,
         Route::Health | Route::Metrics => {
@@ -138,8 +149,17 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, I
         return Ok(r);
     }
     Ok(match route {
-        Route::Conversion => axon(&state, req, CONVERSION_SYNAPSE, t0).await,
-        Route::Ping => axon(&state, req, PING_SYNAPSE, t0).await,
+        Route::Conversion | Route::Ping => {
+            use tracing::Instrument as _;
+            let name = if route == Route::Conversion {
+                CONVERSION_SYNAPSE
+            } else {
+                PING_SYNAPSE
+            };
+            // Debug lines of this request name its protocol.
+            let span = tracing::debug_span!("request", protocol = protocol.label());
+            axon(&state, req, name, t0, protocol).instrument(span).await
+        }
         Route::Health => health(&state),
         Route::Metrics => metrics(&state),
         Route::Other => {
@@ -217,6 +237,83 @@ async fn gate(state: &State, headers: &hyper::HeaderMap, t0: Instant) -> Result<
     Ok(())
 }
 
+fn btauth_reject(e: BtauthError) -> Reject {
+    Reject::new(e.reason(), e.to_string())
+}
+
+/// The btauth/1 gate (btauth.rs): the same allow-list, in-flight cap and rate
+/// limit as [`gate`], but its signature covers the body's hash, so the body
+/// is read (under the same cap and timeout) after every header-only check
+/// and before the signature check.
+async fn btauth_gate(
+    state: &State,
+    parts: &hyper::http::request::Parts,
+    body: Incoming,
+    t0: Instant,
+) -> Result<Bytes, Reject> {
+    if let Some(n) = content_length(&parts.headers) {
+        if n > state.max_body as u64 {
+            return Err(Reject::new(
+                Reason::BodyTooLarge,
+                format!(
+                    "body of {n} bytes exceeds the {} byte limit",
+                    state.max_body
+                ),
+            ));
+        }
+    }
+    let req = btauth::parse(&parts.headers).map_err(btauth_reject)?;
+    let rank = state.admission(&req.hotkey).ok_or_else(|| {
+        Reject::new(
+            Reason::Blacklisted,
+            format!(
+                "hotkey {} is not on this miner's validators list.",
+                req.hotkey_ss58
+            ),
+        )
+    })?;
+    if !limits::admit(state.max_inflight, state.inflight.current(), rank) {
+        return Err(Reject::new(
+            Reason::Overloaded,
+            "too many requests in flight; lower-stake callers are refused first",
+        ));
+    }
+    req.check_receiver(&state.hotkey_ss58)
+        .map_err(btauth_reject)?;
+    let window = *state.btauth_lock().window();
+    req.check_fresh(&window, now_ns()).map_err(btauth_reject)?;
+    if state.btauth_lock().contains(&req.hotkey, req.nonce) {
+        return Err(btauth_reject(BtauthError::Replayed));
+    }
+    state.metrics.gate.observe(t0.elapsed());
+
+    let bytes = read_body(state, body).await?;
+    let target = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    let tv = Instant::now();
+    let verified = req.verify(parts.method.as_str(), target, &bytes);
+    state.metrics.verify.observe(tv.elapsed());
+    verified.map_err(btauth_reject)?;
+
+    // Fresh when verified (the body may have been slow), then exactly once.
+    let now = now_ns();
+    req.check_fresh(&window, now).map_err(btauth_reject)?;
+    state
+        .btauth_lock()
+        .commit(&req.hotkey, req.nonce, now)
+        .map_err(btauth_reject)?;
+    if !state.rate.allow(&req.hotkey, Instant::now()) {
+        return Err(Reject::new(
+            Reason::RateLimited,
+            format!("hotkey {} is over its rate limit", req.hotkey_ss58),
+        ));
+    }
+    Ok(bytes)
+}
+
 async fn read_body(state: &State, body: Incoming) -> Result<Bytes, Reject> {
     let limited = Limited::new(body, state.max_body);
     let wait = if state.body_timeout.is_zero() {
@@ -271,14 +368,29 @@ fn echo_via_value(
         .map_err(|e| Reject::new(Reason::Internal, format!("Internal Server Error: {e}")))
 }
 
-/// A synapse route: gate, body, model, answer.
-async fn axon(state: &State, req: Request<Incoming>, name: &str, t0: Instant) -> Resp {
+/// A synapse route: gate, body, model, answer. Both protocols share all of
+/// it but the gate; a request carrying both header sets is refused (400).
+async fn axon(
+    state: &State,
+    req: Request<Incoming>,
+    name: &str,
+    t0: Instant,
+    protocol: Protocol,
+) -> Resp {
     let _in = state.inflight.enter();
     let (parts, body) = req.into_parts();
-    if let Err(rej) = gate(state, &parts.headers, t0).await {
-        return state.reject(&rej, t0, Some(&parts.headers));
-    }
-    let bytes = match read_body(state, body).await {
+    let bytes = match protocol {
+        Protocol::Btauth => btauth_gate(state, &parts, body, t0).await,
+        Protocol::Mixed => Err(Reject::new(
+            Reason::MixedAuth,
+            "both axon (bt_header_dendrite_*) and btauth/1 (X-Bittensor-*) authentication headers; send one set",
+        )),
+        Protocol::Axon | Protocol::None => match gate(state, &parts.headers, t0).await {
+            Ok(()) => read_body(state, body).await,
+            Err(rej) => Err(rej),
+        },
+    };
+    let bytes = match bytes {
         Ok(b) => b,
         Err(rej) => return state.reject(&rej, t0, Some(&parts.headers)),
     };
@@ -323,6 +435,7 @@ async fn axon(state: &State, req: Request<Incoming>, name: &str, t0: Instant) ->
         let hk = parts
             .headers
             .get(gate::H_HOTKEY)
+            .or_else(|| parts.headers.get(btauth::H_HOTKEY))
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
         tracing::debug!(route = name, hotkey = hk, us = t0.elapsed().as_micros() as u64, class = ?answer.map(|a| a.conversion_happened), "answered 200");
