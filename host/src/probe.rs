@@ -26,6 +26,8 @@
 //! refusal the gate gives a bad signature and counts those apart from the
 //! honest answers, which are checked as always.
 
+use crate::btauth::sign as btauth_sign;
+use crate::config::ProbeProtocol;
 use crate::gate::EMPTY_BODY_HASH;
 use crate::sig::{self, Message};
 use crate::wallet::{self, Hotkey};
@@ -185,6 +187,11 @@ pub struct Plan {
     features: Vec<Value>,
     /// The same objects serialized once, spliced into every request body.
     features_json: Vec<Vec<u8>>,
+    /// How requests are signed ([`Plan::with_protocol`]; axon by default).
+    protocol: ProbeProtocol,
+    /// The last nonce handed out: nonces are unique across slots, since a
+    /// btauth/1 miner refuses a second request of a hotkey with the same one.
+    last_nonce: AtomicU64,
 }
 
 impl Plan {
@@ -215,7 +222,33 @@ impl Plan {
             rows,
             features,
             features_json,
+            protocol: ProbeProtocol::Axon,
+            last_nonce: AtomicU64::new(0),
         })
+    }
+
+    /// Signs with `protocol` instead of the axon protocol.
+    pub fn with_protocol(mut self, protocol: ProbeProtocol) -> Plan {
+        self.protocol = protocol;
+        self
+    }
+
+    /// A nonce from the clock, above every nonce handed out before.
+    fn next_nonce(&self) -> u64 {
+        let now = now_ns();
+        let mut last = self.last_nonce.load(Ordering::Relaxed);
+        loop {
+            let n = now.max(last + 1);
+            match self.last_nonce.compare_exchange_weak(
+                last,
+                n,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return n,
+                Err(seen) => last = seen,
+            }
+        }
     }
 }
 
@@ -326,8 +359,53 @@ pub fn build_request(
     nonce: u64,
     uuid: &str,
 ) -> Result<(Request<Full<Bytes>>, Bytes, String)> {
+    if plan.protocol == ProbeProtocol::Btauth {
+        return btauth_request(plan, idx, nonce, uuid);
+    }
     let signature = sign(plan, nonce, uuid)?;
     request_with(plan, idx, nonce, uuid, signature)
+}
+
+/// The same body signed as btauth/1 instead (`probe --protocol btauth`):
+/// the `X-Bittensor-*` headers from `btauth::sign`, bound to the miner's
+/// hotkey. That signature covers the body's hash, so it cannot sit inside
+/// the body: the body's dendrite block carries an empty signature, which
+/// comes back echoed like every other field (the returned signature).
+fn btauth_request(
+    plan: &Plan,
+    idx: usize,
+    nonce: u64,
+    uuid: &str,
+) -> Result<(Request<Full<Bytes>>, Bytes, String)> {
+    let kp = plan
+        .signer
+        .keypair
+        .as_ref()
+        .ok_or_else(|| anyhow!("probe hotkey has no secret"))?;
+    let sent = Sent {
+        idx,
+        nonce,
+        uuid,
+        signature: "",
+    };
+    let body = Bytes::from(request_body(plan, &sent)?);
+    let headers = btauth_sign::sign(
+        btauth_sign::Key::Sr25519(kp),
+        &btauth_sign::Signing {
+            method: "POST",
+            target: "/ConversionSynapse",
+            body: &body,
+            receiver_ss58: Some(&plan.miner),
+            nonce_ns: nonce,
+        },
+    );
+    let mut req = Request::post(format!("http://{}/ConversionSynapse", plan.target))
+        .header("host", plan.target.to_string())
+        .header("content-type", "application/json");
+    for (name, value) in headers {
+        req = req.header(name, value);
+    }
+    Ok((req.body(Full::new(body.clone()))?, body, String::new()))
 }
 
 /// The same request as [`build_request`], but carrying a forged signature
@@ -741,7 +819,6 @@ async fn slot(
     let mut conn: Option<Conn> = None;
     let mut uuid = new_uuid();
     let mut sent_with_uuid = 0u64;
-    let mut last_nonce = 0u64;
     let mut ticker = period.map(|p| {
         let start = tokio::time::Instant::now() + p.mul_f64(phase);
         let mut i = tokio::time::interval_at(start, p);
@@ -757,8 +834,7 @@ async fn slot(
             sent_with_uuid = 0;
         }
         sent_with_uuid += 1;
-        let nonce = now_ns().max(last_nonce + 1);
-        last_nonce = nonce;
+        let nonce = plan.next_nonce();
         let idx = (i % plan.rows.len() as u64) as usize;
         if forge_every > 0 && (i + 1) % forge_every == 0 {
             t.forged += 1;
@@ -851,6 +927,9 @@ pub fn run(a: &ProbeArgs) -> Result<i32> {
     if !(a.wait_ready.is_finite() && a.wait_ready >= 0.0) {
         bail!("--wait-ready must be a non-negative number of seconds");
     }
+    if a.forge_every > 0 && a.protocol != ProbeProtocol::Axon {
+        bail!("--forge-every forges axon-protocol signatures; use it with --protocol axon");
+    }
     let signer = if a.dev {
         Hotkey::generate()
     } else {
@@ -880,14 +959,17 @@ pub fn run(a: &ProbeArgs) -> Result<i32> {
                 .map(str::to_owned)
                 .ok_or_else(|| anyhow!("/health has no hotkey; pass --hotkey"))?,
         };
-        let plan = Arc::new(Plan::new(
-            target,
-            miner,
-            signer,
-            a.timeout,
-            rows,
-            &format!("probe-{}", a.seed),
-        )?);
+        let plan = Arc::new(
+            Plan::new(
+                target,
+                miner,
+                signer,
+                a.timeout,
+                rows,
+                &format!("probe-{}", a.seed),
+            )?
+            .with_protocol(a.protocol),
+        );
         let duration = a.duration.map(|d| Duration::from_secs_f64(d.max(0.0)));
         let progress = Arc::new(Progress {
             next: AtomicU64::new(0),
@@ -1013,6 +1095,7 @@ fn report(a: &ProbeArgs, plan: &Plan, t: &Tally, wall: f64, first_ok_unix_ns: u6
             "mean_reward": r0, "oracle_mean_reward": orc, "reward_ratio": ratio,
             "mean_reward_with_response_time": rrt, "mean_response_time_us": resp_us,
             "positive_rate": pos, "first_ok_unix_ns": first_ok_unix_ns,
+            "protocol": format!("{:?}", plan.protocol).to_lowercase(),
         });
         println!("{j}");
     }
@@ -1062,6 +1145,29 @@ mod tests {
             Some(1_795_626_734_383_137_861)
         );
         assert!(a.verify(&plan.signer.ss58).is_err());
+    }
+
+    #[test]
+    fn btauth_requests_verify_under_the_miner_key() {
+        let miner = Hotkey::generate();
+        let plan = test_plan(&miner, 1).with_protocol(ProbeProtocol::Btauth);
+        let (n1, n2) = (plan.next_nonce(), plan.next_nonce());
+        assert!(n2 > n1);
+        let (req, body, sig) = build_request(&plan, 0, n1, "u-1").unwrap();
+        assert_eq!(sig, "");
+        assert_eq!(
+            crate::btauth::Protocol::of(req.headers()),
+            crate::btauth::Protocol::Btauth
+        );
+        let r = crate::btauth::parse(req.headers()).unwrap();
+        assert_eq!(r.nonce, n1);
+        assert_eq!(r.hotkey_ss58, plan.signer.ss58);
+        r.check_receiver(&miner.ss58).unwrap();
+        r.verify("POST", "/ConversionSynapse", &body).unwrap();
+        assert!(r.check_receiver(&plan.signer.ss58).is_err());
+        let mut altered = body.to_vec();
+        altered.push(b' ');
+        assert!(r.verify("POST", "/ConversionSynapse", &altered).is_err());
     }
 
     #[test]

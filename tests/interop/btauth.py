@@ -99,7 +99,14 @@ class Client:
         self.conn = http.client.HTTPConnection(addr[0], addr[1], timeout=REQUEST_TIMEOUT_S)
 
     def post(self, body: bytes, headers: dict, path: str = ROUTE):
-        self.conn.request("POST", path, body=body, headers=headers)
+        try:
+            self.conn.request("POST", path, body=body, headers=headers)
+        except (BrokenPipeError, ConnectionResetError):
+            # The miner closes a connection after refusing a request whose
+            # body it never read; the request did not reach it, so send it
+            # again on a new connection, as an HTTP client's pool would.
+            self.conn.close()
+            self.conn.request("POST", path, body=body, headers=headers)
         r = self.conn.getresponse()
         raw = r.read()
         try:
