@@ -45,13 +45,17 @@ promtool check config deploy/prometheus.yml
 promtool check rules deploy/conversion-miner.rules.yml
 
 echo "== serve --dev and probe traffic"
-"$BIN" serve --dev --axon.port 0 >"$WORK/serve.log" 2>&1 &
+"$BIN" serve --dev --axon.port 0 --metrics.addr 127.0.0.1:0 >"$WORK/serve.log" 2>&1 &
 PIDS+=($!)
 for _ in $(seq 1 100); do grep -q '^listening on ' "$WORK/serve.log" && break; sleep 0.1; done
 PORT=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$WORK/serve.log" | head -1)
 [ -n "$PORT" ] || { cat "$WORK/serve.log" >&2; fail "serve printed no listening line"; }
-echo "serve: 127.0.0.1:$PORT"
-curl -fsS "http://127.0.0.1:$PORT/metrics" >"$WORK/metrics.txt"
+MPORT=$(sed -n 's/^metrics on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$WORK/serve.log" | head -1)
+[ -n "$MPORT" ] || { cat "$WORK/serve.log" >&2; fail "serve printed no metrics line"; }
+echo "serve: 127.0.0.1:$PORT, metrics on 127.0.0.1:$MPORT"
+# The public port must not serve /metrics.
+[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/metrics")" = 404 ] || fail "/metrics answered on the public port"
+curl -fsS "http://127.0.0.1:$MPORT/metrics" >"$WORK/metrics.txt"
 # Lint findings are naming advice for host/src/metrics.rs, not parse errors
 # (Prometheus itself must parse the page: the scrape below checks that).
 if promtool check metrics <"$WORK/metrics.txt" >"$WORK/lint.txt" 2>&1; then
@@ -65,7 +69,7 @@ echo "== prometheus scraping the miner"
 PROM_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 # The shipped config, with the target moved to the test server and 1 s
 # scrape and rule intervals so rates and rules have samples within seconds.
-sed -e "s#127.0.0.1:8091#127.0.0.1:$PORT#" -e 's#scrape_interval: 15s#scrape_interval: 1s#' -e 's#scrape_timeout: 5s#scrape_timeout: 1s#' -e 's#evaluation_interval: 15s#evaluation_interval: 1s#' \
+sed -e "s#127.0.0.1:9464#127.0.0.1:$MPORT#" -e 's#scrape_interval: 15s#scrape_interval: 1s#' -e 's#scrape_timeout: 5s#scrape_timeout: 1s#' -e 's#evaluation_interval: 15s#evaluation_interval: 1s#' \
     -e "s#- conversion-miner.rules.yml#- $ROOT/deploy/conversion-miner.rules.yml#" \
     deploy/prometheus.yml >"$WORK/prometheus.yml"
 prometheus --config.file="$WORK/prometheus.yml" --storage.tsdb.path="$WORK/tsdb" \

@@ -67,6 +67,8 @@ fi
 PROBE=${CM_PROBE_BIN:-$BIN}
 PORT=${PERF_PORT:-18191}
 TARGET=127.0.0.1:$PORT
+# The operator listener (/metrics); the axon port answers /metrics with 404.
+METRICS=127.0.0.1:$((PORT + 1))
 SERVER_PID=
 LOG=$(mktemp /tmp/cm-perf-serve.XXXXXX)
 WORKERS=()
@@ -80,11 +82,11 @@ fi
 
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-metric() { curl -s "http://$TARGET/metrics" | awk -v m="$1" 'index($0, m) == 1 {s += $NF} END {print s + 0}'; }
+metric() { curl -s "http://$METRICS/metrics" | awk -v m="$1" 'index($0, m) == 1 {s += $NF} END {print s + 0}'; }
 json_field() { sed -n "s/.*\"$1\":\([0-9.e+-]*\).*/\1/p"; }
 
 start_server() {
-    "$BIN" serve --dev --axon.port "$PORT" --log-level warn "${WORKERS[@]}" "$@" >"$LOG" 2>&1 &
+    "$BIN" serve --dev --axon.port "$PORT" --metrics.addr "$METRICS" --log-level warn "${WORKERS[@]}" "$@" >"$LOG" 2>&1 &
     SERVER_PID=$!
     for _ in $(seq 200); do
         curl -sf "http://$TARGET/health" >/dev/null && return 0
@@ -216,7 +218,7 @@ startup() {
         # Let the probe finish its own start-up and begin polling.
         sleep 0.5
         t0=$EPOCHREALTIME
-        "$BIN" serve --dev --axon.port "$PORT" --log-level warn "${WORKERS[@]}" >"$LOG" 2>&1 &
+        "$BIN" serve --dev --axon.port "$PORT" --metrics.addr "$METRICS" --log-level warn "${WORKERS[@]}" >"$LOG" 2>&1 &
         SERVER_PID=$!
         wait "$probe_pid" || { cat "$out"; echo "startup probe failed"; exit 1; }
         first=$(tail -1 "$out" | json_field first_ok_unix_ns)

@@ -30,14 +30,16 @@ if [[ ! -x $BIN ]]; then
 fi
 PORT=${SOAK_PORT:-18091}
 TARGET=127.0.0.1:$PORT
+# The operator listener (/metrics); the axon port answers /metrics with 404.
+METRICS=127.0.0.1:$((PORT + 1))
 SERVER_PID=
 
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
-metric() { curl -s "http://$TARGET/metrics" | awk -v m="$1" 'index($0, m) == 1 {s += $NF} END {print s + 0}'; }
+metric() { curl -s "http://$METRICS/metrics" | awk -v m="$1" 'index($0, m) == 1 {s += $NF} END {print s + 0}'; }
 health_field() { curl -s "http://$TARGET/health" | sed -n "s/.*\"$1\":\([0-9]*\).*/\1/p"; }
 
 start_server() {
-    "$BIN" serve --dev --axon.port "$PORT" --log-level warn "$@" >/tmp/cm-soak-serve.log 2>&1 &
+    "$BIN" serve --dev --axon.port "$PORT" --metrics.addr "$METRICS" --log-level warn "$@" >/tmp/cm-soak-serve.log 2>&1 &
     SERVER_PID=$!
     for _ in $(seq 100); do
         curl -sf "http://$TARGET/health" >/dev/null && return 0

@@ -13,9 +13,7 @@ mod common;
 
 use cm_host::btauth::sign::{sign, Key, Signing};
 use cm_host::wallet::Hotkey;
-use common::{
-    get, metric_value, now_ns, post, sample_features, temp_dir, write_wallet_hotkey, Server,
-};
+use common::{metric_value, now_ns, post, sample_features, temp_dir, write_wallet_hotkey, Server};
 use serde_json::{json, Value};
 
 const ROUTE: &str = "/ConversionSynapse";
@@ -87,7 +85,7 @@ impl Rig {
     }
 
     fn metric(&self, line_prefix: &str) -> f64 {
-        let text = get(self.server.addr, "/metrics").unwrap().text();
+        let text = self.server.metrics_text();
         metric_value(&text, line_prefix).unwrap_or(0.0)
     }
 

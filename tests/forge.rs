@@ -42,7 +42,9 @@ fn probe(server: &Server, args: &[&str]) -> (bool, Value, String) {
 /// The value of the metric line that starts with `prefix` (0 when absent:
 /// a reason that never occurred has no line).
 fn metric(server: &Server, prefix: &str) -> u64 {
-    let text = get(server.addr, "/metrics").expect("GET /metrics").text();
+    let text = get(server.metrics_addr, "/metrics")
+        .expect("GET /metrics")
+        .text();
     metric_value(&text, prefix).map_or(0, |v| v as u64)
 }
 
@@ -86,7 +88,7 @@ fn forged_requests_are_refused_and_honest_ones_still_verify() {
     assert_eq!(metric(&server, MISMATCH) - bad0, 100);
     // With 1 in 3 forged, batching pauses (host/src/sig.rs); the signatures
     // then checked alone are counted, and are a part of all those checked.
-    let text = get(server.addr, "/metrics").unwrap().text();
+    let text = get(server.metrics_addr, "/metrics").unwrap().text();
     assert!(
         text.contains("\ncm_verify_unbatched_signatures_total "),
         "{text}"
@@ -96,7 +98,7 @@ fn forged_requests_are_refused_and_honest_ones_still_verify() {
             <= metric(&server, "cm_verify_batched_signatures_total ")
     );
     let refused = metric_sum(
-        &get(server.addr, "/metrics").unwrap().text(),
+        &get(server.metrics_addr, "/metrics").unwrap().text(),
         "cm_rejections_total",
         "",
     ) as u64;

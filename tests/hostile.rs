@@ -17,9 +17,9 @@ mod common;
 use common::*;
 use serde_json::{json, Value};
 use sha3::{Digest, Sha3_256};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -113,11 +113,10 @@ impl Rig {
         assert!(if class == 0 { t == -1.0 } else { t > 0.0 }, "answer {b}");
     }
 
-    /// Value of one counter line of /metrics, summed over its label sets
-    /// that contain `labels` (0 if absent).
+    /// Value of one counter of /metrics, summed over its label sets that
+    /// contain `labels` (0 if absent).
     fn metric(&self, name: &str, labels: &str) -> f64 {
-        let text = get(self.addr(), "/metrics").expect("GET /metrics").text();
-        metric_sum(&text, name, labels)
+        self.server.metric(name, labels)
     }
 }
 
@@ -526,7 +525,7 @@ const MATRIX: &[Case] = &[
     },
     Case {
         name: "POST where GET is expected",
-        build: |r| encode_request("POST", "/metrics", r.addr(), &[], b"{}"),
+        build: |r| encode_request("POST", "/health", r.addr(), &[], b"{}"),
         status: 405,
         needle: "Method Not Allowed",
         reason: "method_not_allowed",
@@ -856,50 +855,12 @@ fn inflight_cap_refuses_with_503_not_timeouts() {
 
 // ------------------------------------------------------------------ faults
 
-/// The binary with its pid, for signalling (common's Server keeps its child private).
-struct Proc {
-    child: std::process::Child,
-    addr: SocketAddr,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn spawn_serve(extra: &[&str]) -> Proc {
-    let mut child = Command::new(bin())
-        .arg("serve")
-        .args(extra)
-        .args(["--axon.port", "0"])
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn serve");
-    let out = child.stdout.take().expect("stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            if let Some(a) = parse_listening(&line) {
-                let _ = tx.send(a);
-            }
-        }
-    });
-    let addr = rx.recv_timeout(START_TIMEOUT).expect("listening line");
-    Proc { child, addr }
-}
-
 /// SIGTERM while requests are in flight: each of them completes with a whole
 /// 200 answer, new connections are refused, and the process exits 0.
 #[test]
 fn sigterm_finishes_inflight_and_refuses_new() {
-    let mut p = spawn_serve(&["--dev"]);
+    let mut p = Server::start_dev();
     let addr = p.addr;
-    wait_health(addr);
     let miner = get(addr, "/health").expect("health").json()["hotkey"]
         .as_str()
         .expect("hotkey")
@@ -924,7 +885,7 @@ fn sigterm_finishes_inflight_and_refuses_new() {
         })
         .collect();
     wait_inflight(addr, SIGTERM_HELD as u64);
-    let pid = p.child.id().to_string();
+    let pid = p.pid().to_string();
     let st = Command::new("kill")
         .args(["-TERM", &pid])
         .status()
@@ -953,7 +914,7 @@ fn sigterm_finishes_inflight_and_refuses_new() {
     }
     let deadline = Instant::now() + Duration::from_secs(10);
     let status = loop {
-        if let Some(s) = p.child.try_wait().expect("wait") {
+        if let Some(s) = p.try_wait() {
             break s;
         }
         assert!(Instant::now() < deadline, "did not exit after draining");
@@ -962,40 +923,11 @@ fn sigterm_finishes_inflight_and_refuses_new() {
     assert!(status.success(), "exit status {status}");
 }
 
-fn wait_health(addr: SocketAddr) {
-    let deadline = Instant::now() + START_TIMEOUT;
-    while !get(addr, "/health").is_ok_and(|r| r.status == 200) {
-        assert!(Instant::now() < deadline, "no /health");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// Runs `serve --dev --weights <path>`; it must exit non-zero without ever
 /// listening, and stderr must contain each of `needles`.
 fn assert_weights_refused(path: &std::path::Path, needles: &[&str]) {
-    let mut child = Command::new(bin())
-        .args(["serve", "--dev", "--axon.port", "0", "--weights"])
-        .arg(path)
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let deadline = Instant::now() + START_TIMEOUT;
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait") {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("serve with bad weights {path:?} kept running");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let out = child.wait_with_output().expect("output");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let p = path.to_str().expect("utf8 path");
+    let (status, stdout, stderr) = serve_to_exit(&["--dev", "--weights", p]);
     assert!(!status.success(), "exit {status} for {path:?}");
     assert!(!stdout.contains("listening on"), "it listened: {stdout}");
     for n in needles {

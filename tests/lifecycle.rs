@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::{bin, get, metric_value, parse_listening, temp_dir};
+use common::{bin, get, metric_value, parse_after, parse_listening, temp_dir, TEST_METRICS_ADDR};
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -26,6 +26,7 @@ const SETTLE: Duration = Duration::from_secs(10);
 struct Miner {
     child: Child,
     addr: SocketAddr,
+    metrics_addr: SocketAddr,
     log: Arc<Mutex<Vec<String>>>,
 }
 
@@ -34,6 +35,7 @@ impl Miner {
         let mut child = Command::new(bin())
             .arg("serve")
             .args(["--dev", "--axon.port", "0"])
+            .args(["--metrics.addr", TEST_METRICS_ADDR])
             .args(extra)
             .env("NO_COLOR", "1")
             .env_remove("RUST_LOG")
@@ -52,16 +54,31 @@ impl Miner {
             std::thread::spawn(move || {
                 for line in BufReader::new(r).lines().map_while(Result::ok) {
                     if let Some(a) = parse_listening(&line) {
-                        let _ = tx.send(a);
+                        let _ = tx.send((false, a));
+                    }
+                    if let Some(a) = parse_after(&line, "metrics on ") {
+                        let _ = tx.send((true, a));
                     }
                     log.lock().unwrap().push(line);
                 }
             });
         }
-        let addr = rx
-            .recv_timeout(Duration::from_secs(30))
-            .unwrap_or_else(|_| panic!("no listening line: {:?}", log.lock().unwrap()));
-        Miner { child, addr, log }
+        let mut addr = None;
+        let mut metrics_addr = None;
+        while addr.is_none() || metrics_addr.is_none() {
+            match rx.recv_timeout(Duration::from_secs(30)) {
+                Ok((false, a)) => addr = Some(a),
+                Ok((true, a)) => metrics_addr = Some(a),
+                Err(_) => panic!("no listening lines: {:?}", log.lock().unwrap()),
+            }
+        }
+        let (addr, metrics_addr) = (addr.unwrap(), metrics_addr.unwrap());
+        Miner {
+            child,
+            addr,
+            metrics_addr,
+            log,
+        }
     }
 
     fn health(&self) -> Value {
@@ -69,7 +86,9 @@ impl Miner {
     }
 
     fn metrics(&self) -> String {
-        get(self.addr, "/metrics").expect("GET /metrics").text()
+        get(self.metrics_addr, "/metrics")
+            .expect("GET /metrics")
+            .text()
     }
 
     fn metric(&self, line_prefix: &str) -> f64 {

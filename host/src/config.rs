@@ -9,6 +9,10 @@ use clap::Args;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
+/// Default address of the operator's listener: loopback, so /metrics is
+/// never on the public internet unless an operator puts it there.
+pub const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:9464";
+
 /// `conversion-miner serve`.
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
@@ -66,6 +70,9 @@ pub struct ServeArgs {
     /// Per-hotkey request rate in requests per second, refused with 429 above it (0 = unlimited).
     #[arg(long = "rate-limit", env = "CM_RATE_LIMIT", default_value_t = 0.0)]
     pub rate_limit: f64,
+    /// Hotkeys the rate limiter tracks at once (a fixed table; a newcomer displaces the idlest bucket, never refused for room).
+    #[arg(long = "rate-limit.capacity", env = "CM_RATE_LIMIT_CAPACITY", default_value_t = crate::limits::RATE_MAP_CAPACITY)]
+    pub rate_limit_capacity: usize,
     /// Per-hotkey burst size for --rate-limit (default: max(rate, 1)).
     #[arg(long = "rate-burst", env = "CM_RATE_BURST", default_value_t = 0.0)]
     pub rate_burst: f64,
@@ -85,13 +92,34 @@ pub struct ServeArgs {
     /// Seconds a client has to send the body once its headers passed the gate (408 after); 0 disables.
     #[arg(long = "body-timeout", env = "CM_BODY_TIMEOUT", default_value_t = 5.0)]
     pub body_timeout: f64,
-    /// Most open connections; further clients wait in the kernel's accept queue.
+    /// Most open connections; at the cap a newcomer takes the slot of the oldest connection without
+    /// a verified request, or is closed if there is none.
     #[arg(
         long = "max-connections",
         env = "CM_MAX_CONNECTIONS",
         default_value_t = 4096
     )]
     pub max_connections: usize,
+    /// Most connections from one source address; further ones are closed on arrival (0 = no limit).
+    #[arg(long = "max-connections-per-ip", env = "CM_MAX_CONNECTIONS_PER_IP", default_value_t = crate::conn::DEFAULT_MAX_PER_SOURCE)]
+    pub max_connections_per_ip: usize,
+    /// Seconds a connection stays open after it opened or last presented a verified request,
+    /// whatever else it sends (0 = no limit). At --max-connections, unverified connections give way first.
+    #[arg(long = "conn.idle", env = "CM_CONN_IDLE", default_value_t = crate::conn::DEFAULT_IDLE_S)]
+    pub conn_idle: f64,
+    /// Seconds an answer may wait for the client to read it before the connection is closed (0 = no limit).
+    #[arg(long = "write-timeout", env = "CM_WRITE_TIMEOUT", default_value_t = crate::conn::DEFAULT_WRITE_TIMEOUT_S)]
+    pub write_timeout: f64,
+    /// Requests waiting for signature verification at once, all sources together; 503 beyond (0 = no limit).
+    #[arg(long = "verify.max-pending", env = "CM_VERIFY_MAX_PENDING", default_value_t = crate::limits::DEFAULT_VERIFY_PENDING)]
+    pub verify_max_pending: usize,
+    /// Of those, most from one source address (0 = no limit).
+    #[arg(long = "verify.per-source", env = "CM_VERIFY_PER_SOURCE", default_value_t = crate::limits::DEFAULT_VERIFY_PER_SOURCE)]
+    pub verify_per_source: usize,
+    /// Address of the operator's listener (/metrics, /health); keep it on loopback or a private
+    /// network. `off` serves no /metrics at all.
+    #[arg(long = "metrics.addr", env = "CM_METRICS_ADDR", default_value = DEFAULT_METRICS_ADDR)]
+    pub metrics_addr: String,
     /// `hotkey:uuid` keys remembered for replay protection; the oldest is evicted beyond it.
     #[arg(long = "nonce.capacity", env = "CM_NONCE_CAPACITY", default_value_t = crate::nonce::DEFAULT_CAPACITY)]
     pub nonce_capacity: usize,
@@ -102,6 +130,13 @@ pub struct ServeArgs {
         default_value_t = 5.0
     )]
     pub nonce_future_skew: f64,
+    /// uuids one hotkey keeps in the nonce map; beyond it the hotkey evicts its own oldest (and
+    /// refuses that uuid's nonces for good).
+    #[arg(long = "nonce.per-hotkey", env = "CM_NONCE_PER_HOTKEY", default_value_t = crate::nonce::DEFAULT_PER_HOTKEY)]
+    pub nonce_per_hotkey: usize,
+    /// Largest `timeout` header (seconds) that widens the nonce window; the header is unsigned.
+    #[arg(long = "nonce.max-timeout", env = "CM_NONCE_MAX_TIMEOUT", default_value_t = crate::nonce::MAX_WINDOW_TIMEOUT_S)]
+    pub nonce_max_timeout: f64,
     /// Python's nonce rule: refuse any nonce below the newest accepted for its hotkey:uuid, even if
     /// never seen (default: accept unseen nonces that arrive out of order, within the window).
     #[arg(long = "nonce.strict", env = "CM_NONCE_STRICT")]

@@ -1,22 +1,32 @@
 //! The request gate: from headers to an authenticated caller, cheapest check first.
 //!
-//! Order (DESIGN.md, AXON.md §5-6): header presence and syntax, then the
-//! allow-list (a hash lookup), then the in-flight cap (needs the caller's
-//! stake), then the nonce window (a map lookup) and the body-hash constant,
-//! and only then the sr25519 verification, which costs a hundred times the
-//! model. The nonce is recorded only after the signature verified, so forged
-//! requests cannot fill the nonce map, and the rate limit is charged only for
-//! verified callers, so nobody can drain a validator's bucket by forging its
-//! hotkey header. The body is read after all of this: an unauthenticated
-//! request never gets its body buffered. The server verifies through
-//! [`Auth::verify_batched`], which gives the same verdict as [`Auth::verify`]
-//! but lets requests verifying at the same moment share one batch equation.
+//! The gate is two pure functions around the one step that cannot be pure
+//! (the signature check, which the server batches across requests):
+//! [`admit`] takes the headers, the clock and a read-only view of the shared
+//! state and answers an [`Admitted`] request or a [`Reject`]; after the
+//! signature verified, [`settle`] records the nonce, charges the rate limit
+//! and applies the stake-ranked in-flight cap. Neither needs a runtime or a
+//! hyper type: headers come through the small [`Headers`] trait, so the fuzz
+//! target calls exactly what the server calls.
+//!
+//! Order (DESIGN.md, AXON.md §5-6): body size from `Content-Length`, header
+//! presence and syntax, the allow-list (a hash lookup), the body-hash
+//! constant and the nonce window (a map lookup), and only then the sr25519
+//! verification, which costs a hundred times the model. The nonce is
+//! recorded only after the signature verified, so forged requests cannot
+//! fill the nonce map; the rate limit is charged only for verified callers,
+//! so nobody can drain a validator's bucket by forging its hotkey header;
+//! and the in-flight cap counts verified requests only, so forged ones
+//! waiting for verification cannot take the capacity validators need (the
+//! server bounds verification work separately, per source). The body is read
+//! after all of this: an unauthenticated request never gets its body buffered.
 
+use crate::limits::{self, RateLimiter};
+use crate::nonce::NonceMap;
 use crate::nonce::{self, NonceError};
 use crate::reason::Reason;
 use crate::sig::{self, SigError};
 use crate::ss58;
-use hyper::header::HeaderMap;
 
 /// `computed_body_hash` of a synapse without `required_hash_fields`: SHA3-256("").
 pub const EMPTY_BODY_HASH: &str =
@@ -115,7 +125,7 @@ impl Auth<'_> {
     pub async fn verify_batched(
         &self,
         own_hotkey_ss58: &str,
-        cache: &sig::KeyCache,
+        cache: &crate::sig_batch::KeyCache,
     ) -> Result<(), Reject> {
         let m = self.message(own_hotkey_ss58)?;
         cache
@@ -134,7 +144,7 @@ impl Auth<'_> {
     pub fn verify_cached(
         &self,
         own_hotkey_ss58: &str,
-        cache: &sig::KeyCache,
+        cache: &crate::sig_batch::KeyCache,
     ) -> Result<(), Reject> {
         let m = self.message(own_hotkey_ss58)?;
         cache
@@ -143,11 +153,41 @@ impl Auth<'_> {
     }
 }
 
+/// Header lookup, all the gate needs of a request's headers.
+pub trait Headers {
+    /// The first value of header `name` (given in lower case), as sent.
+    fn first(&self, name: &str) -> Option<&[u8]>;
+}
+
+impl Headers for hyper::HeaderMap {
+    fn first(&self, name: &str) -> Option<&[u8]> {
+        self.get(name).map(|v| v.as_bytes())
+    }
+}
+
+/// Name/value pairs, first match wins (names compared ignoring case).
+impl Headers for [(&str, &[u8])] {
+    fn first(&self, name: &str) -> Option<&[u8]> {
+        self.iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| *v)
+    }
+}
+
+/// Visible ASCII and tabs: what an HTTP header value may hold as text.
+fn header_text(v: &[u8]) -> Option<&str> {
+    if v.iter().all(|&b| b == b'\t' || (0x20..0x7f).contains(&b)) {
+        std::str::from_utf8(v).ok()
+    } else {
+        None
+    }
+}
+
 /// A header as text; `Ok(None)` when absent, an error when not visible ASCII.
-fn text<'a>(h: &'a HeaderMap, name: &'static str) -> Result<Option<&'a str>, Reject> {
-    match h.get(name) {
+fn text<'a, H: Headers + ?Sized>(h: &'a H, name: &'static str) -> Result<Option<&'a str>, Reject> {
+    match h.first(name) {
         None => Ok(None),
-        Some(v) => v.to_str().map(|s| Some(s.trim())).map_err(|_| {
+        Some(v) => header_text(v).map(|s| Some(s.trim())).ok_or_else(|| {
             Reject::new(
                 Reason::BadHeader,
                 format!("header '{name}' is not ASCII text"),
@@ -156,8 +196,8 @@ fn text<'a>(h: &'a HeaderMap, name: &'static str) -> Result<Option<&'a str>, Rej
     }
 }
 
-fn required<'a>(
-    h: &'a HeaderMap,
+fn required<'a, H: Headers + ?Sized>(
+    h: &'a H,
     name: &'static str,
     missing: &'static str,
 ) -> Result<&'a str, Reject> {
@@ -173,7 +213,7 @@ pub fn parse_float_header(s: &str) -> Option<f64> {
 }
 
 /// Reads and checks every header the gate needs, without touching shared state.
-pub fn parse_auth(h: &HeaderMap) -> Result<Auth<'_>, Reject> {
+pub fn parse_auth<H: Headers + ?Sized>(h: &H) -> Result<Auth<'_>, Reject> {
     let timeout_s = match text(h, H_TIMEOUT)? {
         None | Some("") => DEFAULT_TIMEOUT_S,
         Some(s) => parse_float_header(s).filter(|v| *v >= 0.0).ok_or_else(|| {
@@ -246,10 +286,111 @@ pub fn check_body_hash(a: &Auth<'_>) -> Result<(), Reject> {
     }
 }
 
+/// `Content-Length`, when present and a number.
+fn content_length<H: Headers + ?Sized>(h: &H) -> Option<u64> {
+    header_text(h.first("content-length")?)?.trim().parse().ok()
+}
+
+/// What [`admit`] reads of the server's state.
+pub struct View<'a> {
+    /// Largest body accepted, in bytes.
+    pub max_body: usize,
+    /// Stake rank (0 lowest, 1 highest) of an allowed caller; `None` refuses it.
+    pub rank: &'a dyn Fn(&[u8; 32]) -> Option<f64>,
+    /// The replay state, read only.
+    pub nonces: &'a NonceMap,
+}
+
+/// A request that passed every check before its signature.
+#[derive(Debug, Clone)]
+pub struct Admitted<'h> {
+    pub auth: Auth<'h>,
+    /// The caller's stake rank, for the in-flight cap.
+    pub rank: f64,
+    /// The caller's nonce key (`hotkey:uuid` digest).
+    pub key: u128,
+    /// The clock the nonce was judged against (ns since the Unix epoch).
+    pub now_ns: u64,
+}
+
+/// Every check that needs no signature work, cheapest first.
+pub fn admit<'h, H: Headers + ?Sized>(
+    h: &'h H,
+    now_ns: u64,
+    v: &View<'_>,
+) -> Result<Admitted<'h>, Reject> {
+    if let Some(n) = content_length(h) {
+        if n > v.max_body as u64 {
+            return Err(Reject::new(
+                Reason::BodyTooLarge,
+                format!("body of {n} bytes exceeds the {} byte limit", v.max_body),
+            ));
+        }
+    }
+    let auth = parse_auth(h)?;
+    let rank = (v.rank)(&auth.hotkey).ok_or_else(|| {
+        Reject::new(
+            Reason::Blacklisted,
+            format!(
+                "hotkey {} is not on this miner's validators list.",
+                auth.hotkey_ss58
+            ),
+        )
+    })?;
+    check_body_hash(&auth)?;
+    let key = auth.endpoint_key();
+    v.nonces
+        .check(&auth.hotkey, key, auth.nonce, auth.timeout_s, now_ns)?;
+    Ok(Admitted {
+        auth,
+        rank,
+        key,
+        now_ns,
+    })
+}
+
+/// What [`settle`] changes or reads after the signature verified.
+pub struct Settle<'a> {
+    pub nonces: &'a mut NonceMap,
+    pub rate: &'a RateLimiter,
+    /// Monotonic clock for the rate limiter.
+    pub now: std::time::Instant,
+    /// Verified requests in flight, this one included.
+    pub inflight: usize,
+    /// The in-flight cap (0 = none).
+    pub max_inflight: usize,
+}
+
+/// The steps after a verified signature: the nonce is recorded (checked
+/// again, so two concurrent requests with one nonce cannot both pass), the
+/// rate limit charged, and the in-flight cap applied by stake rank.
+pub fn settle(a: &Admitted<'_>, s: Settle<'_>) -> Result<(), Reject> {
+    s.nonces.commit(
+        &a.auth.hotkey,
+        a.key,
+        a.auth.nonce,
+        a.auth.timeout_s,
+        a.now_ns,
+    )?;
+    if !s.rate.allow(&a.auth.hotkey, s.now) {
+        return Err(Reject::new(
+            Reason::RateLimited,
+            format!("hotkey {} is over its rate limit", a.auth.hotkey_ss58),
+        ));
+    }
+    if !limits::admit(s.max_inflight, s.inflight, a.rank) {
+        return Err(Reject::new(
+            Reason::Overloaded,
+            "too many requests in flight; lower-stake callers are refused first",
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hyper::header::{HeaderName, HeaderValue};
+    use hyper::header::{HeaderMap, HeaderName, HeaderValue};
     use sha3::{Digest, Sha3_256};
 
     const ALICE: &str = "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY";

@@ -3,9 +3,11 @@
 //!
 //! Modules, one concept each: [`ss58`] and [`sig`] (identity and signatures),
 //! [`wallet`] (bittensor key files), [`nonce`], [`validators`] and [`limits`]
-//! (who may call, how often), [`gate`] (the checks in order), [`synapse`]
-//! (answers a Python dendrite accepts), [`reason`] (every status code in one
-//! table), [`metrics`], [`kernel`] (CPU detection), [`server`] (hyper/tokio),
+//! (who may call, how often), [`gate`] (the checks in order), [`sig_batch`]
+//! (batched signature checks), [`synapse`] (answers a Python dendrite
+//! accepts), [`reason`] (every status code in one table), [`metrics`],
+//! [`kernel`] (CPU detection), [`conn`] and [`write_deadline`] (connections
+//! and their limits), [`server`] (routes),
 //! [`lifecycle`] (the swappable served model, its reloads and the shadow
 //! candidate), [`reqlog`] (the request log), [`drift`](mod@drift) (live traffic against
 //! the training distribution) and [`probe`](mod@probe). The wire facts all come from
@@ -14,6 +16,7 @@
 
 pub mod btauth;
 pub mod config;
+pub mod conn;
 pub mod drift;
 pub mod echo;
 pub mod gate;
@@ -27,10 +30,12 @@ pub mod reason;
 pub mod reqlog;
 pub mod server;
 pub mod sig;
+pub mod sig_batch;
 pub mod ss58;
 pub mod synapse;
 pub mod validators;
 pub mod wallet;
+pub mod write_deadline;
 
 pub use config::{DriftArgs, ProbeArgs, ServeArgs};
 
@@ -180,6 +185,15 @@ pub fn serve(
         secs("--btauth.max-age", a.btauth_max_age)?.as_secs_f64(),
         secs("--btauth.max-skew", a.btauth_max_skew)?.as_secs_f64(),
     );
+    let conn_idle = secs("--conn.idle", a.conn_idle)?;
+    let write_timeout = secs("--write-timeout", a.write_timeout)?;
+    let metrics_addr: Option<SocketAddr> = match a.metrics_addr.trim() {
+        "off" | "" => None,
+        s => Some(
+            s.parse()
+                .with_context(|| format!("--metrics.addr {s:?} is not IP:PORT or off"))?,
+        ),
+    };
     if a.max_body == 0 {
         bail!("--max-body must be positive");
     }
@@ -192,6 +206,22 @@ pub fn serve(
             .await
             .with_context(|| format!("binding {bind_ip}:{}", a.axon_port))?;
         let bound = listener.local_addr()?;
+        // Monitoring must never keep the miner off the subnet: a busy
+        // metrics port is logged and the axon serves without it.
+        let ops_listener = match metrics_addr {
+            None => None,
+            Some(m) => match tokio::net::TcpListener::bind(m).await {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    tracing::error!("binding --metrics.addr {m} failed ({e}); serving without /metrics");
+                    None
+                }
+            },
+        };
+        let ops_bound = match &ops_listener {
+            Some(l) => Some(l.local_addr()?),
+            None => None,
+        };
         let external_ip = a
             .axon_external_ip
             .map(|i| i.to_string())
@@ -203,11 +233,19 @@ pub fn serve(
             hotkey_ss58: hotkey.ss58.clone(),
             allow_all,
             validators: validators.clone(),
-            nonces: Mutex::new(nonce::NonceMap::new(a.nonce_capacity, skew.as_nanos() as u64).strict(a.nonce_strict)),
-            keys: sig::KeyCache::default(),
+            nonces: Mutex::new(
+                nonce::NonceMap::new(a.nonce_capacity, skew.as_nanos() as u64)
+                    .strict(a.nonce_strict)
+                    .per_hotkey(a.nonce_per_hotkey)
+                    .max_timeout(a.nonce_max_timeout),
+            ),
+            keys: sig_batch::KeyCache::default(),
             btauth: Mutex::new(btauth::replay::ReplayStore::new(bt_window, a.btauth_capacity)),
             inflight: limits::InFlight::default(),
-            rate: limits::RateLimiter::new(a.rate_limit.max(0.0), a.rate_burst),
+            verify: limits::VerifyBudget::new(a.verify_max_pending, a.verify_per_source),
+            conns: Arc::new(conn::Registry::new(a.max_connections, a.max_connections_per_ip)),
+            conn_stats: server::ConnStats::default(),
+            rate: limits::RateLimiter::with_capacity(a.rate_limit.max(0.0), a.rate_burst, a.rate_limit_capacity),
             metrics: metrics::Metrics::default(),
             max_inflight: a.max_inflight,
             max_body: a.max_body,
@@ -241,17 +279,25 @@ pub fn serve(
             let mut out = std::io::stdout().lock();
             let _ = writeln!(out, "miner hotkey {}", hotkey.ss58);
             let _ = writeln!(out, "listening on {bound}");
+            if let Some(m) = ops_bound {
+                let _ = writeln!(out, "metrics on {m}");
+            }
             let _ = out.flush();
         }
-        server::run(
+        server::run_until(
             listener,
+            ops_listener,
             state,
-            server::ConnLimits {
+            conn::ConnLimits {
                 header_timeout,
                 max_header_bytes: a.max_header_bytes,
                 max_connections: a.max_connections,
+                max_per_source: a.max_connections_per_ip,
+                idle: conn_idle,
+                write_timeout,
                 shutdown_grace: grace,
             },
+            server::shutdown_signal(),
         )
         .await;
         Ok::<(), anyhow::Error>(())

@@ -1,4 +1,5 @@
-//! Replay protection: recent nonces per `hotkey:uuid`, in bounded memory.
+//! Replay protection: recent nonces per `hotkey:uuid`, in bounded memory
+//! that one caller cannot take from another.
 //!
 //! The Python axon (AXON.md §5.2) keeps the last nonce per key and demands
 //! strict increase, so two requests a validator fires concurrently can arrive
@@ -6,21 +7,28 @@
 //! dendrite sending three synapses at once). We keep the last
 //! [`RECENT_PER_KEY`] accepted nonces per key instead and accept a nonce that
 //! is (a) inside the time window `now - (4 s + timeout)` and no more than a
-//! few seconds in the future, (b) above the oldest remembered nonce once the
-//! ring is full, and (c) not in the ring. Every accepted nonce stays in the
-//! ring until a larger one pushes it out, and then it is at or below the new
-//! floor, so a nonce is accepted at most once per key.
+//! few seconds in the future, (b) above its hotkey's floor, (c) above the
+//! oldest remembered nonce of its key once that key's ring is full, and (d)
+//! not in the ring.
 //!
-//! `--nonce.strict` restores Python's strict increase for operators who want
-//! it. Other differences from Python, all in the safe direction: the window applies to
-//! every request, not only a key's first (a legitimate nonce older than
-//! `4 s + timeout` belongs to a request the dendrite has already abandoned);
-//! the `timeout` that widens it is capped, since that header is unsigned; and
-//! `bt_header_dendrite_version` (also unsigned) cannot switch the window off.
-//! The map has a fixed capacity and evicts the key created longest ago
-//! (FIFO): an evicted key falls back to the window rule, which still refuses
-//! anything older than the window. Keys are a 128-bit BLAKE2b digest of the
-//! public key and uuid, so an entry has a fixed size whatever the uuid length.
+//! State is grouped by hotkey. Each hotkey keeps at most `per_hotkey` uuids
+//! and evicts its own oldest one beyond that; the map as a whole keeps at most
+//! `capacity` uuids and, when full, evicts the oldest-created one of any
+//! hotkey. Whenever a uuid is evicted its hotkey's *floor* rises to the
+//! largest nonce that uuid had accepted, and every later nonce of that hotkey
+//! at or below the floor is refused. So a nonce, once accepted, is refused
+//! for ever after: while its uuid is remembered by the ring rule, after it is
+//! evicted by the floor. A hotkey whose record is itself dropped (only once
+//! more than twice `capacity` hotkeys hold nothing but a floor, which only
+//! `--allow-all` makes possible) folds its floor into one global floor that
+//! every hotkey new to the map starts from. Nothing is ever forgotten without
+//! raising a floor over it: an evicted caller is refused, never let through
+//! twice.
+//!
+//! The window's `timeout` term is capped (the header is unsigned), at the
+//! subnet's request timeout by default. `--nonce.strict` restores Python's
+//! strict increase. Keys are a 128-bit BLAKE2b digest of the public key and
+//! uuid, so an entry has a fixed size whatever the uuid length.
 
 use blake2::digest::consts::U16;
 use blake2::{Blake2b, Digest};
@@ -29,9 +37,15 @@ use std::collections::{HashMap, VecDeque};
 
 /// Python's `ALLOWED_DELTA`: slack for the first nonce of a key, in ns.
 pub const ALLOWED_DELTA_NS: u64 = 4_000_000_000;
-/// Largest request `timeout` that may widen the window (the subnet uses 60 s,
-/// a later branch 120 s).
-pub const MAX_WINDOW_TIMEOUT_S: f64 = 120.0;
+/// Default for the largest request `timeout` that may widen the window: the
+/// subnet's validators send 60 s (SUBNET.md). The header is unsigned, so
+/// anything larger would only widen the window for a replay.
+pub const MAX_WINDOW_TIMEOUT_S: f64 = 60.0;
+/// Default number of uuids one hotkey keeps before it evicts its own oldest.
+/// A dendrite keeps one uuid for its life; a validator that makes a new
+/// dendrite per query turns them over, and only its requests arriving more
+/// than this many uuids out of order are refused (by the floor).
+pub const DEFAULT_PER_HOTKEY: usize = 256;
 /// Default bound on how far a nonce may be ahead of our clock.
 pub const DEFAULT_FUTURE_SKEW_NS: u64 = 5_000_000_000;
 /// Default number of `hotkey:uuid` keys remembered. The map evicts the
@@ -150,18 +164,53 @@ impl Recent {
     }
 }
 
-/// A key as two words: 8-byte alignment keeps a map entry at 32 bytes.
+/// A key as two words.
 type Key = [u64; 2];
 
 fn split(key: u128) -> Key {
     [key as u64, (key >> 64) as u64]
 }
 
-/// Bounded recent-nonce map.
+/// One hotkey's replay state.
+#[derive(Debug)]
+struct Owner {
+    /// Every nonce at or below this is refused (raised by evictions).
+    floor: u64,
+    /// Its remembered uuids, oldest first.
+    keys: Vec<(Key, Recent)>,
+}
+
+impl Owner {
+    fn find(&self, key: Key) -> Option<&Recent> {
+        self.keys.iter().find(|(k, _)| *k == key).map(|(_, r)| r)
+    }
+
+    /// Forgets the oldest uuid, raising the floor over its nonces.
+    fn evict_oldest(&mut self) -> bool {
+        if self.keys.is_empty() {
+            return false;
+        }
+        let (_, r) = self.keys.remove(0);
+        if let Some(&top) = r.slice().iter().max() {
+            self.floor = self.floor.max(top);
+        }
+        true
+    }
+}
+
+/// Bounded replay state, grouped by hotkey.
 pub struct NonceMap {
-    recent: HashMap<Key, Recent>,
-    order: VecDeque<Key>,
+    owners: HashMap<[u8; 32], Owner>,
+    /// The hotkey of every uuid created, in creation order (entries whose uuid
+    /// was since evicted by its own hotkey are skipped when popped).
+    order: VecDeque<[u8; 32]>,
+    /// uuids remembered, over all hotkeys.
+    keys: usize,
+    /// The floor of hotkeys whose records were dropped; new records start here.
+    global_floor: u64,
     capacity: usize,
+    per_hotkey: usize,
+    max_timeout_s: f64,
     future_skew_ns: u64,
     strict: bool,
 }
@@ -169,15 +218,14 @@ pub struct NonceMap {
 impl NonceMap {
     pub fn new(capacity: usize, future_skew_ns: u64) -> NonceMap {
         let capacity = capacity.max(1);
-        // Sized once, at twice the keys it will hold (see DEFAULT_CAPACITY):
-        // growing by doubling would leave each smaller table behind as
-        // freed-but-resident heap. Untouched pages cost no RAM; an
-        // operator's larger capacity grows as usual past the default.
-        let initial = capacity.min(DEFAULT_CAPACITY);
         NonceMap {
-            recent: HashMap::with_capacity(2 * initial),
-            order: VecDeque::with_capacity(initial),
+            owners: HashMap::new(),
+            order: VecDeque::new(),
+            keys: 0,
+            global_floor: 0,
             capacity,
+            per_hotkey: DEFAULT_PER_HOTKEY.min(capacity),
+            max_timeout_s: MAX_WINDOW_TIMEOUT_S,
             future_skew_ns,
             strict: false,
         }
@@ -190,18 +238,46 @@ impl NonceMap {
         self
     }
 
-    /// Number of keys remembered.
+    /// Most uuids one hotkey keeps (at least 1).
+    pub fn per_hotkey(mut self, n: usize) -> NonceMap {
+        self.per_hotkey = n.clamp(1, self.capacity);
+        self
+    }
+
+    /// Largest `timeout` header that widens the window, in seconds.
+    pub fn max_timeout(mut self, s: f64) -> NonceMap {
+        self.max_timeout_s = if s.is_finite() { s.max(0.0) } else { 0.0 };
+        self
+    }
+
+    /// Number of `hotkey:uuid` keys remembered.
     pub fn len(&self) -> usize {
-        self.recent.len()
+        self.keys
     }
 
     pub fn is_empty(&self) -> bool {
-        self.recent.is_empty()
+        self.keys == 0
+    }
+
+    /// Number of hotkeys with a record (uuids or only a floor).
+    pub fn hotkeys(&self) -> usize {
+        self.owners.len()
+    }
+
+    /// The window for a request's `timeout` header, in ns.
+    pub fn window_ns(&self, timeout_s: f64) -> u64 {
+        let t = if timeout_s.is_finite() {
+            timeout_s.clamp(0.0, self.max_timeout_s)
+        } else {
+            0.0
+        };
+        ALLOWED_DELTA_NS + (t * NS_PER_S) as u64
     }
 
     /// Checks a nonce without recording it (call before the signature check).
     pub fn check(
         &self,
+        hotkey: &[u8; 32],
         key: u128,
         nonce: u64,
         timeout_s: f64,
@@ -212,19 +288,24 @@ impl NonceMap {
                 ahead_s: (nonce - now_ns) as f64 / NS_PER_S,
             });
         }
-        let t = if timeout_s.is_finite() {
-            timeout_s.clamp(0.0, MAX_WINDOW_TIMEOUT_S)
-        } else {
-            0.0
-        };
-        let window_ns = ALLOWED_DELTA_NS + (t * NS_PER_S) as u64;
+        let window_ns = self.window_ns(timeout_s);
         if nonce <= now_ns.saturating_sub(window_ns) {
             return Err(NonceError::TooOld {
                 window_s: window_ns as f64 / NS_PER_S,
                 age_s: now_ns.saturating_sub(nonce) as f64 / NS_PER_S,
             });
         }
-        if let Some(r) = self.recent.get(&split(key)) {
+        let Some(owner) = self.owners.get(hotkey) else {
+            return if nonce <= self.global_floor {
+                Err(NonceError::NotIncreasing)
+            } else {
+                Ok(())
+            };
+        };
+        if nonce <= owner.floor {
+            return Err(NonceError::NotIncreasing);
+        }
+        if let Some(r) = owner.find(split(key)) {
             if self.strict && r.slice().iter().any(|&m| nonce < m) {
                 return Err(NonceError::NotIncreasing);
             }
@@ -242,26 +323,89 @@ impl NonceMap {
     /// again, so two concurrent requests with one nonce cannot both pass.
     pub fn commit(
         &mut self,
+        hotkey: &[u8; 32],
         key: u128,
         nonce: u64,
         timeout_s: f64,
         now_ns: u64,
     ) -> Result<(), NonceError> {
-        self.check(key, nonce, timeout_s, now_ns)?;
+        self.check(hotkey, key, nonce, timeout_s, now_ns)?;
         let key = split(key);
-        match self.recent.get_mut(&key) {
-            Some(r) => r.insert(nonce),
-            None => {
-                if self.recent.len() >= self.capacity {
-                    if let Some(old) = self.order.pop_front() {
-                        self.recent.remove(&old);
-                    }
-                }
-                self.recent.insert(key, Recent::new(nonce));
-                self.order.push_back(key);
+        if let Some(owner) = self.owners.get_mut(hotkey) {
+            if let Some((_, r)) = owner.keys.iter_mut().find(|(k, _)| *k == key) {
+                r.insert(nonce);
+                return Ok(());
+            }
+            // A new uuid: a hotkey at its own cap makes room from itself.
+            if owner.keys.len() >= self.per_hotkey && owner.evict_oldest() {
+                self.keys -= 1;
             }
         }
+        while self.keys >= self.capacity {
+            if !self.evict_oldest_anywhere() {
+                break;
+            }
+        }
+        let global_floor = self.global_floor;
+        let owner = self.owners.entry(*hotkey).or_insert_with(|| Owner {
+            floor: global_floor,
+            keys: Vec::new(),
+        });
+        owner.keys.push((key, Recent::new(nonce)));
+        self.keys += 1;
+        self.order.push_back(*hotkey);
+        self.tidy();
         Ok(())
+    }
+
+    /// Evicts the oldest uuid of the hotkey that created a uuid longest ago.
+    fn evict_oldest_anywhere(&mut self) -> bool {
+        while let Some(h) = self.order.pop_front() {
+            if let Some(o) = self.owners.get_mut(&h) {
+                if o.evict_oldest() {
+                    self.keys -= 1;
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
+    /// Keeps the bookkeeping bounded: at most twice `capacity` entries in the
+    /// creation order, and at most twice `capacity` hotkey records (those
+    /// holding only a floor are folded into the global floor). Each pass is
+    /// linear and runs after `capacity` growth, so amortised O(1).
+    fn tidy(&mut self) {
+        let limit = 2 * self.capacity;
+        if self.order.len() > limit {
+            // Keep, per hotkey, only as many of its newest entries as it has uuids.
+            let mut left: HashMap<[u8; 32], usize> = self
+                .owners
+                .iter()
+                .map(|(h, o)| (*h, o.keys.len()))
+                .collect();
+            let mut kept: VecDeque<[u8; 32]> = VecDeque::with_capacity(self.keys);
+            for h in self.order.drain(..).rev() {
+                if let Some(n) = left.get_mut(&h) {
+                    if *n > 0 {
+                        *n -= 1;
+                        kept.push_front(h);
+                    }
+                }
+            }
+            self.order = kept;
+        }
+        if self.owners.len() > limit {
+            let mut g = self.global_floor;
+            self.owners.retain(|_, o| {
+                let keep = !o.keys.is_empty();
+                if !keep {
+                    g = g.max(o.floor);
+                }
+                keep
+            });
+            self.global_floor = g;
+        }
     }
 }
 
@@ -272,6 +416,8 @@ mod tests {
     const NOW: u64 = 1_795_626_734_383_137_861;
     const S: u64 = 1_000_000_000;
 
+    const HK: [u8; 32] = [7; 32];
+
     fn key(i: u32) -> u128 {
         endpoint_key(&[7; 32], &format!("uuid-{i}"))
     }
@@ -280,24 +426,24 @@ mod tests {
     fn time_window() {
         let mut m = NonceMap::new(16, DEFAULT_FUTURE_SKEW_NS);
         // 12 s timeout: window is 16 s.
-        assert!(m.check(key(0), NOW - 15 * S, 12.0, NOW).is_ok());
+        assert!(m.check(&HK, key(0), NOW - 15 * S, 12.0, NOW).is_ok());
         assert!(matches!(
-            m.check(key(0), NOW - 17 * S, 12.0, NOW),
+            m.check(&HK, key(0), NOW - 17 * S, 12.0, NOW),
             Err(NonceError::TooOld { .. })
         ));
         // A huge unsigned timeout cannot widen the window past the cap.
-        assert!(m.check(key(0), NOW - 1000 * S, 1e9, NOW).is_err());
-        assert!(m.check(key(0), NOW - 1000 * S, f64::NAN, NOW).is_err());
+        assert!(m.check(&HK, key(0), NOW - 1000 * S, 1e9, NOW).is_err());
+        assert!(m.check(&HK, key(0), NOW - 1000 * S, f64::NAN, NOW).is_err());
         // Future bound.
-        assert!(m.check(key(0), NOW + 4 * S, 12.0, NOW).is_ok());
+        assert!(m.check(&HK, key(0), NOW + 4 * S, 12.0, NOW).is_ok());
         assert!(matches!(
-            m.check(key(0), NOW + 6 * S, 12.0, NOW),
+            m.check(&HK, key(0), NOW + 6 * S, 12.0, NOW),
             Err(NonceError::InFuture { .. })
         ));
         // The window applies to known keys too.
-        m.commit(key(0), NOW, 12.0, NOW).unwrap();
+        m.commit(&HK, key(0), NOW, 12.0, NOW).unwrap();
         assert!(matches!(
-            m.check(key(0), NOW + 1, 12.0, NOW + 100 * S),
+            m.check(&HK, key(0), NOW + 1, 12.0, NOW + 100 * S),
             Err(NonceError::TooOld { .. })
         ));
     }
@@ -305,11 +451,17 @@ mod tests {
     #[test]
     fn each_nonce_once_per_key() {
         let mut m = NonceMap::new(16, DEFAULT_FUTURE_SKEW_NS);
-        m.commit(key(0), NOW, 12.0, NOW).unwrap();
-        assert_eq!(m.check(key(0), NOW, 12.0, NOW), Err(NonceError::Replayed));
-        assert_eq!(m.commit(key(0), NOW, 12.0, NOW), Err(NonceError::Replayed));
+        m.commit(&HK, key(0), NOW, 12.0, NOW).unwrap();
+        assert_eq!(
+            m.check(&HK, key(0), NOW, 12.0, NOW),
+            Err(NonceError::Replayed)
+        );
+        assert_eq!(
+            m.commit(&HK, key(0), NOW, 12.0, NOW),
+            Err(NonceError::Replayed)
+        );
         // Another uuid of the same hotkey is independent.
-        assert!(m.check(key(1), NOW, 12.0, NOW).is_ok());
+        assert!(m.check(&HK, key(1), NOW, 12.0, NOW).is_ok());
     }
 
     #[test]
@@ -317,26 +469,29 @@ mod tests {
         let mut m = NonceMap::new(16, DEFAULT_FUTURE_SKEW_NS);
         // Three concurrent requests arriving 3, 1, 2.
         for n in [NOW + 3, NOW + 1, NOW + 2] {
-            m.commit(key(0), n, 12.0, NOW).unwrap();
+            m.commit(&HK, key(0), n, 12.0, NOW).unwrap();
         }
         for n in [NOW + 1, NOW + 2, NOW + 3] {
-            assert_eq!(m.check(key(0), n, 12.0, NOW), Err(NonceError::Replayed));
+            assert_eq!(
+                m.check(&HK, key(0), n, 12.0, NOW),
+                Err(NonceError::Replayed)
+            );
         }
     }
 
     #[test]
     fn strict_mode_refuses_out_of_order() {
         let mut m = NonceMap::new(16, DEFAULT_FUTURE_SKEW_NS).strict(true);
-        m.commit(key(0), NOW + 3, 12.0, NOW).unwrap();
+        m.commit(&HK, key(0), NOW + 3, 12.0, NOW).unwrap();
         assert_eq!(
-            m.check(key(0), NOW + 1, 12.0, NOW),
+            m.check(&HK, key(0), NOW + 1, 12.0, NOW),
             Err(NonceError::NotIncreasing)
         );
         assert_eq!(
-            m.check(key(0), NOW + 3, 12.0, NOW),
+            m.check(&HK, key(0), NOW + 3, 12.0, NOW),
             Err(NonceError::Replayed)
         );
-        assert!(m.commit(key(0), NOW + 4, 12.0, NOW).is_ok());
+        assert!(m.commit(&HK, key(0), NOW + 4, 12.0, NOW).is_ok());
     }
 
     #[test]
@@ -347,46 +502,141 @@ mod tests {
         for block in used.chunks(4) {
             for &j in &[1usize, 0, 3, 2] {
                 if let Some(&n) = block.get(j) {
-                    m.commit(key(0), n, 12.0, NOW).unwrap();
+                    m.commit(&HK, key(0), n, 12.0, NOW).unwrap();
                 }
             }
         }
         for &n in &used {
             assert!(
-                m.check(key(0), n, 12.0, NOW).is_err(),
+                m.check(&HK, key(0), n, 12.0, NOW).is_err(),
                 "nonce {n} accepted twice"
             );
         }
         // Below the ring's floor is refused like Python's strict rule; a
         // fresh larger one still passes.
         assert_eq!(
-            m.check(key(0), NOW + 1, 12.0, NOW),
+            m.check(&HK, key(0), NOW + 1, 12.0, NOW),
             Err(NonceError::NotIncreasing)
         );
-        assert!(m.check(key(0), NOW + 1_000_000, 12.0, NOW).is_ok());
+        assert!(m.check(&HK, key(0), NOW + 1_000_000, 12.0, NOW).is_ok());
     }
 
     #[test]
-    fn an_entry_is_32_bytes() {
+    fn a_ring_entry_is_32_bytes() {
         assert_eq!(std::mem::size_of::<(Key, Recent)>(), 32);
         assert_eq!(split(u128::MAX - 1), [u64::MAX - 1, u64::MAX]);
     }
 
     #[test]
-    fn capacity_is_bounded_and_evicts_oldest() {
+    fn capacity_is_bounded_and_an_evicted_uuid_refuses() {
         let cap = 100;
         let mut m = NonceMap::new(cap, DEFAULT_FUTURE_SKEW_NS);
         for i in 0..1000 {
-            m.commit(key(i), NOW, 12.0, NOW).unwrap();
+            m.commit(&HK, key(i), NOW + u64::from(i), 12.0, NOW)
+                .unwrap();
             assert!(m.len() <= cap);
         }
         assert_eq!(m.len(), cap);
-        assert_eq!(m.order.len(), cap);
-        // Key 999 is remembered (replay refused); key 0 was evicted, so it
-        // falls back to the window rule, which still refuses an old nonce.
-        assert_eq!(m.check(key(999), NOW, 12.0, NOW), Err(NonceError::Replayed));
-        assert!(m.check(key(0), NOW, 12.0, NOW).is_ok());
-        assert!(m.check(key(0), NOW, 12.0, NOW + 60 * S).is_err());
+        // Key 999 is remembered (replay refused); key 0 was evicted, and the
+        // floor it left refuses its nonce all the same.
+        assert_eq!(
+            m.check(&HK, key(999), NOW + 999, 12.0, NOW),
+            Err(NonceError::Replayed)
+        );
+        assert_eq!(
+            m.check(&HK, key(0), NOW, 12.0, NOW),
+            Err(NonceError::NotIncreasing)
+        );
+        // A fresh nonce above the floor still passes on any uuid.
+        assert!(m.check(&HK, key(5000), NOW + 5000, 12.0, NOW).is_ok());
+    }
+
+    /// The replay of issue 12: one allowed hotkey floods fresh uuids; another
+    /// hotkey's uuids stay remembered and its captured request is refused.
+    #[test]
+    fn one_hotkey_cannot_evict_another() {
+        let (victim, flooder) = ([1u8; 32], [2u8; 32]);
+        let mut m = NonceMap::new(64, DEFAULT_FUTURE_SKEW_NS).per_hotkey(8);
+        let vk = endpoint_key(&victim, "victim");
+        m.commit(&victim, vk, NOW, 12.0, NOW).unwrap();
+        for i in 0..10_000u64 {
+            let k = endpoint_key(&flooder, &format!("f{i}"));
+            m.commit(&flooder, k, NOW + i + 1, 12.0, NOW).unwrap();
+            assert!(m.len() <= 9);
+        }
+        assert_eq!(
+            m.check(&victim, vk, NOW, 12.0, NOW),
+            Err(NonceError::Replayed)
+        );
+        assert!(m.check(&victim, vk, NOW + 1, 12.0, NOW).is_ok());
+    }
+
+    /// With more hotkeys than capacity (only `--allow-all` allows that),
+    /// uuids and even whole hotkey records are dropped, but every accepted
+    /// nonce stays refused.
+    #[test]
+    fn no_nonce_accepted_twice_when_hotkeys_overflow() {
+        let cap = 32;
+        let mut m = NonceMap::new(cap, DEFAULT_FUTURE_SKEW_NS);
+        let mut used = Vec::new();
+        for i in 0..2_000u64 {
+            let hk = [
+                (i % 251) as u8,
+                (i / 251) as u8,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+            ];
+            let k = endpoint_key(&hk, "u");
+            m.commit(&hk, k, NOW + i, 12.0, NOW).unwrap();
+            used.push((hk, k, NOW + i));
+            assert!(m.len() <= cap);
+            assert!(m.hotkeys() <= 2 * cap + 1);
+            assert!(m.order.len() <= 2 * cap + 1);
+        }
+        for (hk, k, n) in used {
+            assert!(
+                m.check(&hk, k, n, 12.0, NOW).is_err(),
+                "nonce {n} accepted twice"
+            );
+        }
+    }
+
+    #[test]
+    fn the_unsigned_timeout_cannot_widen_the_window_past_the_cap() {
+        let m = NonceMap::new(16, DEFAULT_FUTURE_SKEW_NS);
+        assert_eq!(m.window_ns(120.0), m.window_ns(MAX_WINDOW_TIMEOUT_S));
+        assert!(m.check(&HK, key(0), NOW - 70 * S, 120.0, NOW).is_err());
+        let m = m.max_timeout(12.0);
+        assert!(m.check(&HK, key(0), NOW - 20 * S, 120.0, NOW).is_err());
+        assert!(m.check(&HK, key(0), NOW - 15 * S, 120.0, NOW).is_ok());
     }
 
     #[test]

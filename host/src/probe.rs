@@ -1293,7 +1293,8 @@ mod tests {
         //! The real server in-process on a loopback port, driven by the
         //! probe's own request builder: one row per gate decision.
         use super::super::*;
-        use crate::server::{self, ConnLimits, State};
+        use crate::conn::ConnLimits;
+        use crate::server::{self, State};
         use crate::{limits, metrics, nonce, reason::Reason, validators};
         use hyper::header::HeaderValue;
         use hyper_util::client::legacy::{connect::HttpConnector, Client};
@@ -1351,12 +1352,15 @@ mod tests {
                     allow_all: false,
                     validators: Some(Arc::new(validators::Shared::new(list))),
                     nonces: Mutex::new(nonce::NonceMap::new(1000, nonce::DEFAULT_FUTURE_SKEW_NS)),
-                    keys: crate::sig::KeyCache::default(),
+                    keys: crate::sig_batch::KeyCache::default(),
                     btauth: Mutex::new(crate::btauth::replay::ReplayStore::new(
                         crate::btauth::Window::default(),
                         crate::btauth::replay::DEFAULT_CAPACITY,
                     )),
                     inflight: limits::InFlight::default(),
+                    verify: limits::VerifyBudget::new(0, 0),
+                    conns: Arc::new(crate::conn::Registry::new(64, 0)),
+                    conn_stats: server::ConnStats::default(),
                     rate: limits::RateLimiter::new(0.0, 0.0),
                     metrics: metrics::Metrics::default(),
                     max_inflight: 64,
@@ -1377,9 +1381,12 @@ mod tests {
                     header_timeout: Duration::from_secs(5),
                     max_header_bytes: 16 * 1024,
                     max_connections: 64,
+                    max_per_source: 0,
+                    idle: Duration::ZERO,
+                    write_timeout: Duration::from_secs(5),
                     shutdown_grace: Duration::from_secs(2),
                 };
-                let srv = tokio::spawn(server::run_until(listener, state.clone(), lim, async {
+                let srv = tokio::spawn(server::run_until(listener, None, state.clone(), lim, async {
                     let _ = stop_rx.await;
                 }));
                 let client: HttpClient = Client::builder(TokioExecutor::new()).build(HttpConnector::new());

@@ -1,17 +1,21 @@
-//! The axon server: hyper HTTP/1.1 on tokio, routes, and the request path.
+//! The axon server's routes: what each request gets, from gate to answer.
 //!
 //! One handler runs a request from gate to answer inline on the runtime
 //! thread: the model takes microseconds, so handing it to a blocking pool
-//! would cost more than it saves. Connections are bounded by a semaphore,
-//! headers by hyper's size limit and read timeout, bodies by a cap checked
-//! against `Content-Length` first and while reading, with their own timeout.
-//! Shutdown stops accepting, lets every in-flight request finish (hyper's
-//! graceful close), and gives up after a grace period.
+//! would cost more than it saves. The gate's checks are [`crate::gate`]'s
+//! pure functions around the batched signature check; connections and their
+//! limits are [`crate::conn`]'s. Two routers: [`handle`] for the public
+//! port (the synapses, and a cheap `/health`), and [`handle_ops`] for the
+//! operator's listener (`--metrics.addr`, loopback by default), which holds
+//! everything that is not for validators (`/metrics`, `/health`). Bodies are
+//! bounded by a cap checked against `Content-Length` first and while
+//! reading, with their own timeout.
 
 use crate::btauth::{self, replay::ReplayStore, BtauthError, Protocol};
+use crate::conn::{self, Conn};
 use crate::echo;
-use crate::gate::{self, Auth, Reject};
-use crate::limits::{self, InFlight, RateLimiter};
+use crate::gate::{self, Reject};
+use crate::limits::{BudgetFull, InFlight, InFlightGuard, RateLimiter, VerifyBudget};
 use crate::metrics::{Gauges, Metrics, Route};
 use crate::nonce::NonceMap;
 use crate::reason::Reason;
@@ -22,10 +26,10 @@ use cm_core::kernels::Kernel;
 use cm_core::parse::{parse_request, ParseError};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Method, Request, Response};
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -44,10 +48,17 @@ pub struct State {
     pub allow_all: bool,
     pub validators: Option<Arc<validators::Shared>>,
     pub nonces: Mutex<NonceMap>,
-    pub keys: crate::sig::KeyCache,
+    pub keys: crate::sig_batch::KeyCache,
     /// btauth/1 nonces accepted inside its freshness window.
     pub btauth: Mutex<ReplayStore>,
+    /// Verified requests in flight (the stake-ranked cap counts these).
     pub inflight: InFlight,
+    /// Requests waiting for their signature check, per source.
+    pub verify: VerifyBudget,
+    /// Open connections on the public port.
+    pub conns: Arc<conn::Registry>,
+    /// Connection events on the public port.
+    pub conn_stats: ConnStats,
     pub rate: RateLimiter,
     pub metrics: Metrics,
     pub max_inflight: usize,
@@ -60,6 +71,16 @@ pub struct State {
 }
 
 type Resp = Response<Full<Bytes>>;
+
+/// Counts of what the connection rules did (for /metrics).
+#[derive(Default)]
+pub struct ConnStats {
+    pub refused_per_source: AtomicU64,
+    pub refused_full: AtomicU64,
+    pub evicted: AtomicU64,
+    pub idle_closed: AtomicU64,
+    pub write_timeouts: AtomicU64,
+}
 
 fn now_ns() -> u64 {
     SystemTime::now()
@@ -113,42 +134,115 @@ impl State {
     }
 }
 
-/// Routes one request.
-pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, Infallible> {
+impl conn::Service for State {
+    fn call(
+        self: Arc<Self>,
+        conn: Arc<Conn>,
+        req: Request<Incoming>,
+    ) -> impl std::future::Future<Output = Result<Resp, Infallible>> + Send + 'static {
+        handle(self, conn, req)
+    }
+
+    fn connection_event(&self, e: &conn::Event) {
+        let s = &self.conn_stats;
+        match e {
+            conn::Event::Refused(conn::Refused::PerSource) => {
+                s.refused_per_source.fetch_add(1, Relaxed);
+            }
+            conn::Event::Refused(conn::Refused::Full) => {
+                s.refused_full.fetch_add(1, Relaxed);
+            }
+            conn::Event::Evicted => {
+                s.evicted.fetch_add(1, Relaxed);
+            }
+            conn::Event::IdleClosed => {
+                s.idle_closed.fetch_add(1, Relaxed);
+            }
+            conn::Event::Ended(conn::Ended::Error(err)) => {
+                if write_timed_out(err) {
+                    s.write_timeouts.fetch_add(1, Relaxed);
+                } else {
+                    self.metrics.conn_error(crate::metrics::ConnError::of(err));
+                }
+            }
+            conn::Event::Ended(_) => {}
+        }
+    }
+}
+
+/// hyper's error came from [`crate::write_deadline`].
+fn write_timed_out(e: &hyper::Error) -> bool {
+    std::error::Error::source(e)
+        .and_then(|s| s.downcast_ref::<std::io::Error>())
+        .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+}
+
+/// The operator's listener: everything that is not for validators.
+pub struct Ops(pub Arc<State>);
+
+impl conn::Service for Ops {
+    fn call(
+        self: Arc<Self>,
+        _conn: Arc<Conn>,
+        req: Request<Incoming>,
+    ) -> impl std::future::Future<Output = Result<Resp, Infallible>> + Send + 'static {
+        handle_ops(self.0.clone(), req)
+    }
+}
+
+/// A 405 for a known path asked with the wrong method.
+fn wrong_method(state: &State, req: &Request<Incoming>, allow: &'static str, t0: Instant) -> Resp {
+    let rej = Reject::new(
+        Reason::MethodNotAllowed,
+        format!("Method Not Allowed: {} {}", req.method(), req.uri().path()),
+    );
+    let mut r = state.reject(&rej, t0, None);
+    r.headers_mut()
+        .insert(hyper::header::ALLOW, HeaderValue::from_static(allow));
+    r
+}
+
+fn is_get(req: &Request<Incoming>) -> bool {
+    req.method() == Method::GET || req.method() == Method::HEAD
+}
+
+/// A 404 naming the synapses, as the Python axon words it.
+fn not_found(state: &State, path: &str, t0: Instant) -> Resp {
+    let name: String = path
+        .split('/')
+        .nth(1)
+        .unwrap_or("")
+        .chars()
+        .take(MAX_QUOTED_NAME)
+        .collect();
+    let rej = Reject::new(
+        Reason::NotFound,
+        format!("Synapse name '{name}' not found. Available synapses ['{PING_SYNAPSE}', '{CONVERSION_SYNAPSE}']"),
+    );
+    state.reject(&rej, t0, None)
+}
+
+/// Routes one request on the public port. `/metrics` is not here: it is on
+/// the operator's listener ([`handle_ops`]), and the public port answers it
+/// with the same cheap 404 as any unknown path.
+pub async fn handle(
+    state: Arc<State>,
+    conn: Arc<Conn>,
+    req: Request<Incoming>,
+) -> Result<Resp, Infallible> {
     let t0 = Instant::now();
-    let path = req.uri().path();
-    let route = match path {
+    let route = match req.uri().path() {
         "/ConversionSynapse" => Route::Conversion,
         "/Synapse" => Route::Ping,
         "/health" => Route::Health,
-        "/metrics" => Route::Metrics,
         _ => Route::Other,
     };
     let protocol = Protocol::of(req.headers());
     state.metrics.request(route, protocol);
-    let method_ok = match route {
-        Route::Conversion | Route::Ping => req.method() == Method::POST,
-        Route::Health | Route::Metrics => {
-            req.method() == Method::GET || req.method() == Method::HEAD
-        }
-        Route::Other => true,
-    };
-    if !method_ok {
-        let rej = Reject::new(
-            Reason::MethodNotAllowed,
-            format!("Method Not Allowed: {} {}", req.method(), path),
-        );
-        let mut r = state.reject(&rej, t0, None);
-        let allow = if matches!(route, Route::Conversion | Route::Ping) {
-            "POST"
-        } else {
-            "GET, HEAD"
-        };
-        r.headers_mut()
-            .insert(hyper::header::ALLOW, HeaderValue::from_static(allow));
-        return Ok(r);
-    }
     Ok(match route {
+        Route::Conversion | Route::Ping if req.method() != Method::POST => {
+            wrong_method(&state, &req, "POST", t0)
+        }
         Route::Conversion | Route::Ping => {
             use tracing::Instrument as _;
             let name = if route == Route::Conversion {
@@ -158,109 +252,130 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, I
             };
             // Debug lines of this request name its protocol.
             let span = tracing::debug_span!("request", protocol = protocol.label());
-            axon(&state, req, name, t0, protocol).instrument(span).await
+            axon(&state, &conn, req, name, t0, protocol)
+                .instrument(span)
+                .await
         }
+        Route::Health if !is_get(&req) => wrong_method(&state, &req, "GET, HEAD", t0),
         Route::Health => health(&state),
-        Route::Metrics => metrics(&state),
-        Route::Other => {
-            let name: String = path
-                .split('/')
-                .nth(1)
-                .unwrap_or("")
-                .chars()
-                .take(MAX_QUOTED_NAME)
-                .collect();
-            let rej = Reject::new(
-                Reason::NotFound,
-                format!("Synapse name '{name}' not found. Available synapses ['{PING_SYNAPSE}', '{CONVERSION_SYNAPSE}']"),
-            );
-            state.reject(&rej, t0, None)
-        }
+        Route::Metrics | Route::Other => not_found(&state, req.uri().path(), t0),
     })
 }
 
-fn content_length(h: &hyper::HeaderMap) -> Option<u64> {
-    h.get(CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
+/// Routes one request on the operator's listener: every route that is not
+/// for validators lives here, so they move together.
+pub async fn handle_ops(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, Infallible> {
+    let t0 = Instant::now();
+    let route = match req.uri().path() {
+        "/metrics" => Route::Metrics,
+        "/health" => Route::Health,
+        _ => Route::Other,
+    };
+    state.metrics.request(route, Protocol::of(req.headers()));
+    Ok(match route {
+        Route::Metrics | Route::Health if !is_get(&req) => {
+            wrong_method(&state, &req, "GET, HEAD", t0)
+        }
+        Route::Metrics => metrics(&state),
+        Route::Health => health(&state),
+        _ => not_found(&state, req.uri().path(), t0),
+    })
 }
 
-/// The header-only part of the gate (everything before the body is read).
-async fn gate(state: &State, headers: &hyper::HeaderMap, t0: Instant) -> Result<(), Reject> {
-    if let Some(n) = content_length(headers) {
-        if n > state.max_body as u64 {
-            return Err(Reject::new(
-                Reason::BodyTooLarge,
-                format!(
-                    "body of {n} bytes exceeds the {} byte limit",
-                    state.max_body
-                ),
-            ));
-        }
-    }
-    let auth: Auth<'_> = gate::parse_auth(headers)?;
-    let rank = state.admission(&auth.hotkey).ok_or_else(|| {
-        Reject::new(
-            Reason::Blacklisted,
-            format!(
-                "hotkey {} is not on this miner's validators list.",
-                auth.hotkey_ss58
-            ),
-        )
-    })?;
-    if !limits::admit(state.max_inflight, state.inflight.current(), rank) {
-        return Err(Reject::new(
-            Reason::Overloaded,
-            "too many requests in flight; lower-stake callers are refused first",
-        ));
-    }
-    gate::check_body_hash(&auth)?;
-    let key = auth.endpoint_key();
+/// The gate, with the server's state: [`gate::admit`], a place in the
+/// verification budget, the batched signature check, then [`gate::settle`].
+/// Returns the request's place among the verified requests in flight.
+async fn authenticate<'s>(
+    state: &'s State,
+    conn: &Conn,
+    headers: &hyper::HeaderMap,
+    t0: Instant,
+) -> Result<InFlightGuard<'s>, Reject> {
     let now = now_ns();
-    state
-        .nonce_lock()
-        .check(key, auth.nonce, auth.timeout_s, now)?;
+    let rank = |k: &[u8; 32]| state.admission(k);
+    let admitted = {
+        let nonces = state.nonce_lock();
+        let view = gate::View {
+            max_body: state.max_body,
+            rank: &rank,
+            nonces: &nonces,
+        };
+        gate::admit(headers, now, &view)?
+    };
     state.metrics.gate.observe(t0.elapsed());
 
+    let permit = state.verify.enter(conn.peer.ip()).map_err(|full| {
+        Reject::new(
+            Reason::Overloaded,
+            match full {
+                BudgetFull::Source => {
+                    "too many requests from this address are waiting for signature verification"
+                }
+                BudgetFull::Total => "too many requests are waiting for signature verification",
+            },
+        )
+    })?;
     let tv = Instant::now();
-    let verified = auth.verify_batched(&state.hotkey_ss58, &state.keys).await;
+    let verified = admitted
+        .auth
+        .verify_batched(&state.hotkey_ss58, &state.keys)
+        .await;
     state.metrics.verify.observe(tv.elapsed());
+    drop(permit);
     verified?;
 
-    state
-        .nonce_lock()
-        .commit(key, auth.nonce, auth.timeout_s, now)?;
-    if !state.rate.allow(&auth.hotkey, Instant::now()) {
-        return Err(Reject::new(
-            Reason::RateLimited,
-            format!("hotkey {} is over its rate limit", auth.hotkey_ss58),
-        ));
+    let guard = state.inflight.enter();
+    let settled = gate::settle(
+        &admitted,
+        gate::Settle {
+            nonces: &mut state.nonce_lock(),
+            rate: &state.rate,
+            now: Instant::now(),
+            inflight: state.inflight.current(),
+            max_inflight: state.max_inflight,
+        },
+    );
+    // A caller with a fresh, verified request holds its connection (even when
+    // refused for load); a duplicate nonce does not count.
+    if settled.is_ok()
+        || settled
+            .as_ref()
+            .is_err_and(|r| matches!(r.reason, Reason::RateLimited | Reason::Overloaded))
+    {
+        conn.mark_verified();
     }
-    Ok(())
+    settled.map(|()| guard)
 }
 
 fn btauth_reject(e: BtauthError) -> Reject {
     Reject::new(e.reason(), e.to_string())
 }
 
-/// The btauth/1 gate (btauth.rs): the same allow-list, in-flight cap and rate
-/// limit as [`gate`], but its signature covers the body's hash, so the body
-/// is read (under the same cap and timeout) after every header-only check
-/// and before the signature check.
-async fn btauth_gate(
-    state: &State,
+/// The btauth/1 gate (btauth.rs), with the same allow-list, verification
+/// budget, rate limit and stake-ranked in-flight cap as [`authenticate`].
+/// Its signature covers the body's hash, so the body is read (under the
+/// same cap and timeout, holding the source's verification permit) after
+/// every header-only check and before the signature check.
+async fn btauth_authenticate<'s>(
+    state: &'s State,
+    conn: &Conn,
     parts: &hyper::http::request::Parts,
     body: Incoming,
     t0: Instant,
-) -> Result<Bytes, Reject> {
-    if let Some(n) = content_length(&parts.headers) {
-        if n > state.max_body as u64 {
-            return Err(Reject::new(
-                Reason::BodyTooLarge,
-                format!(
-                    "body of {n} bytes exceeds the {} byte limit",
-                    state.max_body
-                ),
-            ));
-        }
+) -> Result<(InFlightGuard<'s>, Bytes), Reject> {
+    let declared = parts
+        .headers
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.trim().parse::<u64>().ok());
+    if let Some(n) = declared.filter(|&n| n > state.max_body as u64) {
+        return Err(Reject::new(
+            Reason::BodyTooLarge,
+            format!(
+                "body of {n} bytes exceeds the {} byte limit",
+                state.max_body
+            ),
+        ));
     }
     let req = btauth::parse(&parts.headers).map_err(btauth_reject)?;
     let rank = state.admission(&req.hotkey).ok_or_else(|| {
@@ -272,12 +387,6 @@ async fn btauth_gate(
             ),
         )
     })?;
-    if !limits::admit(state.max_inflight, state.inflight.current(), rank) {
-        return Err(Reject::new(
-            Reason::Overloaded,
-            "too many requests in flight; lower-stake callers are refused first",
-        ));
-    }
     req.check_receiver(&state.hotkey_ss58)
         .map_err(btauth_reject)?;
     let window = *state.btauth_lock().window();
@@ -287,6 +396,17 @@ async fn btauth_gate(
     }
     state.metrics.gate.observe(t0.elapsed());
 
+    let permit = state.verify.enter(conn.peer.ip()).map_err(|full| {
+        Reject::new(
+            Reason::Overloaded,
+            match full {
+                BudgetFull::Source => {
+                    "too many requests from this address are waiting for signature verification"
+                }
+                BudgetFull::Total => "too many requests are waiting for signature verification",
+            },
+        )
+    })?;
     let bytes = read_body(state, body).await?;
     let target = parts
         .uri
@@ -296,6 +416,7 @@ async fn btauth_gate(
     let tv = Instant::now();
     let verified = req.verify(parts.method.as_str(), target, &bytes);
     state.metrics.verify.observe(tv.elapsed());
+    drop(permit);
     verified.map_err(btauth_reject)?;
 
     // Fresh when verified (the body may have been slow), then exactly once.
@@ -305,13 +426,23 @@ async fn btauth_gate(
         .btauth_lock()
         .commit(&req.hotkey, req.nonce, now)
         .map_err(btauth_reject)?;
-    if !state.rate.allow(&req.hotkey, Instant::now()) {
-        return Err(Reject::new(
+    let guard = state.inflight.enter();
+    let settled = if !state.rate.allow(&req.hotkey, Instant::now()) {
+        Err(Reject::new(
             Reason::RateLimited,
             format!("hotkey {} is over its rate limit", req.hotkey_ss58),
-        ));
-    }
-    Ok(bytes)
+        ))
+    } else if !crate::limits::admit(state.max_inflight, state.inflight.current(), rank) {
+        Err(Reject::new(
+            Reason::Overloaded,
+            "too many requests in flight; lower-stake callers are refused first",
+        ))
+    } else {
+        Ok(())
+    };
+    // As for the axon protocol: a verified, fresh caller holds its connection.
+    conn.mark_verified();
+    settled.map(|()| (guard, bytes))
 }
 
 async fn read_body(state: &State, body: Incoming) -> Result<Bytes, Reject> {
@@ -372,26 +503,28 @@ fn echo_via_value(
 /// it but the gate; a request carrying both header sets is refused (400).
 async fn axon(
     state: &State,
+    conn: &Conn,
     req: Request<Incoming>,
     name: &str,
     t0: Instant,
     protocol: Protocol,
 ) -> Resp {
-    let _in = state.inflight.enter();
     let (parts, body) = req.into_parts();
-    let bytes = match protocol {
-        Protocol::Btauth => btauth_gate(state, &parts, body, t0).await,
+    let gated = match protocol {
+        Protocol::Btauth => btauth_authenticate(state, conn, &parts, body, t0).await,
         Protocol::Mixed => Err(Reject::new(
             Reason::MixedAuth,
             "both axon (bt_header_dendrite_*) and btauth/1 (X-Bittensor-*) authentication headers; send one set",
         )),
-        Protocol::Axon | Protocol::None => match gate(state, &parts.headers, t0).await {
-            Ok(()) => read_body(state, body).await,
-            Err(rej) => Err(rej),
-        },
+        Protocol::Axon | Protocol::None => {
+            match authenticate(state, conn, &parts.headers, t0).await {
+                Ok(g) => read_body(state, body).await.map(|b| (g, b)),
+                Err(rej) => Err(rej),
+            }
+        }
     };
-    let bytes = match bytes {
-        Ok(b) => b,
+    let (_in, bytes) = match gated {
+        Ok(x) => x,
         Err(rej) => return state.reject(&rej, t0, Some(&parts.headers)),
     };
     let tp = Instant::now();
@@ -578,6 +711,12 @@ fn metrics(state: &State) -> Resp {
         let _ = writeln!(text, "# HELP cm_verify_batched_signatures_total Signatures checked in those batches.\n# TYPE cm_verify_batched_signatures_total counter\ncm_verify_batched_signatures_total {sigs}");
         let alone = state.keys.unbatched();
         let _ = writeln!(text, "# HELP cm_verify_unbatched_signatures_total Signatures of multi-request batches checked one by one because too many recent signatures failed.\n# TYPE cm_verify_unbatched_signatures_total counter\ncm_verify_unbatched_signatures_total {alone}");
+        let pending = state.verify.current();
+        let _ = writeln!(text, "# HELP cm_verify_pending Requests waiting for their signature check.\n# TYPE cm_verify_pending gauge\ncm_verify_pending {pending}");
+        let c = &state.conn_stats;
+        let _ = writeln!(text, "# HELP cm_connections_open Open connections on the public port.\n# TYPE cm_connections_open gauge\ncm_connections_open {}", state.conns.len());
+        let _ = writeln!(text, "# HELP cm_connections_refused_total Connections closed on arrival, by why.\n# TYPE cm_connections_refused_total counter\ncm_connections_refused_total{{reason=\"per_source\"}} {}\ncm_connections_refused_total{{reason=\"full\"}} {}", c.refused_per_source.load(Relaxed), c.refused_full.load(Relaxed));
+        let _ = writeln!(text, "# HELP cm_connections_closed_total Connections the server closed, by rule: evicted (an unverified connection giving way at the cap), idle (no verified request within --conn.idle), write_timeout (an answer left unread).\n# TYPE cm_connections_closed_total counter\ncm_connections_closed_total{{rule=\"evicted\"}} {}\ncm_connections_closed_total{{rule=\"idle\"}} {}\ncm_connections_closed_total{{rule=\"write_timeout\"}} {}", c.evicted.load(Relaxed), c.idle_closed.load(Relaxed), c.write_timeouts.load(Relaxed));
     }
     let mut r = Response::new(Full::new(Bytes::from(text)));
     r.headers_mut().insert(
@@ -587,16 +726,8 @@ fn metrics(state: &State) -> Resp {
     r
 }
 
-/// Connection-level limits.
-pub struct ConnLimits {
-    pub header_timeout: Duration,
-    pub max_header_bytes: usize,
-    pub max_connections: usize,
-    pub shutdown_grace: Duration,
-}
-
 /// Resolves when SIGTERM or Ctrl-C arrives.
-async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
@@ -617,73 +748,56 @@ async fn shutdown_signal() {
     }
 }
 
-/// Accepts connections until SIGTERM or Ctrl-C, then drains.
-pub async fn run(listener: tokio::net::TcpListener, state: Arc<State>, lim: ConnLimits) {
-    run_until(listener, state, lim, shutdown_signal()).await
-}
-
-/// Accepts connections until `stop` resolves, then drains.
+/// Serves the public port and the operator's listener until `stop`
+/// resolves, then drains both (each connection gets `lim.shutdown_grace`).
 pub async fn run_until(
-    listener: tokio::net::TcpListener,
+    public: tokio::net::TcpListener,
+    ops: Option<tokio::net::TcpListener>,
     state: Arc<State>,
-    lim: ConnLimits,
+    lim: conn::ConnLimits,
     stop: impl std::future::Future<Output = ()>,
 ) {
-    use hyper::server::conn::http1;
-    use hyper_util::rt::{TokioIo, TokioTimer};
-    use hyper_util::server::graceful::GracefulShutdown;
-
-    let mut builder = http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout((!lim.header_timeout.is_zero()).then_some(lim.header_timeout))
-        .max_header_size(lim.max_header_bytes)
-        .keep_alive(true);
-    let graceful = GracefulShutdown::new();
-    let slots = Arc::new(tokio::sync::Semaphore::new(lim.max_connections.max(1)));
-    let signal = stop;
-    tokio::pin!(signal);
-    loop {
-        let permit = tokio::select! {
-            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-            _ = &mut signal => break,
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let ops_task = ops.map(|l| {
+        let mut rx = rx.clone();
+        let ops_lim = conn::ConnLimits {
+            idle: Duration::ZERO,
+            ..lim.clone()
         };
-        let (stream, peer): (tokio::net::TcpStream, SocketAddr) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    // EMFILE and friends: back off instead of spinning.
-                    tracing::warn!("accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = &mut signal => break,
-        };
-        let _ = stream.set_nodelay(true);
-        let st = state.clone();
-        let svc = hyper::service::service_fn(move |req| handle(st.clone(), req));
-        let conn = builder.serve_connection(TokioIo::new(stream), svc);
-        let fut = graceful.watch(conn);
-        let st_conn = state.clone();
+        let reg = Arc::new(conn::Registry::new(ops_lim.max_connections, 0));
+        let svc = Arc::new(Ops(state.clone()));
         tokio::spawn(async move {
-            if let Err(e) = fut.await {
-                st_conn
-                    .metrics
-                    .conn_error(crate::metrics::ConnError::of(&e));
-                tracing::debug!(%peer, "connection ended: {e}");
-            }
-            drop(permit);
-        });
-    }
-    drop(listener);
-    tracing::info!(
-        inflight = state.inflight.current(),
-        "stopped accepting; letting in-flight requests finish (up to {:.1} s)",
-        lim.shutdown_grace.as_secs_f64()
+            conn::serve(l, svc, ops_lim, reg, async move {
+                let _ = rx.wait_for(|v| *v).await;
+            })
+            .await
+        })
+    });
+    let mut rx_pub = rx;
+    let public_done = conn::serve(
+        public,
+        state.clone(),
+        lim.clone(),
+        state.conns.clone(),
+        async move {
+            let _ = rx_pub.wait_for(|v| *v).await;
+        },
     );
+    tokio::pin!(public_done);
     tokio::select! {
-        _ = graceful.shutdown() => tracing::info!("all connections closed"),
-        _ = tokio::time::sleep(lim.shutdown_grace) => tracing::warn!("grace period over; closing remaining connections"),
+        _ = &mut public_done => {}
+        _ = stop => {
+            tracing::info!(
+                inflight = state.inflight.current(),
+                "stopped accepting; letting in-flight requests finish (up to {:.1} s)",
+                lim.shutdown_grace.as_secs_f64()
+            );
+            let _ = tx.send(true);
+            public_done.await;
+        }
+    }
+    if let Some(t) = ops_task {
+        let _ = tx.send(true);
+        let _ = t.await;
     }
 }

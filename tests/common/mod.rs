@@ -36,6 +36,11 @@ pub const REQUEST_TIMEOUT_S: f64 = 12.0;
 const SS58_PREFIX: u8 = 42;
 /// The marker the server prints once its socket is bound.
 const LISTEN_MARKER: &str = "listening on ";
+/// What `serve` prints before the operator listener's address.
+const METRICS_MARKER: &str = "metrics on ";
+/// `--metrics.addr` the test servers use: a free loopback port each, so
+/// parallel tests never collide.
+pub const TEST_METRICS_ADDR: &str = "127.0.0.1:0";
 
 /// Path of the binary under test, built by cargo for this integration test.
 pub fn bin() -> PathBuf {
@@ -492,6 +497,8 @@ pub fn post(
 pub struct Server {
     child: Child,
     pub addr: SocketAddr,
+    /// The operator listener (`/metrics`), also on a free loopback port.
+    pub metrics_addr: SocketAddr,
     /// Every line the server printed so far (stdout and stderr interleaved).
     pub log: Arc<Mutex<Vec<String>>>,
 }
@@ -502,6 +509,9 @@ impl Server {
     pub fn start(extra: &[&str]) -> Server {
         let mut cmd = Command::new(bin());
         cmd.arg("serve").args(extra).args(["--axon.port", "0"]);
+        if !extra.contains(&"--metrics.addr") {
+            cmd.args(["--metrics.addr", TEST_METRICS_ADDR]);
+        }
         cmd.env("NO_COLOR", "1").env_remove("RUST_LOG");
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -510,7 +520,7 @@ impl Server {
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {:?}: {e}", bin()));
         let log = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = mpsc::channel::<SocketAddr>();
+        let (tx, rx) = mpsc::channel::<(bool, SocketAddr)>();
         let out = child.stdout.take().expect("stdout piped");
         let err = child.stderr.take().expect("stderr piped");
         spawn_pump(out, Arc::clone(&log), tx.clone());
@@ -518,14 +528,19 @@ impl Server {
         let mut server = Server {
             child,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            metrics_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             log,
         };
+        // `listening on` comes first, then `metrics on` (when there is one).
         match rx.recv_timeout(START_TIMEOUT) {
-            Ok(addr) => server.addr = addr,
-            Err(_) => panic!(
+            Ok((false, addr)) => server.addr = addr,
+            _ => panic!(
                 "server printed no '{LISTEN_MARKER}IP:PORT' line; output:\n{}",
                 server.log_text()
             ),
+        }
+        if let Ok((true, addr)) = rx.recv_timeout(Duration::from_secs(5)) {
+            server.metrics_addr = addr;
         }
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
@@ -557,6 +572,34 @@ impl Server {
         matches!(self.child.try_wait(), Ok(None))
     }
 
+    /// The process id (to signal it).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The exit status once the process has exited.
+    pub fn try_wait(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    /// The Prometheus text of the operator listener.
+    pub fn metrics_text(&self) -> String {
+        get(self.metrics_addr, "/metrics")
+            .unwrap_or_else(|e| {
+                panic!(
+                    "GET /metrics on {}: {e}\noutput:\n{}",
+                    self.metrics_addr,
+                    self.log_text()
+                )
+            })
+            .text()
+    }
+
+    /// One counter summed over its label sets that contain `labels` (0 if absent).
+    pub fn metric(&self, name: &str, labels: &str) -> f64 {
+        metric_sum(&self.metrics_text(), name, labels)
+    }
+
     /// The miner's hotkey as the start-up line names it; must agree with /health.
     pub fn hotkey(&self) -> String {
         let log = self.log_text();
@@ -582,15 +625,50 @@ impl Drop for Server {
     }
 }
 
+/// Runs `serve` with `args` (plus `--axon.port 0`) to its exit, which must
+/// come within [`START_TIMEOUT`]; returns its status, stdout and stderr.
+pub fn serve_to_exit(args: &[&str]) -> (std::process::ExitStatus, String, String) {
+    let mut child = Command::new(bin())
+        .arg("serve")
+        .args(args)
+        .args(["--axon.port", "0", "--metrics.addr", TEST_METRICS_ADDR])
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn serve");
+    let deadline = Instant::now() + START_TIMEOUT;
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("serve {args:?} kept running");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let out = child.wait_with_output().expect("output");
+    (
+        status,
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 fn spawn_pump<R: Read + Send + 'static>(
     r: R,
     log: Arc<Mutex<Vec<String>>>,
-    tx: mpsc::Sender<SocketAddr>,
+    tx: mpsc::Sender<(bool, SocketAddr)>,
 ) {
     std::thread::spawn(move || {
         for line in BufReader::new(r).lines().map_while(Result::ok) {
             if let Some(addr) = parse_listening(&line) {
-                let _ = tx.send(addr);
+                let _ = tx.send((false, addr));
+            }
+            if let Some(addr) = parse_after(&line, METRICS_MARKER) {
+                let _ = tx.send((true, addr));
             }
             if let Ok(mut l) = log.lock() {
                 l.push(line);
@@ -601,7 +679,12 @@ fn spawn_pump<R: Read + Send + 'static>(
 
 /// `... listening on 127.0.0.1:PORT ...` -> the address.
 pub fn parse_listening(line: &str) -> Option<SocketAddr> {
-    let rest = &line[line.find(LISTEN_MARKER)? + LISTEN_MARKER.len()..];
+    parse_after(line, LISTEN_MARKER)
+}
+
+/// The `IP:PORT` right after `marker` in `line`.
+pub fn parse_after(line: &str, marker: &str) -> Option<SocketAddr> {
+    let rest = &line[line.find(marker)? + marker.len()..];
     let tok: String = rest
         .chars()
         .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
@@ -649,4 +732,74 @@ pub fn temp_dir(tag: &str) -> PathBuf {
     ));
     std::fs::create_dir_all(&d).expect("mkdir temp");
     d
+}
+
+// ------------------------------------------------------------------ attackers
+
+/// A connection to `addr` from the loopback address `source` (any of
+/// 127.0.0.0/8 works on Linux), so the server sees a host other than the
+/// validator's 127.0.0.1. `recv_buffer` shrinks the socket's receive buffer
+/// (a client that reads slowly or not at all fills it sooner).
+pub fn connect_from(
+    source: [u8; 4],
+    addr: SocketAddr,
+    recv_buffer: Option<usize>,
+) -> std::io::Result<TcpStream> {
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::IPV4, Type::STREAM, None)?;
+    if let Some(n) = recv_buffer {
+        s.set_recv_buffer_size(n)?;
+    }
+    s.bind(&SocketAddr::from((source, 0)).into())?;
+    s.connect_timeout(&addr.into(), IO_TIMEOUT)?;
+    let t: TcpStream = s.into();
+    t.set_read_timeout(Some(IO_TIMEOUT))?;
+    t.set_write_timeout(Some(IO_TIMEOUT))?;
+    Ok(t)
+}
+
+/// Attacker threads that run until the flood is dropped.
+pub struct Flood {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<u64>>,
+}
+
+impl Flood {
+    /// `threads` threads, each calling `step(thread index)` until stopped;
+    /// a step returns how many requests it sent.
+    pub fn start<F>(threads: usize, step: F) -> Flood
+    where
+        F: Fn(usize, &std::sync::atomic::AtomicBool) -> u64 + Send + Sync + 'static,
+    {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let step = Arc::new(step);
+        let threads = (0..threads)
+            .map(|i| {
+                let (stop, step) = (Arc::clone(&stop), Arc::clone(&step));
+                std::thread::spawn(move || {
+                    let mut sent = 0;
+                    while !stop.load(Ordering::Relaxed) {
+                        sent += step(i, &stop);
+                    }
+                    sent
+                })
+            })
+            .collect();
+        Flood { stop, threads }
+    }
+
+    /// Stops every thread; returns the requests they sent.
+    pub fn stop(mut self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        self.threads.drain(..).map(|t| t.join().unwrap_or(0)).sum()
+    }
+}
+
+impl Drop for Flood {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
 }

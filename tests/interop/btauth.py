@@ -45,7 +45,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import bittensor as bt
 from bittensor import http_auth
 
-from common import Checks, Server, close, make_conversations, predict_offline
+from common import METRICS_ARGS, Checks, Server, close, make_conversations, predict_offline
 
 ROUTE = "/ConversionSynapse"
 REQUEST_TIMEOUT_S = 12.0
@@ -240,7 +240,8 @@ def probe_through_verifier(c: Checks, binary: str, addr, miner_hotkey: str, wall
 # ---------------------------------------------------------------- main checks
 
 
-def run_checks(args, binary, addr, wallets, conversations, expected, wallet_root) -> Checks:
+def run_checks(args, binary, server, wallets, conversations, expected, wallet_root) -> Checks:
+    addr = server.addr
     c = Checks()
     miner = wallets["miner"].hotkey.ss58_address
     validator = wallets["validator"]
@@ -318,9 +319,11 @@ def run_checks(args, binary, addr, wallets, conversations, expected, wallet_root
         status, doc, _ = cl.post(b, signed(validator.hotkey, b, miner, nonces.next()))
         check_answer(c, "request after the refusals", status, doc, conversations[2], 2, expected[2])
 
-        # 5. The metrics count the protocol.
-        cl.conn.request("GET", "/metrics")
-        text = cl.conn.getresponse().read().decode()
+        # 5. The metrics (on the operator listener) count the protocol.
+        ops = http.client.HTTPConnection(*server.metrics_addr, timeout=REQUEST_TIMEOUT_S)
+        ops.request("GET", "/metrics")
+        text = ops.getresponse().read().decode()
+        ops.close()
         line = 'cm_requests_total{route="ConversionSynapse",protocol="btauth"} '
         counted = [float(l[len(line):]) for l in text.splitlines() if l.startswith(line)]
         c.ok(counted and counted[0] >= len(conversations), "metrics: %r" % counted)
@@ -367,12 +370,12 @@ def main() -> int:
             binary, "serve",
             "--wallet.path", tmp, "--wallet.name", "miner", "--wallet.hotkey", "default",
             "--validators", validators_file,
-            "--axon.ip", "127.0.0.1", "--axon.port", "0",
+            "--axon.ip", "127.0.0.1", "--axon.port", "0", *METRICS_ARGS,
         ])
         try:
             addr = server.wait_ready()
             print("btauth: miner %s listening on %s:%d" % (wallets["miner"].hotkey.ss58_address, addr[0], addr[1]))
-            checks = run_checks(args, binary, addr, wallets, conversations, expected, tmp)
+            checks = run_checks(args, binary, server, wallets, conversations, expected, tmp)
             checks.ok(server.alive(), "server exited during the run")
         finally:
             server.stop()

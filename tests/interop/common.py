@@ -19,6 +19,9 @@ import threading
 from typing import Optional
 
 LISTEN_RE = re.compile(r"listening on (\d+\.\d+\.\d+\.\d+):(\d+)")
+METRICS_RE = re.compile(r"metrics on (\d+\.\d+\.\d+\.\d+):(\d+)")
+# `serve` arguments that put /metrics on a free loopback port of its own.
+METRICS_ARGS = ["--metrics.addr", "127.0.0.1:0"]
 START_TIMEOUT_S = 60.0
 # Relative tolerance when comparing the miner's floats with `predict`'s. Both
 # run the same f32 model, so the values agree to the last bit; the tolerance
@@ -119,6 +122,7 @@ class Server:
         )
         self.lines: list[str] = []
         self.addr: Optional[tuple[str, int]] = None
+        self.metrics_addr: Optional[tuple[str, int]] = None
         self._ready = threading.Event()
         threading.Thread(target=self._pump, daemon=True).start()
 
@@ -126,6 +130,9 @@ class Server:
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
             self.lines.append(line.rstrip("\n"))
+            m = METRICS_RE.search(line)
+            if m and self.metrics_addr is None:
+                self.metrics_addr = (m.group(1), int(m.group(2)))
             if self.addr is None:
                 m = LISTEN_RE.search(line)
                 if m:

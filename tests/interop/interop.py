@@ -56,7 +56,7 @@ _networking.get_external_ip = lambda: STUB_EXTERNAL_IP
 import bittensor as bt  # noqa: E402
 from typing_extensions import TypedDict  # noqa: E402
 
-from common import Checks, Server, close, make_conversations, percentile, predict_offline  # noqa: E402
+from common import METRICS_ARGS, Checks, Server, close, make_conversations, percentile, predict_offline  # noqa: E402
 
 BT_MAJOR = int(bt.__version__.split(".")[0])
 # The names a validator of this version calls (9.x subnets use the lower-case ones).
@@ -311,7 +311,7 @@ def main() -> int:
             binary, "serve",
             "--wallet.path", tmp, "--wallet.name", "miner", "--wallet.hotkey", "default",
             "--validators", validators_file,
-            "--axon.ip", "127.0.0.1", "--axon.port", "0",
+            "--axon.ip", "127.0.0.1", "--axon.port", "0", *METRICS_ARGS,
         ])
         try:
             addr = server.wait_ready()

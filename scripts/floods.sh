@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# The floods of issue 12 at full scale, each next to an honest validator
+# stream (`probe`), against a release build; prints, per flood, the honest
+# stream's verified answers per second, refusals and p99.
+#
+#   scripts/floods.sh NEW_BIN [OLD_BIN]
+#
+# NEW_BIN (and OLD_BIN, e.g. a build of commit b86c7c9, to compare) are
+# `conversion-miner` binaries; the probe of NEW_BIN is the honest client for
+# both. Each run starts `serve --dev` on a free port (127.0.0.1), starts the
+# attacker (scripts/flood_attacker.py, from 127.0.0.2, so the server sees
+# two hosts), waits 3 s for the flood to build, then runs
+#   probe --dev --duration $DURATION --rate $RATE --concurrency 8 --json
+# Floods: none (baseline), slowread (4,200 connections pipelining 20,000
+# GET /health each, never reading), forged (1,300 keep-alive connections of
+# well-formed requests with signatures nobody made), metrics (64 keep-alive
+# connections of GET /metrics). The rate-map flood (defect 4) needs 65,536
+# distinct signing keys and is not run here; tests/attacks.rs covers it
+# scaled down and host/src/limits.rs's unit test at full table size.
+# Environment: DURATION (s, default 20), RATE (honest requests/s, default
+# 500), FLOODS (default "none slowread forged metrics").
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+NEW="${1:?usage: floods.sh NEW_BIN [OLD_BIN]}"
+OLD="${2:-}"
+DURATION="${DURATION:-20}"
+RATE="${RATE:-500}"
+FLOODS="${FLOODS:-none slowread forged metrics}"
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+WORK="$(mktemp -d)"
+trap 'rm -rf "$WORK"' EXIT
+
+conns() {
+    case "$1" in slowread) echo 4200 ;; forged) echo 1300 ;; metrics) echo 64 ;; *) echo 0 ;; esac
+}
+
+run() { # bin label flood
+    local bin="$1" label="$2" flood="$3" srv att port
+    "$bin" serve --dev --axon.port 0 >"$WORK/out" 2>"$WORK/err" &
+    srv=$!
+    for _ in $(seq 100); do
+        port="$(sed -n 's/^listening on 127.0.0.1:\([0-9]*\).*/\1/p' "$WORK/out")"
+        [ -n "$port" ] && break
+        sleep 0.1
+    done
+    [ -n "$port" ] || { echo "no listening line from $bin" >&2; kill "$srv"; return 1; }
+    att=""
+    if [ "$flood" != none ]; then
+        python3 "$ROOT/scripts/flood_attacker.py" "$flood" "$(conns "$flood")" \
+            "127.0.0.1:$port" "$((DURATION + 5))" 127.0.0.2 >"$WORK/att" 2>/dev/null &
+        att=$!
+        sleep 3
+    fi
+    "$NEW" probe --dev --target "127.0.0.1:$port" --duration "$DURATION" --rate "$RATE" \
+        --concurrency 8 --json 2>/dev/null | tail -n 1 >"$WORK/probe" || true
+    local rss
+    rss="$(awk '/VmRSS/ {print $2}' "/proc/$srv/status" 2>/dev/null || echo '?')"
+    [ -n "$att" ] && wait "$att" 2>/dev/null || true
+    kill "$srv" 2>/dev/null || true
+    wait "$srv" 2>/dev/null || true
+    python3 - "$label" "$flood" "$WORK/probe" "$WORK/att" "$rss" <<'PY'
+import json, sys
+label, flood, pf, af, rss = sys.argv[1:]
+try:
+    p = json.loads(open(pf).read())
+except Exception:
+    p = {}
+try:
+    a = json.loads(open(af).read())
+except Exception:
+    a = {}
+print(f"| {flood} | {label} | {p.get('ok_rps', 0):.0f} | {p.get('errors', '?')} {p.get('errors_by_kind', '')} "
+      f"| {p.get('p99_ms', float('nan')):.2f} | {rss} kB | {a.get('sent', '-')} sent, {a.get('connects', '-')} connects, {a.get('status', '')} |")
+PY
+}
+
+echo "# $(date -u +%FT%TZ); $(lscpu | sed -n 's/^Model name: *//p'); $(nproc) CPUs; load: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "| flood | build | honest ok/s | honest refusals (by status) | honest p99 ms | server RSS at end | attacker |"
+echo "|---|---|---|---|---|---|---|"
+for f in $FLOODS; do
+    [ -n "$OLD" ] && run "$OLD" before "$f"
+    run "$NEW" after "$f"
+done
