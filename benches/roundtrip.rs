@@ -19,7 +19,7 @@
 //! - `roundtrip/conversion`: a signed `ConversionSynapse` around the probe's
 //!   conversations (`eval --seed 1`): the same plus parsing and the model.
 //!
-//! The requests are the probe's: `cm_host::probe::build_request` makes the
+//! The requests are the probe's: `cm_probe::build_request` makes the
 //! conversion request, and the ping is that request with the
 //! ConversionSynapse's own fields taken out. The clock runs from handing the
 //! request to the client until the whole answer body is in; signing and
@@ -57,9 +57,9 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use serde_json::Value;
 
 use cm_core::kernels::Kernel;
-use cm_host::probe::{build_request, check_answer, Plan, Sent};
 use cm_host::synapse::f32_to_json;
 use cm_host::wallet::Hotkey;
+use cm_probe::{build_request, check_answer, Plan, Sent};
 
 /// Conversations cycled through (the probe's set for `--seed 1`).
 const N_CONVERSATIONS: usize = 256;

@@ -37,11 +37,11 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use hyper::header::{HeaderMap, HeaderName, HeaderValue};
 
 use cm_host::gate::{self, EMPTY_BODY_HASH};
-use cm_host::probe::DENDRITE_VERSION;
 use cm_host::sig::{self, Message};
 use cm_host::sig_batch::KeyCache;
 use cm_host::ss58;
 use cm_host::wallet::Hotkey;
+use cm_probe::DENDRITE_VERSION;
 
 mod support;
 

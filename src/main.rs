@@ -22,7 +22,7 @@ enum Cmd {
     /// Serve the axon protocol to validators (use --dev to try it locally).
     Serve(cm_host::ServeArgs),
     /// Act as a validator: send signed generated conversations to a miner and score the answers.
-    Probe(cm_host::ProbeArgs),
+    Probe(cm_probe::ProbeArgs),
     /// Predict from JSON lines on stdin (a synapse body or a bare features object per line).
     Predict(predict::PredictArgs),
     /// Generate validator-like conversations with ground truth as CSV.
@@ -46,7 +46,7 @@ fn main() {
             embedded::SOURCE_SHA256,
             embedded::TRAINING_STATS_JSON,
         ),
-        Cmd::Probe(a) => cm_host::probe(a),
+        Cmd::Probe(a) => cm_probe::run(a),
         Cmd::Predict(a) => predict::run(a, embedded::model()),
         Cmd::Gen(a) => cm_train::cli::gen(a),
         Cmd::Train(a) => cm_train::cli::train(a),

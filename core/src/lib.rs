@@ -11,4 +11,5 @@ pub mod kernels;
 pub mod model;
 pub mod parse;
 pub mod respond;
+pub mod rules;
 pub mod schema;

@@ -10,9 +10,10 @@
 #![no_main]
 
 use cm_core::kernels::Kernel;
-use cm_core::model::{Prediction, NO_CONVERSION_TIME};
+use cm_core::model::Prediction;
 use cm_core::parse::{parse_request, ParseError};
 use cm_core::respond::{write_prediction, BufferTooSmall, MAX_PREDICTION_LEN};
+use cm_core::rules;
 use cm_core::schema::N_FEATURES;
 use libfuzzer_sys::fuzz_target;
 
@@ -36,7 +37,7 @@ fuzz_target!(|body: &[u8]| {
     }
     assert!(features.session_id.is_some());
 
-    let model = conversion_miner::embedded::model();
+    let model = cm_model::model();
     let p = model.predict(&features, Kernel::Scalar);
     check_rules(&p, model.time_min, model.time_max);
 
@@ -50,32 +51,19 @@ fuzz_target!(|body: &[u8]| {
     assert!(core::str::from_utf8(&large[..n]).is_ok());
 });
 
-/// The subnet's output rules (model.rs): class 0 answers exactly -1.0,
-/// class 1 a finite positive time inside the model's clamp, and the
-/// confidence is a probability.
+/// The subnet's output rules (`cm_core::rules`), and the model's own
+/// promise that a conversion's time lies inside its clamp.
 fn check_rules(p: &Prediction, time_min: f32, time_max: f32) {
-    match p.conversion_happened {
-        0 => assert_eq!(
-            p.time_to_conversion_seconds.to_bits(),
-            NO_CONVERSION_TIME.to_bits(),
-            "class 0 with time {}",
-            p.time_to_conversion_seconds
-        ),
-        1 => {
-            let t = p.time_to_conversion_seconds;
-            assert!(t.is_finite() && t > 0.0, "class 1 with time {t}");
-            assert!(
-                (time_min..=time_max).contains(&t),
-                "time {t} outside the clamp"
-            );
-        }
-        c => panic!("class {c}"),
+    if let Err(broken) = rules::check(p) {
+        panic!("{broken}: {p:?}");
     }
-    assert!(
-        (0.0..=1.0).contains(&p.confidence),
-        "confidence {}",
-        p.confidence
-    );
+    if p.conversion_happened == 1 {
+        let t = p.time_to_conversion_seconds;
+        assert!(
+            (time_min..=time_max).contains(&t),
+            "time {t} outside the clamp"
+        );
+    }
 }
 
 /// Every refusal can be shown to the client, and one about a field names it.

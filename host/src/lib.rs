@@ -1,5 +1,6 @@
 //! `cm-host`: the std shell around the no-alloc core. It serves the Bittensor
-//! axon protocol to validators (`serve`) and simulates a validator (`probe`).
+//! axon protocol to validators (`serve`); the validator simulator (`probe`)
+//! is the `cm-probe` crate, a client of [`sig`] and [`wallet`].
 //!
 //! Modules, one concept each: [`ss58`] and [`sig`] (identity and signatures),
 //! [`wallet`] (bittensor key files), [`nonce`], [`validators`] and [`limits`]
@@ -10,7 +11,7 @@
 //! and their limits), [`server`] (routes),
 //! [`lifecycle`] (the swappable served model, its reloads and the shadow
 //! candidate), [`reqlog`] (the request log), [`drift`](mod@drift) (live traffic against
-//! the training distribution) and [`probe`](mod@probe). The wire facts all come from
+//! the training distribution). The wire facts all come from
 //! `AXON.md`.
 #![deny(unsafe_op_in_unsafe_fn)]
 
@@ -25,7 +26,6 @@ pub mod lifecycle;
 pub mod limits;
 pub mod metrics;
 pub mod nonce;
-pub mod probe;
 pub mod reason;
 pub mod reqlog;
 pub mod server;
@@ -37,7 +37,7 @@ pub mod validators;
 pub mod wallet;
 pub mod write_deadline;
 
-pub use config::{DriftArgs, ProbeArgs, ServeArgs};
+pub use config::{DriftArgs, ServeArgs};
 
 use anyhow::{bail, Context, Result};
 use std::io::Write as _;
@@ -60,7 +60,7 @@ pub fn init_logging(level: &str) -> Result<()> {
 
 /// A multi-thread tokio runtime with `workers` threads (default: the
 /// available cores), for `serve` and `probe` alike.
-pub(crate) fn runtime(workers: Option<usize>) -> std::io::Result<tokio::runtime::Runtime> {
+pub fn runtime(workers: Option<usize>) -> std::io::Result<tokio::runtime::Runtime> {
     let workers = workers
         .unwrap_or_else(|| {
             std::thread::available_parallelism()
@@ -369,9 +369,4 @@ pub fn drift(a: &DriftArgs, embedded_stats_json: &'static str) -> Result<i32> {
         let _ = writeln!(out, "{drifted} features with PSI > {}", a.psi_warn);
     }
     Ok(0)
-}
-
-/// `conversion-miner probe`: see [`probe::run`].
-pub fn probe(a: &ProbeArgs) -> Result<i32> {
-    probe::run(a)
 }

@@ -11,24 +11,15 @@
 //! where the rule's thresholds lie.
 
 use crate::csv::Row;
-use crate::gen;
-use crate::oracle;
 use crate::rng::Rng;
 use cm_core::schema::{N_FEATURES, N_INPUTS};
 use cm_modelfile::transform::inputs_f64;
+pub use cm_subnet::sample::{generated, Sample};
 use nalgebra::DMatrix;
 
 /// Inputs whose scale is spread: conversation duration (seconds, minutes) and
 /// the message ratio, the continuous inputs the labels depend on.
 pub const SPREAD_INPUTS: [usize; 3] = [0, 1, 18];
-
-/// A labelled raw row.
-#[derive(Clone, Copy, Debug)]
-pub struct Sample {
-    pub raw: [f64; N_FEATURES],
-    pub label: u8,
-    pub time: f64,
-}
 
 impl From<&Row> for Sample {
     fn from(r: &Row) -> Self {
@@ -38,13 +29,6 @@ impl From<&Row> for Sample {
             time: r.time,
         }
     }
-}
-
-/// One labelled generated conversation.
-pub fn generated(rng: &mut Rng) -> Sample {
-    let raw = gen::conversation(rng);
-    let (label, time) = oracle::truth(&raw);
-    Sample { raw, label, time }
 }
 
 /// A stream of training rows.

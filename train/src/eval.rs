@@ -5,16 +5,10 @@
 //! embedded f32 model, a model file in f64 and the oracle itself all go
 //! through the same counting code.
 
-use crate::data::{generated, Sample};
+use crate::data::Sample;
 use crate::reward::reward;
-use crate::rng::Rng;
 use cm_core::schema::N_FEATURES;
-
-/// The conversations `gen --seed S` writes and `eval --seed S` scores.
-pub fn test_set(seed: u64, n: usize) -> Vec<Sample> {
-    let mut rng = Rng::new(seed);
-    (0..n).map(|_| generated(&mut rng)).collect()
-}
+pub use cm_subnet::sample::test_set;
 
 /// Counts and means of one evaluation.
 #[derive(Clone, Debug, Default, serde::Serialize)]

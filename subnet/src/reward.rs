@@ -26,14 +26,11 @@ pub struct Reward {
     pub total: f64,
 }
 
-/// Whether the validator accepts the prediction's shape at all (class 1 needs
-/// a positive time, class 0 exactly -1.0); a refused one scores 0.
+/// Whether the validator accepts the prediction's shape at all (the core's
+/// `rules::check_prediction`: class 1 needs a positive time, class 0
+/// exactly -1.0); a refused one scores 0.
 pub fn valid(pred_class: u8, pred_time: f64) -> bool {
-    match pred_class {
-        1 => pred_time > 0.0,
-        0 => pred_time == -1.0,
-        _ => false,
-    }
+    cm_core::rules::check_prediction(u64::from(pred_class), pred_time).is_ok()
 }
 
 /// The reward of one answer against the truth.

@@ -1,7 +1,8 @@
 //! The subnet's ground-truth rule (SUBNET.md, "The ground truth").
 //!
 //! Used for labels and for evaluation only. The shipped predictor never sees
-//! it: it lives in this training crate, which `cm-core` cannot depend on.
+//! it: it lives in this crate, which neither `cm-core` nor the server
+//! depends on.
 
 use crate::gen::f;
 use cm_core::schema::N_FEATURES;

@@ -9,10 +9,14 @@
 
 use std::path::PathBuf;
 
+/// The weights file, as named in the generated source and in errors
+/// (relative to the workspace root, where it lives).
 const WEIGHTS: &str = "weights/model.json";
+/// The same file relative to this crate.
+const WEIGHTS_FROM_CRATE: &str = "../weights/model.json";
 
 fn main() {
-    println!("cargo::rerun-if-changed={WEIGHTS}");
+    println!("cargo::rerun-if-changed={WEIGHTS_FROM_CRATE}");
     println!("cargo::rerun-if-changed=build.rs");
     if let Err(msg) = run() {
         // One `cargo::error=` per line: cargo shows each as an error.
@@ -27,7 +31,7 @@ fn run() -> Result<(), String> {
     let dir =
         std::env::var("CARGO_MANIFEST_DIR").map_err(|e| format!("CARGO_MANIFEST_DIR: {e}"))?;
     let out = std::env::var("OUT_DIR").map_err(|e| format!("OUT_DIR: {e}"))?;
-    let path = PathBuf::from(dir).join(WEIGHTS);
+    let path = PathBuf::from(dir).join(WEIGHTS_FROM_CRATE);
     let bytes = std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let o = cm_modelfile::codegen::build_outputs(&bytes, WEIGHTS)
         .map_err(|e| format!("{WEIGHTS}: {e}"))?;

@@ -1,6 +1,12 @@
-//! The model compiled into this binary by `build.rs` from
+//! `cm-model`: the model compiled in by `build.rs` from
 //! `weights/model.json`: a `static`, so it costs nothing at start-up and
 //! cannot fail to load.
+//!
+//! Its own crate so that everything needing the shipped model (the binary,
+//! benches, tests and the fuzz targets) gets it with only `cm-core` at run
+//! time, not the server or the trainer.
+#![no_std]
+#![deny(unsafe_op_in_unsafe_fn)]
 
 use cm_core::model::Model;
 
