@@ -456,6 +456,29 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn btauth_requests_verify_under_the_miner_key() {
+        let miner = Hotkey::generate();
+        let plan = test_plan(&miner, 1).with_protocol(ProbeProtocol::Btauth);
+        let (n1, n2) = (plan.next_nonce(), plan.next_nonce());
+        assert!(n2 > n1);
+        let (req, body, sig) = build_request(&plan, 0, n1, "u-1").unwrap();
+        assert_eq!(sig, "");
+        assert_eq!(
+            cm_host::btauth::Protocol::of(req.headers()),
+            cm_host::btauth::Protocol::Btauth
+        );
+        let r = cm_host::btauth::parse(req.headers()).unwrap();
+        assert_eq!(r.nonce, n1);
+        assert_eq!(r.hotkey_ss58, plan.signer.ss58);
+        r.check_receiver(&miner.ss58).unwrap();
+        r.verify("POST", "/ConversionSynapse", &body).unwrap();
+        assert!(r.check_receiver(&plan.signer.ss58).is_err());
+        let mut altered = body.to_vec();
+        altered.push(b' ');
+        assert!(r.verify("POST", "/ConversionSynapse", &altered).is_err());
+    }
+
+    #[test]
     fn forged_requests_parse_but_do_not_verify() {
         let miner = Hotkey::generate();
         let plan = test_plan(&miner, 1);
