@@ -6,6 +6,7 @@
 //! relaxed `fetch_add`. Histograms store per-bucket counts and are made
 //! cumulative only when `/metrics` is rendered.
 
+use crate::btauth::Protocol;
 use crate::reason::Reason;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -197,7 +198,7 @@ impl ConnError {
 /// All counters of one server.
 #[derive(Default)]
 pub struct Metrics {
-    requests: [AtomicU64; Route::ALL.len()],
+    requests: [[AtomicU64; Protocol::ALL.len()]; Route::ALL.len()],
     successes: AtomicU64,
     rejections: [AtomicU64; Reason::COUNT],
     conn_errors: [AtomicU64; 4],
@@ -222,12 +223,13 @@ pub struct Gauges<'a> {
 }
 
 impl Metrics {
-    pub fn request(&self, r: Route) {
+    /// Counts a request by route and by the authentication headers it carried.
+    pub fn request(&self, r: Route, p: Protocol) {
         let i = Route::ALL
             .iter()
             .position(|&x| x == r)
             .unwrap_or(Route::ALL.len() - 1);
-        self.requests[i].fetch_add(1, Relaxed);
+        self.requests[i][p.index()].fetch_add(1, Relaxed);
     }
 
     pub fn reject(&self, r: Reason) {
@@ -263,14 +265,17 @@ impl Metrics {
     /// Prometheus text exposition format 0.0.4.
     pub fn render(&self, g: &Gauges<'_>) -> String {
         let mut o = String::with_capacity(8192);
-        let _ = writeln!(o, "# HELP cm_requests_total Requests received, by route.\n# TYPE cm_requests_total counter");
+        let _ = writeln!(o, "# HELP cm_requests_total Requests received, by route and protocol (axon, btauth, mixed = both header sets, none = neither).\n# TYPE cm_requests_total counter");
         for (i, r) in Route::ALL.iter().enumerate() {
-            let _ = writeln!(
-                o,
-                "cm_requests_total{{route=\"{}\"}} {}",
-                r.label(),
-                self.requests[i].load(Relaxed)
-            );
+            for p in Protocol::ALL {
+                let _ = writeln!(
+                    o,
+                    "cm_requests_total{{route=\"{}\",protocol=\"{}\"}} {}",
+                    r.label(),
+                    p.label(),
+                    self.requests[i][p.index()].load(Relaxed)
+                );
+            }
         }
         let _ = writeln!(o, "# HELP cm_success_total Axon requests answered 200 (predictions and pings).\n# TYPE cm_success_total counter\ncm_success_total {}", self.successes.load(Relaxed));
         let _ = writeln!(o, "# HELP cm_rejections_total Requests refused, by reason.\n# TYPE cm_rejections_total counter");
