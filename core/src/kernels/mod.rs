@@ -10,9 +10,12 @@
 //!   against. It never skips work and never fuses multiply and add.
 //! - `body`: the one SIMD kernel, written once, `#[inline(always)]`, generic
 //!   over a small vector trait (`Lanes`). Each ISA file implements that trait
-//!   with `core::arch` intrinsics and instantiates the body inside thin
+//!   with `core::arch` intrinsics and instantiates the body with one
+//!   `isa_kernel!` invocation, the one macro that writes the thin
 //!   `#[target_feature]` wrappers, so the body is compiled once per ISA with
-//!   that ISA's instructions.
+//!   that ISA's instructions. The wrappers live in a module named for the
+//!   storage and the ISA (`dense_f16w_avx2_fma_f16c`, `dense_f32w_neon`,
+//!   ...), so a profile or a disassembly says which code ran.
 //! - `avx2`, `avx512` (x86_64) and `neon` (aarch64): the per-ISA vector types
 //!   and wrappers.
 //! - [`dispatch`]: CPU detection ([`CpuFeatures::detect`], run time with
@@ -53,7 +56,7 @@ mod tests;
 #[cfg(target_arch = "aarch64")]
 pub use dispatch::NeonToken;
 #[cfg(target_arch = "x86_64")]
-pub use dispatch::{Avx2Fma, Avx512F};
+pub use dispatch::{Avx2FmaF16c, Avx512F};
 pub use dispatch::{CpuFeatures, Kernel, KernelError};
 
 use crate::schema::{H1, H2, N_INPUTS};

@@ -326,7 +326,7 @@ fn simd_paths_this_cpu_has_really_ran() {
         );
     }
     #[cfg(target_arch = "x86_64")]
-    let counters = [("avx2", &calls::AVX2), ("avx512", &calls::AVX512)];
+    let counters = [("avx2-fma-f16c", &calls::AVX2), ("avx512f", &calls::AVX512)];
     #[cfg(target_arch = "aarch64")]
     let counters = [("neon", &calls::NEON)];
     #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
@@ -346,7 +346,7 @@ fn simd_paths_this_cpu_has_really_ran() {
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
         assert!(
-            ran.contains(&"avx2"),
+            ran.contains(&"avx2-fma-f16c"),
             "CPU has AVX2+FMA but the avx2 kernel was not exercised"
         );
     }
@@ -358,6 +358,7 @@ fn kernel_names_and_errors() {
     let none = CpuFeatures::NONE;
     assert_eq!(Kernel::from_name("scalar", none), Ok(Kernel::Scalar));
     assert_eq!(Kernel::best(none), Kernel::Scalar);
+    assert_eq!(Kernel::runnable(none).collect::<Vec<_>>(), [Kernel::Scalar]);
     assert_eq!(
         Kernel::from_name("AVX2", none),
         Err(KernelError::UnknownName)
@@ -365,34 +366,46 @@ fn kernel_names_and_errors() {
     assert_eq!(Kernel::from_name("", none), Err(KernelError::UnknownName));
     #[cfg(target_arch = "x86_64")]
     {
-        assert_eq!(
-            Kernel::from_name("avx2", none),
-            Err(KernelError::CpuLacks("avx2"))
-        );
+        // The name and the old alias give the same answer.
+        for name in ["avx2-fma-f16c", "avx2"] {
+            assert_eq!(
+                Kernel::from_name(name, none),
+                Err(KernelError::CpuLacks("avx2-fma-f16c"))
+            );
+        }
         assert_eq!(
             Kernel::from_name("neon", none),
             Err(KernelError::OtherArch("neon"))
         );
         assert_eq!(
-            format!("{}", KernelError::CpuLacks("avx512")),
-            "kernel avx512 needs AVX-512F and this CPU lacks it"
+            format!("{}", KernelError::CpuLacks("avx512f")),
+            "kernel avx512f needs AVX-512F and this CPU lacks it"
         );
         // SAFETY: only names are compared below; no kernel runs.
         let both = unsafe { CpuFeatures::new_unchecked(true, true, true) };
-        assert_eq!(Kernel::best(both).name(), "avx512");
+        assert_eq!(Kernel::best(both).name(), "avx512f");
+        assert_eq!(Kernel::from_name("avx512", both).unwrap().name(), "avx512f");
+        assert_eq!(
+            Kernel::from_name("avx2", both).unwrap().name(),
+            "avx2-fma-f16c"
+        );
+        assert_eq!(
+            Kernel::runnable(both).map(Kernel::name).collect::<Vec<_>>(),
+            ["scalar", "avx2-fma-f16c", "avx512f"]
+        );
         assert_eq!(
             Kernel::from_name("neon", both),
             Err(KernelError::OtherArch("neon"))
         );
         // SAFETY: as above.
         let avx2 = unsafe { CpuFeatures::new_unchecked(true, false, false) };
-        assert_eq!(Kernel::best(avx2).name(), "avx2");
+        assert_eq!(Kernel::best(avx2).name(), "avx2-fma-f16c");
     }
     #[cfg(target_arch = "aarch64")]
     {
         assert_eq!(
             Kernel::from_name("avx2", none),
-            Err(KernelError::OtherArch("avx2"))
+            Err(KernelError::OtherArch("avx2-fma-f16c"))
         );
         assert_eq!(
             Kernel::from_name("neon", none),
@@ -403,7 +416,9 @@ fn kernel_names_and_errors() {
     for k in simd_kernels() {
         assert_eq!(Kernel::from_name(k.name(), detected()), Ok(k));
     }
-    assert!(format!("{}", KernelError::UnknownName).contains("scalar, avx2, avx512, neon"));
+    assert!(
+        format!("{}", KernelError::UnknownName).contains("scalar, avx2-fma-f16c, avx512f, neon")
+    );
 }
 
 #[test]
