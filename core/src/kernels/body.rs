@@ -48,7 +48,7 @@
 //!   hide the FMA latency (AVX-512: 4 zmm) two accumulator sets alternate.
 //! - Output (`H2` -> 1): four partial dot products, then one horizontal sum.
 
-use super::{Mlp, W};
+use super::{clamp_inputs, Mlp, W};
 use crate::schema::{H1, H2, N_INPUTS};
 
 /// Accumulator vectors per layer-1 tile.
@@ -108,12 +108,14 @@ pub(super) unsafe trait Lanes: Copy {
     unsafe fn prefetch(p: *const u8);
 }
 
-/// `h1 = relu(W1 · x + b1)`.
+/// `h1 = relu(W1 · x + b1)`, `x` clamped by `clamp_inputs` first.
 ///
 /// # Safety
 /// `V`'s target features must be enabled.
 #[inline(always)]
 pub(super) unsafe fn layer1<V: Lanes>(m: &Mlp, x: &[f32; N_INPUTS], h1: &mut [f32; H1]) {
+    // The core's rule for extreme inputs (module docs of `kernels`).
+    let x = &clamp_inputs(x);
     let tile = L1_ACC * V::LANES;
     const { assert!(H1.is_multiple_of(L1_ACC * V::LANES)) };
     for t in (0..H1).step_by(tile) {

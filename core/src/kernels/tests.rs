@@ -449,3 +449,66 @@ fn weight_storage_round_trip() {
         assert!(weight_fits(1.0e30) && !weight_fits(1.0e39));
     }
 }
+
+/// Inputs at the edges of f32, named: the same value everywhere, one
+/// extreme among ordinary values, and alternations.
+fn extreme_inputs() -> Vec<(String, [f32; N_INPUTS])> {
+    let pool = [
+        f32::MAX,
+        -f32::MAX,
+        1.0e38,
+        -1.0e38,
+        INPUT_LIMIT * 2.0,
+        f32::MIN_POSITIVE,
+        -f32::MIN_POSITIVE,
+        f32::from_bits(1),
+        f32::from_bits(0x007f_ffff),
+        f32::NAN,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+    ];
+    let mut out = Vec::new();
+    for v in pool {
+        out.push((format!("all {v:e}"), [v; N_INPUTS]));
+        let mut one = [0.5; N_INPUTS];
+        one[N_INPUTS / 2] = v;
+        out.push((format!("one {v:e}"), one));
+        out.push((
+            format!("alternating {v:e} / -MAX"),
+            core::array::from_fn(|i| if i % 2 == 0 { v } else { -f32::MAX }),
+        ));
+    }
+    out
+}
+
+/// The rule of the module docs (`kernels`): every kernel runs on the
+/// clamped inputs, so extreme inputs give finite outputs, bit for bit the
+/// output on the clamped inputs, and within rounding of the scalar kernel.
+#[test]
+fn extreme_inputs_are_clamped_in_every_kernel() {
+    assert_eq!(clamp_input(f32::MAX), INPUT_LIMIT);
+    assert_eq!(clamp_input(f32::NEG_INFINITY), -INPUT_LIMIT);
+    assert_eq!(clamp_input(f32::NAN).to_bits(), 0.0f32.to_bits());
+    assert_eq!(clamp_input(-3.5), -3.5);
+    let tiny = f32::from_bits(1);
+    assert_eq!(clamp_input(tiny).to_bits(), tiny.to_bits());
+    for seed in [1u64, 2, 3] {
+        let m = random_mlp(seed);
+        let bound = m.activation_bound();
+        assert!(bound < f64::from(f32::MAX) / 1e6, "bound {bound:e}");
+        for (name, x) in extreme_inputs() {
+            let clamped = clamp_inputs(&x);
+            for k in Kernel::runnable(detected()) {
+                let y = m.forward(k, &x);
+                assert!(y.is_finite(), "kernel {} on {name}: {y}", k.name());
+                let on_clamped = m.forward(k, &clamped);
+                assert_eq!(y.to_bits(), on_clamped.to_bits(), "{name}");
+                if k != Kernel::Scalar {
+                    if let Err(e) = compare(k, &m, &name, &clamped) {
+                        panic!("seed {seed}: {e}");
+                    }
+                }
+            }
+        }
+    }
+}
