@@ -645,8 +645,9 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(CASES_MODEL))]
 
     /// Issue 12, defect 7: features at the extremes get one answer on every
-    /// kernel this CPU runs (class, and time and confidence to the bit),
-    /// and it obeys the output rules. Features not drawn extreme keep their
+    /// kernel this CPU runs: the same class, and with a value beyond the
+    /// input limit the same time and confidence to the bit; every answer
+    /// obeys the output rules. Features not drawn extreme keep their
     /// fill value (a training mean).
     #[test]
     fn extreme_features_get_one_answer_on_every_kernel(
@@ -663,9 +664,17 @@ proptest! {
         let all = (1u64 << N_FEATURES) - 1;
         let want = m.predict_raw(&raw, all, Kernel::Scalar);
         check_rules(&want, m)?;
+        // Only a value beyond the input limit saturates the answer; with
+        // tiny values alone it is an ordinary answer, where kernels differ
+        // by rounding (tests/golden.rs), so only the class is compared.
+        let large = raw.iter().any(|v| v.abs() >= cm_core::kernels::INPUT_LIMIT);
         for k in kernels() {
             let got = m.predict_raw(&raw, all, k);
+            check_rules(&got, m)?;
             prop_assert_eq!(got.conversion_happened, want.conversion_happened, "kernel {}", k.name());
+            if !large {
+                continue;
+            }
             prop_assert_eq!(
                 got.time_to_conversion_seconds.to_bits(),
                 want.time_to_conversion_seconds.to_bits(),
