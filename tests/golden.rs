@@ -265,7 +265,7 @@ fn extreme_cases(fill: &[f32; N_FEATURES]) -> Vec<(String, [f32; N_FEATURES])> {
     let mut rng = Rng(0xE87E_3E5E_ED00_0007);
     for n in 0..400 {
         let raw = std::array::from_fn(|i| {
-            if rng.next() % 3 == 0 {
+            if rng.next().is_multiple_of(3) {
                 fill[i]
             } else {
                 EXTREMES[(rng.next() % EXTREMES.len() as u64) as usize]
