@@ -154,7 +154,7 @@ pub struct ServeArgs {
     /// Tokio worker threads (default: the number of available cores).
     #[arg(long = "workers", env = "CM_WORKERS")]
     pub workers: Option<usize>,
-    /// Forward kernel: auto, scalar, avx2, avx512 or neon. A kernel this CPU lacks is refused at start-up.
+    /// Forward kernel: auto, scalar, avx2-fma-f16c, avx512f or neon (avx2 and avx512 still accepted). A kernel this CPU lacks is refused at start-up.
     #[arg(long = "kernel", env = "CM_KERNEL", default_value = crate::kernel::AUTO)]
     pub kernel: String,
     /// Serve this weights file (model.json format) instead of the embedded model; refused at start-up if invalid.
