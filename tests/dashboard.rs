@@ -255,7 +255,9 @@ fn status_counts_each_validator_and_the_dashboard_shows_them() {
         .iter()
         .all(|s| *s == 403));
 
-    let status = get(server.metrics_addr, "/status").expect("GET /status").json();
+    let status = get(server.metrics_addr, "/status")
+        .expect("GET /status")
+        .json();
     let rows = status["validators"].as_array().expect("validators list");
     assert_eq!(rows.len(), 3, "two validators and other: {status:#}");
     let b = row(&status, &big.ss58);

@@ -252,6 +252,7 @@ pub fn serve(
             netuid: a.netuid,
             accounting: accounting::Accounting::default(),
         });
+        state.attach_metrics();
         if let Some(path) = &a.weights {
             tokio::spawn(lifecycle::watch(path.clone(), life.clone(), weights_poll));
         } else {

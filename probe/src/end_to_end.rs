@@ -6,8 +6,8 @@
 use crate::load::{one, one_forged};
 use crate::request::{build_request, now_ns, Plan};
 use bytes::Bytes;
-use cm_host::gate::EMPTY_BODY_HASH;
 use cm_host::conn::ConnLimits;
+use cm_host::gate::EMPTY_BODY_HASH;
 use cm_host::server::{self, State};
 use cm_host::sig::Message;
 use cm_host::wallet::Hotkey;
@@ -99,9 +99,15 @@ fn every_gate_decision() {
             write_timeout: Duration::from_secs(5),
             shutdown_grace: Duration::from_secs(2),
         };
-        let srv = tokio::spawn(server::run_until(listener, None, state.clone(), lim, async {
-            let _ = stop_rx.await;
-        }));
+        let srv = tokio::spawn(server::run_until(
+            listener,
+            None,
+            state.clone(),
+            lim,
+            async {
+                let _ = stop_rx.await;
+            },
+        ));
         let client: HttpClient = Client::builder(TokioExecutor::new()).build(HttpConnector::new());
         let rows = cm_subnet::sample::test_set(3, 4);
         let plan = Plan::new(target, miner.ss58.clone(), signer, 12.0, rows, "e2e").unwrap();
