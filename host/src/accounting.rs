@@ -542,7 +542,7 @@ mod tests {
 
     /// The accounting's families through a registry, as /metrics shows
     /// them, each stake read as `stake`; the page is checked for the
-    /// conventions (crate::metrics::tests::check).
+    /// conventions (crate::exposition::check).
     fn render(a: &Arc<Accounting>, stake: Option<f64>) -> String {
         struct Page(Arc<Accounting>, Option<f64>);
         impl std::fmt::Debug for Page {
@@ -559,7 +559,7 @@ mod tests {
         r.register_collector(Box::new(Page(a.clone(), stake)));
         let mut s = String::new();
         prometheus_client::encoding::prometheus_text::encode(&mut s, &r).unwrap();
-        if let Err(e) = crate::metrics::tests::check(&s) {
+        if let Err(e) = crate::exposition::check(&s) {
             panic!("{e}\n{s}");
         }
         s

@@ -21,6 +21,7 @@ pub mod config;
 pub mod conn;
 pub mod dashboard;
 pub mod drift;
+pub mod exposition;
 pub mod gate;
 pub mod kernel;
 pub mod lifecycle;
