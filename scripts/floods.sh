@@ -9,7 +9,8 @@
 # `conversion-miner` binaries; the probe of NEW_BIN is the honest client for
 # both. Each run starts `serve --dev` on a free port (127.0.0.1), starts the
 # attacker (scripts/flood_attacker.py, from 127.0.0.2, so the server sees
-# two hosts), waits 3 s for the flood to build, then runs
+# two hosts), waits 3 s for the flood to build (15 s for the slow readers,
+# WARMUP_SLOWREAD, so that their connections are open first), then runs
 #   probe --dev --duration $DURATION --rate $RATE --concurrency 8 --json
 # Floods: none (baseline), slowread (4,200 connections pipelining 20,000
 # GET /health each, never reading), forged (1,300 keep-alive connections of
@@ -18,7 +19,9 @@
 # distinct signing keys and is not run here; tests/attacks.rs covers it
 # scaled down and host/src/limits.rs's unit test at full table size.
 # Environment: DURATION (s, default 20), RATE (honest requests/s, default
-# 500), FLOODS (default "none slowread forged metrics").
+# 500), FLOODS (default "none slowread forged metrics"), PROBE (the binary
+# whose probe is the honest client, default NEW_BIN; the probe is the same
+# code in both builds), ONLY (old or new: run one build only).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 NEW="${1:?usage: floods.sh NEW_BIN [OLD_BIN]}"
@@ -47,11 +50,12 @@ run() { # bin label flood
     att=""
     if [ "$flood" != none ]; then
         python3 "$ROOT/scripts/flood_attacker.py" "$flood" "$(conns "$flood")" \
-            "127.0.0.1:$port" "$((DURATION + 5))" 127.0.0.2 >"$WORK/att" 2>/dev/null &
+            "127.0.0.1:$port" "$((DURATION + ${WARMUP_SLOWREAD:-15} + 5))" 127.0.0.2 >"$WORK/att" 2>/dev/null &
         att=$!
-        sleep 3
+        # The slow readers need time to open their 4,200 connections.
+        if [ "$flood" = slowread ]; then sleep "${WARMUP_SLOWREAD:-15}"; else sleep 3; fi
     fi
-    "$NEW" probe --dev --target "127.0.0.1:$port" --duration "$DURATION" --rate "$RATE" \
+    "${PROBE:-$NEW}" probe --dev --target "127.0.0.1:$port" --duration "$DURATION" --rate "$RATE" \
         --concurrency 8 --json 2>/dev/null | tail -n 1 >"$WORK/probe" || true
     local rss
     rss="$(awk '/VmRSS/ {print $2}' "/proc/$srv/status" 2>/dev/null || echo '?')"
@@ -78,6 +82,6 @@ echo "# $(date -u +%FT%TZ); $(lscpu | sed -n 's/^Model name: *//p'); $(nproc) CP
 echo "| flood | build | honest ok/s | honest refusals (by status) | honest p99 ms | server RSS at end | attacker |"
 echo "|---|---|---|---|---|---|---|"
 for f in $FLOODS; do
-    [ -n "$OLD" ] && run "$OLD" before "$f"
-    run "$NEW" after "$f"
+    if [ -n "$OLD" ] && [ "${ONLY:-}" != new ]; then run "$OLD" before "$f"; fi
+    if [ "${ONLY:-}" != old ]; then run "$NEW" after "$f"; fi
 done

@@ -17,6 +17,9 @@ struct Cli {
     cmd: Cmd,
 }
 
+// Parsed once at start-up and matched once: the size of the largest
+// variant (serve's many flags) costs nothing worth a Box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 enum Cmd {
     /// Serve the axon protocol to validators (use --dev to try it locally).

@@ -24,7 +24,7 @@ pub struct PredictArgs {
     /// model compiled into the binary.
     #[arg(long, value_name = "FILE")]
     pub weights: Option<PathBuf>,
-    /// Forward kernel: auto (fastest this CPU runs), scalar, avx2, avx512, neon.
+    /// Forward kernel: auto (fastest this CPU runs), scalar, avx2-fma-f16c, avx512f, neon (avx2, avx512 still accepted).
     #[arg(long, value_name = "NAME", default_value = cm_host::kernel::AUTO)]
     pub kernel: String,
 }

@@ -224,3 +224,132 @@ fn generated_match_reference() {
         );
     }
 }
+
+/// Raw feature values at the edges of f32 (and beyond the kernels' input
+/// limit), for the kernels' rule on extreme inputs.
+const EXTREMES: [f32; 13] = [
+    f32::MAX,
+    -f32::MAX,
+    1.0e38,
+    -1.0e38,
+    1.0e20,
+    -1.0e20,
+    cm_core::kernels::INPUT_LIMIT * 4.0,
+    f32::MIN_POSITIVE,
+    -f32::MIN_POSITIVE,
+    f32::from_bits(1),
+    f32::from_bits(0x007f_ffff),
+    -f32::from_bits(0x0040_0000),
+    0.0,
+];
+
+/// Requests whose features sit at the extremes: each extreme on every
+/// feature, each on one feature with the others at their fill values,
+/// alternations, and seeded random mixes.
+fn extreme_cases(fill: &[f32; N_FEATURES]) -> Vec<(String, [f32; N_FEATURES])> {
+    let mut out = Vec::new();
+    for v in EXTREMES {
+        out.push((format!("every feature {v:e}"), [v; N_FEATURES]));
+        for i in 0..N_FEATURES {
+            let mut raw = *fill;
+            raw[i] = v;
+            out.push((format!("{} = {v:e}", FEATURE_NAMES[i]), raw));
+        }
+        for w in [f32::MAX, -f32::MAX, f32::MIN_POSITIVE] {
+            out.push((
+                format!("alternating {v:e}, {w:e}"),
+                std::array::from_fn(|i| if i % 2 == 0 { v } else { w }),
+            ));
+        }
+    }
+    let mut rng = Rng(0xE87E_3E5E_ED00_0007);
+    for n in 0..400 {
+        let raw = std::array::from_fn(|i| {
+            if rng.next().is_multiple_of(3) {
+                fill[i]
+            } else {
+                EXTREMES[(rng.next() % EXTREMES.len() as u64) as usize]
+            }
+        });
+        out.push((format!("mix #{n}"), raw));
+    }
+    out
+}
+
+/// Issue 12, defect 7: one input gets one answer whatever the CPU. On every
+/// kernel this CPU runs, requests with features at the extremes of f32 get
+/// the same class; with a feature at 1e20 or beyond (clamped, saturating)
+/// the same time and confidence to the bit, with only tiny values within
+/// the golden tolerances (there the answer is an ordinary one and kernels
+/// round differently). The networks cannot overflow on clamped inputs
+/// (`Mlp::activation_bound`, printed). A kernel this CPU lacks is reported
+/// as skipped.
+#[test]
+fn extreme_inputs_get_one_answer_on_every_kernel() {
+    let model = conversion_miner::embedded::model();
+    for (i, m) in model
+        .classifiers
+        .iter()
+        .chain(&model.regressors)
+        .enumerate()
+    {
+        let b = m.activation_bound();
+        assert!(b < 1e30, "network {i}: activation bound {b:e}");
+        eprintln!("network {i}: activation bound {b:e} at INPUT_LIMIT");
+    }
+    let cpu = CpuFeatures::detect();
+    for name in Kernel::NAMES {
+        if let Err(e) = Kernel::from_name(name, cpu) {
+            eprintln!("kernel {name} SKIPPED: {e}");
+        }
+    }
+    let ks = kernels();
+    let all = (1u64 << N_FEATURES) - 1;
+    let cases = extreme_cases(&model.fill);
+    let mut mismatches = Vec::new();
+    let mut classes = [0usize; 2];
+    for (name, raw) in &cases {
+        let want = model.predict_raw(raw, all, Kernel::Scalar);
+        classes[usize::from(want.conversion_happened)] += 1;
+        // With a feature at 1e20 or beyond, the answer saturates and must be
+        // equal to the bit. With only tiny values the answer is an ordinary
+        // one, where kernels differ by rounding (FMA or not, order of
+        // addition) as on any input: same class, time and confidence within
+        // the golden tolerances.
+        let large = raw.iter().any(|v| v.abs() >= 1.0e20);
+        for &k in &ks[1..] {
+            let got = model.predict_raw(raw, all, k);
+            let same = got.conversion_happened == want.conversion_happened
+                && if large {
+                    got.time_to_conversion_seconds.to_bits()
+                        == want.time_to_conversion_seconds.to_bits()
+                        && got.confidence.to_bits() == want.confidence.to_bits()
+                } else {
+                    f64::from(
+                        (got.time_to_conversion_seconds - want.time_to_conversion_seconds).abs(),
+                    ) <= TIME_TOL
+                        && f64::from((got.confidence - want.confidence).abs()) <= P_TOL
+                };
+            if !same {
+                mismatches.push(format!(
+                    "{name}: kernel {} {got:?} vs scalar {want:?}",
+                    k.name()
+                ));
+            }
+        }
+    }
+    eprintln!(
+        "{} extreme cases on {:?}: scalar says class 0 for {}, class 1 for {}",
+        cases.len(),
+        ks.iter().map(|k| k.name()).collect::<Vec<_>>(),
+        classes[0],
+        classes[1]
+    );
+    assert!(
+        mismatches.is_empty(),
+        "{} of {} differ:\n{}",
+        mismatches.len(),
+        cases.len(),
+        mismatches.join("\n")
+    );
+}

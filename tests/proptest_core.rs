@@ -624,3 +624,68 @@ fn every_edit_at_punctuation_agrees_with_serde_json() {
     }
     assert!(checked > 10_000, "only {checked} edits checked");
 }
+
+/// A feature value at an edge of f32: beyond the kernels' input limit up
+/// to `f32::MAX` (either sign), or subnormal, or the smallest normal.
+fn extreme_value() -> impl Strategy<Value = f32> {
+    let lim = cm_core::kernels::INPUT_LIMIT;
+    prop_oneof![
+        Just(f32::MAX),
+        Just(-f32::MAX),
+        Just(1.0e38f32),
+        lim..f32::MAX,
+        -f32::MAX..-lim,
+        proptest::num::f32::SUBNORMAL,
+        Just(f32::MIN_POSITIVE),
+        Just(-f32::MIN_POSITIVE),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(CASES_MODEL))]
+
+    /// Issue 12, defect 7: features at the extremes get one answer on every
+    /// kernel this CPU runs: the same class, and with a value beyond the
+    /// input limit the same time and confidence to the bit; every answer
+    /// obeys the output rules. Features not drawn extreme keep their
+    /// fill value (a training mean).
+    #[test]
+    fn extreme_features_get_one_answer_on_every_kernel(
+        head in proptest::array::uniform32(proptest::option::of(extreme_value())),
+        tail in proptest::array::uniform8(proptest::option::of(extreme_value())),
+    ) {
+        let m = model();
+        let mut raw = m.fill;
+        for (r, v) in raw.iter_mut().zip(head.iter().chain(tail.iter())) {
+            if let Some(v) = v {
+                *r = *v;
+            }
+        }
+        let all = (1u64 << N_FEATURES) - 1;
+        let want = m.predict_raw(&raw, all, Kernel::Scalar);
+        check_rules(&want, m)?;
+        // Only a value beyond the input limit saturates the answer; with
+        // tiny values alone it is an ordinary answer, where kernels differ
+        // by rounding (tests/golden.rs), so only the class is compared.
+        let large = raw.iter().any(|v| v.abs() >= cm_core::kernels::INPUT_LIMIT);
+        for k in kernels() {
+            let got = m.predict_raw(&raw, all, k);
+            check_rules(&got, m)?;
+            prop_assert_eq!(got.conversion_happened, want.conversion_happened, "kernel {}", k.name());
+            if !large {
+                continue;
+            }
+            prop_assert_eq!(
+                got.time_to_conversion_seconds.to_bits(),
+                want.time_to_conversion_seconds.to_bits(),
+                "kernel {} time {} vs scalar {}", k.name(), got.time_to_conversion_seconds,
+                want.time_to_conversion_seconds
+            );
+            prop_assert_eq!(
+                got.confidence.to_bits(),
+                want.confidence.to_bits(),
+                "kernel {} confidence {} vs scalar {}", k.name(), got.confidence, want.confidence
+            );
+        }
+    }
+}

@@ -97,8 +97,10 @@ impl Model {
     /// Predict from network inputs (after the feature transform).
     pub fn predict_inputs(&self, x: &[f32; N_INPUTS], k: Kernel) -> Prediction {
         let mut p = self.probability(x, k);
-        // A NaN can only come from inputs near f32::MAX overflowing inside a
-        // network; answer the class that needs no time rather than garbage.
+        // The kernels clamp their inputs so that no activation overflows
+        // (`kernels::INPUT_LIMIT`); a NaN could only come from weights whose
+        // `Mlp::activation_bound` is not finite. Answer the class that needs
+        // no time rather than garbage.
         if p.is_nan() {
             p = 0.0;
         }

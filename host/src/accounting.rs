@@ -56,15 +56,18 @@ pub const ROW_BYTES: usize = std::mem::size_of::<Row>();
 pub enum Protocol {
     /// The bittensor axon protocol over HTTP (AXON.md).
     Axon,
+    /// btauth/1, bittensor 11's signed HTTP (crate::btauth).
+    Btauth,
 }
 
 impl Protocol {
-    pub const ALL: [Protocol; 1] = [Protocol::Axon];
+    pub const ALL: [Protocol; 2] = [Protocol::Axon, Protocol::Btauth];
     pub const COUNT: usize = Protocol::ALL.len();
 
     pub fn label(self) -> &'static str {
         match self {
             Protocol::Axon => "axon",
+            Protocol::Btauth => "btauth",
         }
     }
 

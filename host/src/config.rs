@@ -141,10 +141,20 @@ pub struct ServeArgs {
     /// never seen (default: accept unseen nonces that arrive out of order, within the window).
     #[arg(long = "nonce.strict", env = "CM_NONCE_STRICT")]
     pub nonce_strict: bool,
+    /// btauth/1: seconds a signed request's nonce may be behind our clock (bittensor's default).
+    #[arg(long = "btauth.max-age", env = "CM_BTAUTH_MAX_AGE", default_value_t = crate::btauth::DEFAULT_MAX_AGE_S)]
+    pub btauth_max_age: f64,
+    /// btauth/1: seconds a signed request's nonce may be ahead of our clock (bittensor's default).
+    #[arg(long = "btauth.max-skew", env = "CM_BTAUTH_MAX_SKEW", default_value_t = crate::btauth::DEFAULT_MAX_SKEW_S)]
+    pub btauth_max_skew: f64,
+    /// btauth/1: (hotkey, nonce) pairs remembered against replay; when full of fresh ones, new
+    /// btauth/1 requests get 503 until the oldest age out.
+    #[arg(long = "btauth.capacity", env = "CM_BTAUTH_CAPACITY", default_value_t = crate::btauth::replay::DEFAULT_CAPACITY)]
+    pub btauth_capacity: usize,
     /// Tokio worker threads (default: the number of available cores).
     #[arg(long = "workers", env = "CM_WORKERS")]
     pub workers: Option<usize>,
-    /// Forward kernel: auto, scalar, avx2, avx512 or neon. A kernel this CPU lacks is refused at start-up.
+    /// Forward kernel: auto, scalar, avx2-fma-f16c, avx512f or neon (avx2 and avx512 still accepted). A kernel this CPU lacks is refused at start-up.
     #[arg(long = "kernel", env = "CM_KERNEL", default_value = crate::kernel::AUTO)]
     pub kernel: String,
     /// Serve this weights file (model.json format) instead of the embedded model; refused at start-up if invalid.

@@ -17,6 +17,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod accounting;
+pub mod btauth;
 pub mod config;
 pub mod conn;
 pub mod dashboard;
@@ -183,6 +184,10 @@ pub fn serve(
     let grace = secs("--shutdown-grace", a.shutdown_grace)?;
     let poll = secs("--validators.poll", a.validators_poll)?.max(Duration::from_millis(100));
     let skew = secs("--nonce.future_skew", a.nonce_future_skew)?;
+    let bt_window = btauth::Window::from_secs(
+        secs("--btauth.max-age", a.btauth_max_age)?.as_secs_f64(),
+        secs("--btauth.max-skew", a.btauth_max_skew)?.as_secs_f64(),
+    );
     let conn_idle = secs("--conn.idle", a.conn_idle)?;
     let write_timeout = secs("--write-timeout", a.write_timeout)?;
     let metrics_addr: Option<SocketAddr> = match a.metrics_addr.trim() {
@@ -238,6 +243,7 @@ pub fn serve(
                     .max_timeout(a.nonce_max_timeout),
             ),
             keys: sig_batch::KeyCache::default(),
+            btauth: Mutex::new(btauth::replay::ReplayStore::new(bt_window, a.btauth_capacity)),
             inflight: limits::InFlight::default(),
             verify: limits::VerifyBudget::new(a.verify_max_pending, a.verify_per_source),
             conns: Arc::new(conn::Registry::new(a.max_connections, a.max_connections_per_ip)),

@@ -19,6 +19,7 @@
 //! `"cm_requests"` here is `cm_requests_total` on the page; an info metric
 //! gets `_info` the same way; units are in the names (`_seconds`).
 
+use crate::btauth::Protocol;
 use crate::reason::Reason;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{
@@ -220,7 +221,7 @@ impl ConnError {
 /// All metrics of one server, in one registry.
 pub struct Metrics {
     registry: Registry,
-    requests: [Counter; Route::ALL.len()],
+    requests: [[Counter; Protocol::ALL.len()]; Route::ALL.len()],
     success: Counter,
     rejections: [Counter; Reason::COUNT],
     conn_errors: [Counter; ConnError::ALL.len()],
@@ -258,12 +259,21 @@ impl Metrics {
     /// outside this struct arrive through [`Metrics::attach`].
     pub fn new() -> Metrics {
         let mut r = Registry::default();
-        let requests = family(
-            &mut r,
+        let requests = Family::<Labels, Counter>::default();
+        let handles = Route::ALL.map(|x| {
+            Protocol::ALL.map(|p| {
+                requests.get_or_create_owned(&vec![
+                    ("route", x.label().into()),
+                    ("protocol", p.label().into()),
+                ])
+            })
+        });
+        r.register(
             "cm_requests",
-            "Requests received, by route.",
-            Route::ALL.map(|x| vec![("route", x.label().into())]),
+            "Requests received, by route and protocol (axon, btauth, mixed = both header sets, none = neither).",
+            requests,
         );
+        let requests = handles;
         let success = Counter::default();
         r.register(
             "cm_success",
@@ -337,8 +347,9 @@ impl Metrics {
         self.late.0.set(c).is_ok()
     }
 
-    pub fn request(&self, r: Route) {
-        self.requests[r as usize].inc();
+    /// Counts a request by route and by the authentication headers it carried.
+    pub fn request(&self, r: Route, p: Protocol) {
+        self.requests[r as usize][p.index()].inc();
     }
 
     pub fn reject(&self, r: Reason) {
@@ -589,7 +600,7 @@ mod tests {
         let m = Metrics::new();
         m.reject(Reason::Blacklisted);
         m.reject(Reason::Blacklisted);
-        m.request(Route::Ping);
+        m.request(Route::Ping, Protocol::Btauth);
         m.conn_error(ConnError::BadHttp);
         m.prediction(true, 0.9);
         m.prediction(false, 0.1);
@@ -597,7 +608,7 @@ mod tests {
         let s = m.render();
         assert!(s.contains("cm_rejections_total{reason=\"blacklisted\",code=\"403\"} 2"));
         assert!(s.contains("cm_rejections_total{reason=\"internal\",code=\"500\"} 0"));
-        assert!(s.contains("cm_requests_total{route=\"Synapse\"} 1"));
+        assert!(s.contains("cm_requests_total{route=\"Synapse\",protocol=\"btauth\"} 1"));
         assert!(s.contains("cm_connection_errors_total{kind=\"bad_http\"} 1"));
         assert!(s.contains("cm_predictions_total 2"));
         assert!(s.contains("cm_confidence_total 1"), "{s}");

@@ -45,6 +45,10 @@ pub enum Reason {
     SignatureMismatch,
     /// `computed_body_hash` is not SHA3-256("").
     BodyHash,
+    /// btauth/1: not signed for our hotkey, or for no receiver.
+    WrongReceiver,
+    /// Both the axon and the btauth/1 authentication headers.
+    MixedAuth,
     /// Body is not a JSON object.
     BadJson,
     /// Features missing or invalid.
@@ -55,7 +59,7 @@ pub enum Reason {
 
 impl Reason {
     /// All reasons, in metric order.
-    pub const ALL: [Reason; 20] = [
+    pub const ALL: [Reason; 22] = [
         Reason::NotFound,
         Reason::MethodNotAllowed,
         Reason::BodyTooLarge,
@@ -73,6 +77,8 @@ impl Reason {
         Reason::SignatureMalformed,
         Reason::SignatureMismatch,
         Reason::BodyHash,
+        Reason::WrongReceiver,
+        Reason::MixedAuth,
         Reason::BadJson,
         Reason::BadFeatures,
         Reason::Internal,
@@ -94,6 +100,7 @@ impl Reason {
             Reason::BodyRead
             | Reason::BadHeader
             | Reason::BodyHash
+            | Reason::MixedAuth
             | Reason::BadJson
             | Reason::BadFeatures => 400,
             Reason::MissingAuth
@@ -102,7 +109,8 @@ impl Reason {
             | Reason::NonceReplay
             | Reason::NonceFuture
             | Reason::SignatureMalformed
-            | Reason::SignatureMismatch => 401,
+            | Reason::SignatureMismatch
+            | Reason::WrongReceiver => 401,
             Reason::Blacklisted => 403,
             Reason::RateLimited => 429,
             Reason::Overloaded => 503,
@@ -130,6 +138,8 @@ impl Reason {
             Reason::SignatureMalformed => "signature_malformed",
             Reason::SignatureMismatch => "signature_mismatch",
             Reason::BodyHash => "body_hash",
+            Reason::WrongReceiver => "wrong_receiver",
+            Reason::MixedAuth => "mixed_auth",
             Reason::BadJson => "bad_json",
             Reason::BadFeatures => "bad_features",
             Reason::Internal => "internal",

@@ -11,7 +11,8 @@
 //! bounded by a cap checked against `Content-Length` first and while
 //! reading, with their own timeout.
 
-use crate::accounting::{Outcome, Protocol};
+use crate::accounting::{self, Outcome};
+use crate::btauth::{self, replay::ReplayStore, BtauthError, Protocol};
 use crate::conn::{self, Conn};
 use crate::gate::{self, Reject};
 use crate::limits::{BudgetFull, InFlight, InFlightGuard, RateLimiter, VerifyBudget};
@@ -52,6 +53,8 @@ pub struct State {
     pub validators: Option<Arc<validators::Shared>>,
     pub nonces: Mutex<NonceMap>,
     pub keys: crate::sig_batch::KeyCache,
+    /// btauth/1 nonces accepted inside its freshness window.
+    pub btauth: Mutex<ReplayStore>,
     /// Verified requests in flight (the stake-ranked cap counts these).
     pub inflight: InFlight,
     /// Requests waiting for their signature check, per source.
@@ -117,10 +120,16 @@ impl State {
 
     /// Counts a synapse request in its caller's row (crate::accounting).
     fn account(&self, headers: &hyper::HeaderMap, outcome: Outcome, t0: Instant) {
-        let hotkey = headers.get(gate::H_HOTKEY).and_then(|v| v.to_str().ok());
+        // The caller's row is the hotkey its headers claim, in whichever
+        // protocol it spoke (a request with both sets counts as axon).
+        let (name, protocol) = match Protocol::of(headers) {
+            Protocol::Btauth => (btauth::H_HOTKEY, accounting::Protocol::Btauth),
+            _ => (gate::H_HOTKEY, accounting::Protocol::Axon),
+        };
+        let hotkey = headers.get(name).and_then(|v| v.to_str().ok());
         let admitted = |k: &[u8; 32]| self.admission(k).is_some();
         self.accounting
-            .record(hotkey, admitted, Protocol::Axon, outcome, t0.elapsed());
+            .record(hotkey, admitted, protocol, outcome, t0.elapsed());
     }
 
     /// Stake of a hotkey on the validators file, if it is on it.
@@ -140,6 +149,13 @@ impl State {
 
     fn nonce_lock(&self) -> std::sync::MutexGuard<'_, NonceMap> {
         match self.nonces.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    fn btauth_lock(&self) -> std::sync::MutexGuard<'_, ReplayStore> {
+        match self.btauth.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         }
@@ -249,13 +265,25 @@ pub async fn handle(
         "/health" => Route::Health,
         _ => Route::Other,
     };
-    state.metrics.request(route);
+    let protocol = Protocol::of(req.headers());
+    state.metrics.request(route, protocol);
     Ok(match route {
         Route::Conversion | Route::Ping if req.method() != Method::POST => {
             wrong_method(&state, &req, "POST", t0)
         }
-        Route::Conversion => axon(&state, &conn, req, core_serve::Route::Conversion, t0).await,
-        Route::Ping => axon(&state, &conn, req, core_serve::Route::Ping, t0).await,
+        Route::Conversion | Route::Ping => {
+            use tracing::Instrument as _;
+            let core_route = if route == Route::Conversion {
+                core_serve::Route::Conversion
+            } else {
+                core_serve::Route::Ping
+            };
+            // Debug lines of this request name its protocol.
+            let span = tracing::debug_span!("request", protocol = protocol.label());
+            axon(&state, &conn, req, core_route, t0, protocol)
+                .instrument(span)
+                .await
+        }
         Route::Health if !is_get(&req) => wrong_method(&state, &req, "GET, HEAD", t0),
         Route::Health => health(&state),
         Route::Metrics | Route::Status | Route::Dashboard | Route::Other => {
@@ -275,7 +303,7 @@ pub async fn handle_ops(state: Arc<State>, req: Request<Incoming>) -> Result<Res
         p if crate::dashboard::serves(p) => Route::Dashboard,
         _ => Route::Other,
     };
-    state.metrics.request(route);
+    state.metrics.request(route, Protocol::of(req.headers()));
     Ok(match route {
         Route::Metrics | Route::Health | Route::Status | Route::Dashboard if !is_get(&req) => {
             wrong_method(&state, &req, "GET, HEAD", t0)
@@ -353,6 +381,104 @@ async fn authenticate<'s>(
     settled.map(|()| guard)
 }
 
+fn btauth_reject(e: BtauthError) -> Reject {
+    Reject::new(e.reason(), e.to_string())
+}
+
+/// The btauth/1 gate (btauth.rs), with the same allow-list, verification
+/// budget, rate limit and stake-ranked in-flight cap as [`authenticate`].
+/// Its signature covers the body's hash, so the body is read (under the
+/// same cap and timeout, holding the source's verification permit) after
+/// every header-only check and before the signature check.
+async fn btauth_authenticate<'s>(
+    state: &'s State,
+    conn: &Conn,
+    parts: &hyper::http::request::Parts,
+    body: Incoming,
+    t0: Instant,
+) -> Result<(InFlightGuard<'s>, Bytes), Reject> {
+    let declared = parts
+        .headers
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.trim().parse::<u64>().ok());
+    if let Some(n) = declared.filter(|&n| n > state.max_body as u64) {
+        return Err(Reject::new(
+            Reason::BodyTooLarge,
+            format!(
+                "body of {n} bytes exceeds the {} byte limit",
+                state.max_body
+            ),
+        ));
+    }
+    let req = btauth::parse(&parts.headers).map_err(btauth_reject)?;
+    let rank = state.admission(&req.hotkey).ok_or_else(|| {
+        Reject::new(
+            Reason::Blacklisted,
+            format!(
+                "hotkey {} is not on this miner's validators list.",
+                req.hotkey_ss58
+            ),
+        )
+    })?;
+    req.check_receiver(&state.hotkey_ss58)
+        .map_err(btauth_reject)?;
+    let window = *state.btauth_lock().window();
+    req.check_fresh(&window, now_ns()).map_err(btauth_reject)?;
+    if state.btauth_lock().contains(&req.hotkey, req.nonce) {
+        return Err(btauth_reject(BtauthError::Replayed));
+    }
+    state.metrics.gate.observe(t0.elapsed());
+
+    let permit = state.verify.enter(conn.peer.ip()).map_err(|full| {
+        Reject::new(
+            Reason::Overloaded,
+            match full {
+                BudgetFull::Source => {
+                    "too many requests from this address are waiting for signature verification"
+                }
+                BudgetFull::Total => "too many requests are waiting for signature verification",
+            },
+        )
+    })?;
+    let bytes = read_body(state, body).await?;
+    let target = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    let tv = Instant::now();
+    let verified = req.verify(parts.method.as_str(), target, &bytes);
+    state.metrics.verify.observe(tv.elapsed());
+    drop(permit);
+    verified.map_err(btauth_reject)?;
+
+    // Fresh when verified (the body may have been slow), then exactly once.
+    let now = now_ns();
+    req.check_fresh(&window, now).map_err(btauth_reject)?;
+    state
+        .btauth_lock()
+        .commit(&req.hotkey, req.nonce, now)
+        .map_err(btauth_reject)?;
+    let guard = state.inflight.enter();
+    let settled = if !state.rate.allow(&req.hotkey, Instant::now()) {
+        Err(Reject::new(
+            Reason::RateLimited,
+            format!("hotkey {} is over its rate limit", req.hotkey_ss58),
+        ))
+    } else if !crate::limits::admit(state.max_inflight, state.inflight.current(), rank) {
+        Err(Reject::new(
+            Reason::Overloaded,
+            "too many requests in flight; lower-stake callers are refused first",
+        ))
+    } else {
+        Ok(())
+    };
+    // As for the axon protocol: a verified, fresh caller holds its connection.
+    conn.mark_verified();
+    settled.map(|()| (guard, bytes))
+}
+
 async fn read_body(state: &State, body: Incoming) -> Result<Bytes, Reject> {
     let limited = Limited::new(body, state.max_body);
     let wait = if state.body_timeout.is_zero() {
@@ -396,21 +522,32 @@ thread_local! {
 }
 
 /// A synapse route: gate, body, then the core's whole path (parse,
-/// predict, write the success body) in one call.
+/// predict, write the success body) in one call. Both protocols share all
+/// of it but the gate; a request carrying both header sets is refused (400).
 async fn axon(
     state: &State,
     conn: &Conn,
     req: Request<Incoming>,
     route: core_serve::Route,
     t0: Instant,
+    protocol: Protocol,
 ) -> Resp {
     let (parts, body) = req.into_parts();
-    let _in = match authenticate(state, conn, &parts.headers, t0).await {
-        Ok(g) => g,
-        Err(rej) => return state.reject(&rej, t0, Some(&parts.headers)),
+    let gated = match protocol {
+        Protocol::Btauth => btauth_authenticate(state, conn, &parts, body, t0).await,
+        Protocol::Mixed => Err(Reject::new(
+            Reason::MixedAuth,
+            "both axon (bt_header_dendrite_*) and btauth/1 (X-Bittensor-*) authentication headers; send one set",
+        )),
+        Protocol::Axon | Protocol::None => {
+            match authenticate(state, conn, &parts.headers, t0).await {
+                Ok(g) => read_body(state, body).await.map(|b| (g, b)),
+                Err(rej) => Err(rej),
+            }
+        }
     };
-    let bytes = match read_body(state, body).await {
-        Ok(b) => b,
+    let (_in, bytes) = match gated {
+        Ok(x) => x,
         Err(rej) => return state.reject(&rej, t0, Some(&parts.headers)),
     };
     // Our own work starts here, with the whole body in hand: time spent
@@ -465,6 +602,7 @@ async fn axon(
         let hk = parts
             .headers
             .get(gate::H_HOTKEY)
+            .or_else(|| parts.headers.get(btauth::H_HOTKEY))
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
         tracing::debug!(route = route.name(), hotkey = hk, us = t0.elapsed().as_micros() as u64, class = ?served.prediction.map(|p| p.conversion_happened), "answered 200");

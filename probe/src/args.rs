@@ -88,4 +88,15 @@ pub struct ProbeArgs {
     /// Tokio worker threads of the probe (default: the number of available cores).
     #[arg(long = "workers", env = "CM_PROBE_WORKERS")]
     pub workers: Option<usize>,
+    /// How requests are signed: `axon` (a bittensor 10.5.0 dendrite's headers) or `btauth`
+    /// (bittensor 11's btauth/1 `X-Bittensor-*` headers, whose signature covers the body).
+    #[arg(long = "protocol", env = "CM_PROBE_PROTOCOL", value_enum, default_value_t = ProbeProtocol::Axon)]
+    pub protocol: ProbeProtocol,
+}
+
+/// `probe --protocol`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProbeProtocol {
+    Axon,
+    Btauth,
 }

@@ -69,6 +69,10 @@ fn every_gate_decision() {
             validators: Some(Arc::new(validators::Shared::new(list))),
             nonces: Mutex::new(nonce::NonceMap::new(1000, nonce::DEFAULT_FUTURE_SKEW_NS)),
             keys: cm_host::sig_batch::KeyCache::default(),
+            btauth: Mutex::new(cm_host::btauth::replay::ReplayStore::new(
+                cm_host::btauth::Window::default(),
+                cm_host::btauth::replay::DEFAULT_CAPACITY,
+            )),
             inflight: limits::InFlight::default(),
             verify: limits::VerifyBudget::new(0, 0),
             conns: Arc::new(cm_host::conn::Registry::new(64, 0)),

@@ -62,6 +62,9 @@ pub fn run(a: &ProbeArgs) -> Result<i32> {
     if !(a.wait_ready.is_finite() && a.wait_ready >= 0.0) {
         bail!("--wait-ready must be a non-negative number of seconds");
     }
+    if a.forge_every > 0 && a.protocol != args::ProbeProtocol::Axon {
+        bail!("--forge-every forges axon-protocol signatures; use it with --protocol axon");
+    }
     let signer = if a.dev {
         Hotkey::generate()
     } else {
@@ -91,14 +94,17 @@ pub fn run(a: &ProbeArgs) -> Result<i32> {
                 .map(str::to_owned)
                 .ok_or_else(|| anyhow!("/health has no hotkey; pass --hotkey"))?,
         };
-        let plan = Arc::new(Plan::new(
-            target,
-            miner,
-            signer,
-            a.timeout,
-            rows,
-            &format!("probe-{}", a.seed),
-        )?);
+        let plan = Arc::new(
+            Plan::new(
+                target,
+                miner,
+                signer,
+                a.timeout,
+                rows,
+                &format!("probe-{}", a.seed),
+            )?
+            .with_protocol(a.protocol),
+        );
         let duration = a.duration.map(|d| Duration::from_secs_f64(d.max(0.0)));
         let progress = Arc::new(load::Progress {
             next: AtomicU64::new(0),

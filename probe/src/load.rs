@@ -124,7 +124,6 @@ pub(crate) async fn slot(
     let mut conn: Option<Conn> = None;
     let mut uuid = new_uuid();
     let mut sent_with_uuid = 0u64;
-    let mut last_nonce = 0u64;
     let mut ticker = period.map(|p| {
         let start = tokio::time::Instant::now() + p.mul_f64(phase);
         let mut i = tokio::time::interval_at(start, p);
@@ -140,8 +139,7 @@ pub(crate) async fn slot(
             sent_with_uuid = 0;
         }
         sent_with_uuid += 1;
-        let nonce = now_ns().max(last_nonce + 1);
-        last_nonce = nonce;
+        let nonce = plan.next_nonce();
         let idx = (i % plan.rows.len() as u64) as usize;
         if forge_every > 0 && (i + 1) % forge_every == 0 {
             t.forged += 1;

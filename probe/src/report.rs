@@ -162,6 +162,7 @@ pub(crate) fn report(
             "mean_reward": r0, "oracle_mean_reward": orc, "reward_ratio": ratio,
             "mean_reward_with_response_time": rrt, "mean_response_time_us": resp_us,
             "positive_rate": pos, "first_ok_unix_ns": first_ok_unix_ns,
+            "protocol": format!("{:?}", plan.protocol).to_lowercase(),
         });
         println!("{j}");
     }

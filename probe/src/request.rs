@@ -10,9 +10,11 @@
 //! lives here too: it is the same request with a signature that parses but
 //! does not verify.
 
+use crate::args::ProbeProtocol;
 use anyhow::{anyhow, bail, Result};
 use bytes::Bytes;
 use cm_core::schema::{FEATURE_NAMES, IS_INTEGER, N_FEATURES};
+use cm_host::btauth::sign as btauth_sign;
 use cm_host::gate::EMPTY_BODY_HASH;
 use cm_host::sig::{self, Message};
 use cm_host::wallet::Hotkey;
@@ -21,6 +23,7 @@ use http_body_util::Full;
 use hyper::Request;
 use serde_json::{Map, Value};
 use std::net::SocketAddrV4;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The version a bittensor 10.5.0 dendrite sends.
@@ -109,6 +112,11 @@ pub struct Plan {
     pub(crate) features: Vec<Value>,
     /// The same objects serialized once, spliced into every request body.
     pub(crate) features_json: Vec<Vec<u8>>,
+    /// How requests are signed ([`Plan::with_protocol`]; axon by default).
+    pub(crate) protocol: ProbeProtocol,
+    /// The last nonce handed out: nonces are unique across slots, since a
+    /// btauth/1 miner refuses a second request of a hotkey with the same one.
+    last_nonce: AtomicU64,
 }
 
 impl Plan {
@@ -139,7 +147,33 @@ impl Plan {
             rows,
             features,
             features_json,
+            protocol: ProbeProtocol::Axon,
+            last_nonce: AtomicU64::new(0),
         })
+    }
+
+    /// Signs with `protocol` instead of the axon protocol.
+    pub fn with_protocol(mut self, protocol: ProbeProtocol) -> Plan {
+        self.protocol = protocol;
+        self
+    }
+
+    /// A nonce from the clock, above every nonce handed out before.
+    pub(crate) fn next_nonce(&self) -> u64 {
+        let now = now_ns();
+        let mut last = self.last_nonce.load(Ordering::Relaxed);
+        loop {
+            let n = now.max(last + 1);
+            match self.last_nonce.compare_exchange_weak(
+                last,
+                n,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return n,
+                Err(seen) => last = seen,
+            }
+        }
     }
 }
 
@@ -250,8 +284,53 @@ pub fn build_request(
     nonce: u64,
     uuid: &str,
 ) -> Result<(Request<Full<Bytes>>, Bytes, String)> {
+    if plan.protocol == ProbeProtocol::Btauth {
+        return btauth_request(plan, idx, nonce, uuid);
+    }
     let signature = sign(plan, nonce, uuid)?;
     request_with(plan, idx, nonce, uuid, signature)
+}
+
+/// The same body signed as btauth/1 instead (`probe --protocol btauth`):
+/// the `X-Bittensor-*` headers from `cm_host::btauth::sign`, bound to the
+/// miner's hotkey. That signature covers the body's hash, so it cannot sit
+/// inside the body: the body's dendrite block carries an empty signature,
+/// which comes back echoed like every other field (the returned signature).
+fn btauth_request(
+    plan: &Plan,
+    idx: usize,
+    nonce: u64,
+    uuid: &str,
+) -> Result<(Request<Full<Bytes>>, Bytes, String)> {
+    let kp = plan
+        .signer
+        .keypair
+        .as_ref()
+        .ok_or_else(|| anyhow!("probe hotkey has no secret"))?;
+    let sent = Sent {
+        idx,
+        nonce,
+        uuid,
+        signature: "",
+    };
+    let body = Bytes::from(request_body(plan, &sent)?);
+    let headers = btauth_sign::sign(
+        btauth_sign::Key::Sr25519(kp),
+        &btauth_sign::Signing {
+            method: "POST",
+            target: "/ConversionSynapse",
+            body: &body,
+            receiver_ss58: Some(&plan.miner),
+            nonce_ns: nonce,
+        },
+    );
+    let mut req = Request::post(format!("http://{}/ConversionSynapse", plan.target))
+        .header("host", plan.target.to_string())
+        .header("content-type", "application/json");
+    for (name, value) in headers {
+        req = req.header(name, value);
+    }
+    Ok((req.body(Full::new(body.clone()))?, body, String::new()))
 }
 
 /// The same request as [`build_request`], but carrying a forged signature
@@ -374,6 +453,29 @@ pub(crate) mod tests {
             Some(1_795_626_734_383_137_861)
         );
         assert!(a.verify(&plan.signer.ss58).is_err());
+    }
+
+    #[test]
+    fn btauth_requests_verify_under_the_miner_key() {
+        let miner = Hotkey::generate();
+        let plan = test_plan(&miner, 1).with_protocol(ProbeProtocol::Btauth);
+        let (n1, n2) = (plan.next_nonce(), plan.next_nonce());
+        assert!(n2 > n1);
+        let (req, body, sig) = build_request(&plan, 0, n1, "u-1").unwrap();
+        assert_eq!(sig, "");
+        assert_eq!(
+            cm_host::btauth::Protocol::of(req.headers()),
+            cm_host::btauth::Protocol::Btauth
+        );
+        let r = cm_host::btauth::parse(req.headers()).unwrap();
+        assert_eq!(r.nonce, n1);
+        assert_eq!(r.hotkey_ss58, plan.signer.ss58);
+        r.check_receiver(&miner.ss58).unwrap();
+        r.verify("POST", "/ConversionSynapse", &body).unwrap();
+        assert!(r.check_receiver(&plan.signer.ss58).is_err());
+        let mut altered = body.to_vec();
+        altered.push(b' ');
+        assert!(r.verify("POST", "/ConversionSynapse", &altered).is_err());
     }
 
     #[test]

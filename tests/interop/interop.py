@@ -2,7 +2,12 @@
 """Interop check: the stock Python `bittensor` Dendrite against the Rust miner.
 
 Why this exists: the Rust server is only useful if a validator running the
-ordinary `bittensor` package (10.x) counts its answers as successes. Tests
+ordinary `bittensor` package counts its answers as successes: 9.4.0, which
+the subnet's lock file pins and live validators run, and 10.5.0, the last
+release with a Dendrite. The same scenario runs with either; the script uses
+each version's own spelling (9.x validators call `bt.wallet` and
+`bt.dendrite`), and each version makes its own wallets (bittensor-wallet
+3.0.9 cannot read files 4.x writes). Tests
 written in Rust can only check our reading of the protocol; this script checks
 the protocol itself, by letting the real `bt.Dendrite` build, sign and send the
 requests and judge the replies with its own properties (`is_success`,
@@ -18,7 +23,11 @@ What it does, all on 127.0.0.1 and without a chain:
      predict` gives for the same features (so the fields arrived intact);
   5. checks that a caller missing from the validators file gets 403 and that a
      request whose signature was altered after signing gets 401, as the Dendrite
-     reports them, and that the miner still answers afterwards.
+     reports them, and that the miner still answers afterwards;
+  6. with --max-mean-response-time-ms, checks the mean `response_time` the
+     miner reported over the main run: validators score latency with it, so it
+     must be the miner's own work, not the client's delay between its header
+     and body packets (a 9.4.0 dendrite on aiohttp 3.10 sends them apart).
 
 Exit status 0 when every check passed, 1 otherwise. Usage:
   python tests/interop/interop.py --bin target/release/conversion-miner
@@ -28,15 +37,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import math
 import os
-import random
-import re
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from typing import Optional
 
@@ -52,14 +56,14 @@ _networking.get_external_ip = lambda: STUB_EXTERNAL_IP
 import bittensor as bt  # noqa: E402
 from typing_extensions import TypedDict  # noqa: E402
 
-LISTEN_RE = re.compile(r"listening on (\d+\.\d+\.\d+\.\d+):(\d+)")
-START_TIMEOUT_S = 60.0
+from common import METRICS_ARGS, Checks, Server, close, make_conversations, percentile, predict_offline  # noqa: E402
+
+BT_MAJOR = int(bt.__version__.split(".")[0])
+# The names a validator of this version calls (9.x subnets use the lower-case ones).
+Wallet = bt.Wallet if BT_MAJOR >= 10 else bt.wallet
+Dendrite = bt.Dendrite if BT_MAJOR >= 10 else bt.dendrite
+
 REQUEST_TIMEOUT_S = 12.0
-# Relative tolerance when comparing the miner's floats with `predict`'s. Both
-# run the same f32 model, so the values agree to the last bit; the tolerance
-# only absorbs a different decimal rendering of the same f32 (e.g. "63.2" vs
-# "63.20000076293945"), which is well under one f32 ulp in relative terms.
-FLOAT_REL_TOL = 1e-6
 # Requests one Dendrite sends at once in the burst check.
 BURST = 16
 
@@ -124,174 +128,16 @@ class ConversionSynapse(bt.Synapse):
     miner_uid: int = 0
 
 
-# ---------------------------------------------------------------- test data
+# ---------------------------------------------------------------- wallets
 
 
-def _clip_normal(rng: random.Random, mean: float, sd: float, lo: float, hi: float) -> float:
-    return min(hi, max(lo, rng.gauss(mean, sd)))
-
-
-def draw_conversation(rng: random.Random) -> dict:
-    """One conversation drawn the way the subnet validator draws them (SUBNET.md)."""
-    f: dict = {}
-    f["session_id"] = "%032x" % rng.getrandbits(128)
-    dur = round(_clip_normal(rng, 100, 20, 60, 150), 2)
-    f["conversation_duration_seconds"] = dur
-    f["hour_of_day"] = rng.randint(8, 19)
-    f["day_of_week"] = rng.randint(0, 6)
-    f["time_to_first_response_seconds"] = round(_clip_normal(rng, 10, 3, 5, 20), 2)
-    for k in ("avg_response_time_seconds", "avg_agent_response_time_seconds", "avg_user_response_time_seconds"):
-        f[k] = round(_clip_normal(rng, 15, 2, 10, 20), 2)
-    for k in ("max_response_time_seconds", "response_gap_max"):
-        f[k] = round(_clip_normal(rng, 18, 2.5, 15, 25), 2)
-    f["min_response_time_seconds"] = round(_clip_normal(rng, 10, 2, 5, 15), 2)
-    f["response_time_stddev"] = round(_clip_normal(rng, 3, 1, 0, 5), 2)
-    total = int(_clip_normal(rng, 8, 2, 4, 20))
-    f["total_messages"] = total
-    ratio = round(_clip_normal(rng, 1.3, 0.3, 1.0, 2.0), 2)
-    f["message_ratio"] = ratio
-    f["avg_message_length_user"] = round(_clip_normal(rng, 40, 5, 20, 60), 2)
-    f["max_message_length_user"] = int(_clip_normal(rng, 50, 5, 30, 70))
-    f["min_message_length_user"] = int(_clip_normal(rng, 30, 5, 15, 45))
-    f["avg_message_length_agent"] = round(_clip_normal(rng, 75, 10, 50, 100), 2)
-    f["max_message_length_agent"] = int(_clip_normal(rng, 100, 15, 70, 130))
-    f["min_message_length_agent"] = int(_clip_normal(rng, 50, 10, 30, 80))
-    f["question_count_agent"] = int(_clip_normal(rng, 3, 1, 1, 5))
-    f["question_count_user"] = int(_clip_normal(rng, 1, 0.5, 0, 3))
-    f["sequential_user_messages"] = int(_clip_normal(rng, 2, 1, 1, 4))
-    f["sequential_agent_messages"] = 1
-    f["entities_collected_count"] = int(_clip_normal(rng, 4, 1.5, 1, 6))
-    f["has_target_entity"] = rng.randint(0, 1)
-    f["repeated_questions"] = rng.randint(0, 1)
-    f["avg_entity_confidence"] = round(_clip_normal(rng, 0.9, 0.02, 0.8, 0.95), 3)
-    f["min_entity_confidence"] = round(_clip_normal(rng, 0.85, 0.03, 0.8, 0.9), 3)
-    f["entity_collection_rate"] = 0.0
-    f["message_alternation_rate"] = round(_clip_normal(rng, 0.9, 0.1, 0.7, 1.0), 3)
-
-    # Derived fields, recomputed as the validator does.
-    f["conversation_duration_minutes"] = round(dur / 60, 4)
-    users = int(total / (1 + 1 / ratio))
-    agents = total - users
-    f["user_messages_count"] = users
-    f["agent_messages_count"] = agents
-    f["total_chars_from_user"] = int(users * f["avg_message_length_user"])
-    f["total_chars_from_agent"] = int(agents * f["avg_message_length_agent"])
-    f["is_business_hours"] = 1 if 9 <= f["hour_of_day"] <= 17 else 0
-    f["is_weekend"] = 1 if f["day_of_week"] in (0, 6) else 0
-    f["questions_per_agent_message"] = round(f["question_count_agent"] / agents, 4) if agents else 0.0
-    f["questions_per_user_message"] = round(f["question_count_user"] / users, 4) if users else 0.0
-    f["messages_per_minute"] = round(total / f["conversation_duration_minutes"], 4)
-    for who in ("user", "agent"):
-        avg = f[f"avg_message_length_{who}"]
-        lo, hi = f[f"min_message_length_{who}"], f[f"max_message_length_{who}"]
-        if lo > avg or avg > hi:
-            # The validator's min()/max() can yield a float here; the field is an
-            # integer in protocol.py, so it is truncated as the synapse needs.
-            f[f"min_message_length_{who}"] = int(min(lo, avg))
-            f[f"max_message_length_{who}"] = int(math.ceil(max(hi, avg)))
-    return f
-
-
-def make_conversations(n: int, seed: int) -> list[dict]:
-    rng = random.Random(seed)
-    out = [draw_conversation(rng) for _ in range(n)]
-    # A validator may leave optional features out; a few requests do so, to
-    # exercise the miner's fill path through the real client as well.
-    for i in range(0, n, 25):
-        for k in ("hour_of_day", "day_of_week", "repeated_questions", "avg_entity_confidence"):
-            out[i].pop(k, None)
-    return out
-
-
-# ---------------------------------------------------------------- processes
-
-
-class Server:
-    """`conversion-miner serve` as a child process; stdout+stderr are kept for failure reports."""
-
-    def __init__(self, argv: list[str]):
-        self.argv = argv
-        self.proc = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        )
-        self.lines: list[str] = []
-        self.addr: Optional[tuple[str, int]] = None
-        self._ready = threading.Event()
-        threading.Thread(target=self._pump, daemon=True).start()
-
-    def _pump(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line.rstrip("\n"))
-            if self.addr is None:
-                m = LISTEN_RE.search(line)
-                if m:
-                    self.addr = (m.group(1), int(m.group(2)))
-                    self._ready.set()
-        self._ready.set()
-
-    def wait_ready(self) -> tuple[str, int]:
-        self._ready.wait(START_TIMEOUT_S)
-        if self.addr is None:
-            raise RuntimeError(
-                "server did not print 'listening on IP:PORT' within %.0fs (exit %s); output:\n%s"
-                % (START_TIMEOUT_S, self.proc.poll(), self.tail())
-            )
-        return self.addr
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def tail(self, n: int = 40) -> str:
-        return "\n".join(self.lines[-n:])
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
-def predict_offline(binary: str, conversations: list[dict]) -> list[dict]:
-    """The binary's `predict` subcommand on the same features: the expected answers."""
-    stdin = "".join(json.dumps(c) + "\n" for c in conversations)
-    r = subprocess.run([binary, "predict"], input=stdin, capture_output=True, text=True, timeout=120)
-    if r.returncode != 0:
-        raise RuntimeError("predict exited %d: %s" % (r.returncode, r.stderr.strip()[-2000:]))
-    lines = [json.loads(l) for l in r.stdout.splitlines() if l.strip()]
-    if len(lines) != len(conversations):
-        raise RuntimeError("predict gave %d lines for %d inputs" % (len(lines), len(conversations)))
-    return lines
-
-
-def make_wallet(root: str, name: str) -> "bt.Wallet":
-    w = bt.Wallet(name=name, hotkey="default", path=root)
+def make_wallet(root: str, name: str):
+    w = Wallet(name=name, hotkey="default", path=root)
     w.create_new_hotkey(use_password=False, overwrite=True, suppress=True)
     return w
 
 
 # ---------------------------------------------------------------- checks
-
-
-class Checks:
-    def __init__(self) -> None:
-        self.failures: list[str] = []
-        self.passed = 0
-
-    def ok(self, cond: bool, what: str) -> bool:
-        if cond:
-            self.passed += 1
-        else:
-            self.failures.append(what)
-            print("FAIL: " + what, file=sys.stderr)
-        return cond
-
-
-def close(a: float, b: float) -> bool:
-    return math.isclose(a, b, rel_tol=FLOAT_REL_TOL, abs_tol=1e-9)
 
 
 def check_answer(c: Checks, i: int, sent: dict, got: ConversionSynapse, expected: dict, miner_uid: int) -> bool:
@@ -323,16 +169,11 @@ def check_answer(c: Checks, i: int, sent: dict, got: ConversionSynapse, expected
     return good
 
 
-def percentile(xs: list[float], q: float) -> float:
-    s = sorted(xs)
-    return s[min(len(s) - 1, int(q * len(s)))] if s else float("nan")
-
-
 async def run_checks(args, addr, miner_hotkey: str, wallets: dict, conversations: list[dict], expected: list[dict]) -> Checks:
     c = Checks()
     ip, port = addr
     axon = bt.AxonInfo(version=0, ip=ip, port=port, ip_type=4, hotkey=miner_hotkey, coldkey=miner_hotkey)
-    validator = bt.Dendrite(wallet=wallets["validator"])
+    validator = Dendrite(wallet=wallets["validator"])
 
     async def ask(d, features, uid=0, timeout=REQUEST_TIMEOUT_S):
         return await d.call(axon, ConversionSynapse(features=features, miner_uid=uid), timeout=timeout, deserialize=False)
@@ -344,7 +185,7 @@ async def run_checks(args, addr, miner_hotkey: str, wallets: dict, conversations
 
         # 2. The main run: N conversations from `dendrites` Dendrite objects of
         # the validator's wallet working at once, each one request at a time.
-        extra = [bt.Dendrite(wallet=wallets["validator"]) for _ in range(args.dendrites - 1)]
+        extra = [Dendrite(wallet=wallets["validator"]) for _ in range(args.dendrites - 1)]
         senders = [validator] + extra
         results: list = [None] * len(conversations)
 
@@ -360,6 +201,7 @@ async def run_checks(args, addr, miner_hotkey: str, wallets: dict, conversations
                 await d.aclose_session()
         wall = time.perf_counter() - t0
         latencies: list[float] = []
+        reported: list[float] = []
         ok_count = 0
         classes = {0: 0, 1: 0}
         for i, got in enumerate(results):
@@ -367,14 +209,23 @@ async def run_checks(args, addr, miner_hotkey: str, wallets: dict, conversations
                 ok_count += 1
                 classes[got.prediction["conversion_happened"]] += 1
                 latencies.append(float(got.dendrite.process_time))
+                reported.append(float(got.response_time))
         c.ok(ok_count == len(conversations), "only %d of %d requests fully correct" % (ok_count, len(conversations)))
         c.ok(classes[0] > 0 and classes[1] > 0, "answers were all one class: %r" % classes)
         print(
-            "interop: %d/%d requests succeeded and matched `predict` (class 0: %d, class 1: %d); "
+            "interop: bittensor %s: %d/%d requests succeeded and matched `predict` (class 0: %d, class 1: %d); "
             "round trip p50 %.2f ms, p99 %.2f ms; %.0f req/s from %d dendrites"
-            % (ok_count, len(conversations), classes[0], classes[1], 1e3 * percentile(latencies, 0.5),
+            % (bt.__version__, ok_count, len(conversations), classes[0], classes[1], 1e3 * percentile(latencies, 0.5),
                1e3 * percentile(latencies, 0.99), len(conversations) / wall, len(senders))
         )
+        if reported:
+            mean_ms = 1e3 * sum(reported) / len(reported)
+            print("interop: mean response_time the miner reported: %.4f ms over %d requests (max %.4f ms)"
+                  % (mean_ms, len(reported), 1e3 * max(reported)))
+            if args.max_mean_response_time_ms is not None:
+                c.ok(mean_ms <= args.max_mean_response_time_ms,
+                     "mean response_time %.4f ms exceeds %.3f ms: the miner counts time it spent waiting for the body"
+                     % (mean_ms, args.max_mean_response_time_ms))
 
         # 2b. One Dendrite firing a burst at once, as a validator does when it
         # gathers several synapses for one miner: the requests may reach the
@@ -385,7 +236,7 @@ async def run_checks(args, addr, miner_hotkey: str, wallets: dict, conversations
         print("interop: burst of %d concurrent requests from one dendrite: %d succeeded" % (len(burst), burst_ok))
 
         # 3. A caller that is not on the validators file.
-        stranger = bt.Dendrite(wallet=wallets["stranger"])
+        stranger = Dendrite(wallet=wallets["stranger"])
         try:
             got = await ask(stranger, conversations[0])
             c.ok(got.is_blacklist and got.dendrite.status_code == 403,
@@ -396,7 +247,7 @@ async def run_checks(args, addr, miner_hotkey: str, wallets: dict, conversations
             await stranger.aclose_session()
 
         # 4. A listed caller whose signature is altered after signing.
-        tamperer = bt.Dendrite(wallet=wallets["validator"])
+        tamperer = Dendrite(wallet=wallets["validator"])
         signed = tamperer.preprocess_synapse_for_request
 
         def tampered(target_axon_info, synapse, timeout=12.0):
@@ -430,7 +281,13 @@ def main() -> int:
     ap.add_argument("--n", type=int, default=500, help="conversations to send (default 500)")
     ap.add_argument("--seed", type=int, default=20261125, help="seed for the conversations")
     ap.add_argument("--dendrites", type=int, default=4, help="Dendrite objects sending at once (default 4)")
+    ap.add_argument("--expect-version", help="fail unless this bittensor version is the one imported")
+    ap.add_argument("--max-mean-response-time-ms", type=float,
+                    help="fail when the mean response_time the miner reports exceeds this (ms)")
     args = ap.parse_args()
+    if args.expect_version and bt.__version__ != args.expect_version:
+        print("FAIL: bittensor %s imported, %s expected" % (bt.__version__, args.expect_version), file=sys.stderr)
+        return 1
     if args.n < 3 or args.dendrites < 1:
         ap.error("--n must be at least 3 and --dendrites at least 1")
     binary = os.path.abspath(args.bin)
@@ -454,7 +311,7 @@ def main() -> int:
             binary, "serve",
             "--wallet.path", tmp, "--wallet.name", "miner", "--wallet.hotkey", "default",
             "--validators", validators_file,
-            "--axon.ip", "127.0.0.1", "--axon.port", "0",
+            "--axon.ip", "127.0.0.1", "--axon.port", "0", *METRICS_ARGS,
         ])
         try:
             addr = server.wait_ready()

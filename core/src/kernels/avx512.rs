@@ -13,8 +13,7 @@
 use core::arch::x86_64::*;
 
 use super::body::{self, Lanes};
-use super::{Mlp, W};
-use crate::schema::{H1, H2, N_INPUTS};
+use super::W;
 
 /// Sixteen f32 lanes in a zmm register.
 #[derive(Clone, Copy)]
@@ -96,46 +95,9 @@ unsafe impl Lanes for Zmm {
     }
 }
 
-/// Whole network.
-///
-/// # Safety
-/// The CPU must support AVX-512F (an [`super::Avx512F`] token).
-#[target_feature(enable = "avx512f")]
-pub(super) unsafe fn forward(m: &Mlp, x: &[f32; N_INPUTS]) -> f32 {
-    // SAFETY: this function enables exactly Zmm's features.
-    unsafe { body::forward::<Zmm>(m, x) }
-}
-
-/// Layer 1.
-///
-/// # Safety
-/// As [`forward`].
-#[target_feature(enable = "avx512f")]
-pub(super) unsafe fn layer1(m: &Mlp, x: &[f32; N_INPUTS]) -> [f32; H1] {
-    let mut h1 = [0.0; H1];
-    // SAFETY: this function enables exactly Zmm's features.
-    unsafe { body::layer1::<Zmm>(m, x, &mut h1) };
-    h1
-}
-
-/// Layer 2.
-///
-/// # Safety
-/// As [`forward`].
-#[target_feature(enable = "avx512f")]
-pub(super) unsafe fn layer2(m: &Mlp, h1: &[f32; H1]) -> [f32; H2] {
-    let mut h2 = [0.0; H2];
-    // SAFETY: this function enables exactly Zmm's features.
-    unsafe { body::layer2::<Zmm>(m, h1, &mut h2) };
-    h2
-}
-
-/// Output layer.
-///
-/// # Safety
-/// As [`forward`].
-#[target_feature(enable = "avx512f")]
-pub(super) unsafe fn output(m: &Mlp, h2: &[f32; H2]) -> f32 {
-    // SAFETY: this function enables exactly Zmm's features.
-    unsafe { body::output::<Zmm>(m, h2) }
+body::isa_kernel! {
+    f16: dense_f16w_avx512f,
+    f32: dense_f32w_avx512f,
+    features: "avx512f",
+    lanes: Zmm,
 }

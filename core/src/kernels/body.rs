@@ -1,10 +1,11 @@
 //! The one SIMD kernel body, generic over a vector type.
 //!
 //! Every ISA runs this same code: each ISA file implements [`Lanes`] with its
-//! intrinsics and calls these functions from a `#[target_feature]` wrapper.
-//! Everything here is `#[inline(always)]`, so the body and the trait methods
-//! are inlined into the wrapper and compiled with the wrapper's features
-//! (the pattern memchr and matrixmultiply use).
+//! intrinsics and instantiates these functions with one [`isa_kernel!`]
+//! invocation, which writes the `#[target_feature]` wrappers. Everything
+//! here is `#[inline(always)]`, so the body and the trait methods are
+//! inlined into the wrapper and compiled with the wrapper's features (the
+//! pattern memchr and matrixmultiply use).
 //!
 //! Measured on the development machine (AMD EPYC, Zen 3, 3.2 GHz, AVX2;
 //! criterion medians of thread CPU time, `cargo bench --bench forward`,
@@ -47,7 +48,7 @@
 //!   hide the FMA latency (AVX-512: 4 zmm) two accumulator sets alternate.
 //! - Output (`H2` -> 1): four partial dot products, then one horizontal sum.
 
-use super::{Mlp, W};
+use super::{clamp_inputs, Mlp, W};
 use crate::schema::{H1, H2, N_INPUTS};
 
 /// Accumulator vectors per layer-1 tile.
@@ -107,12 +108,14 @@ pub(super) unsafe trait Lanes: Copy {
     unsafe fn prefetch(p: *const u8);
 }
 
-/// `h1 = relu(W1 · x + b1)`.
+/// `h1 = relu(W1 · x + b1)`, `x` clamped by `clamp_inputs` first.
 ///
 /// # Safety
 /// `V`'s target features must be enabled.
 #[inline(always)]
 pub(super) unsafe fn layer1<V: Lanes>(m: &Mlp, x: &[f32; N_INPUTS], h1: &mut [f32; H1]) {
+    // The core's rule for extreme inputs (module docs of `kernels`).
+    let x = &clamp_inputs(x);
     let tile = L1_ACC * V::LANES;
     const { assert!(H1.is_multiple_of(L1_ACC * V::LANES)) };
     for t in (0..H1).step_by(tile) {
@@ -317,3 +320,77 @@ pub(super) unsafe fn forward<V: Lanes>(m: &Mlp, x: &[f32; N_INPUTS]) -> f32 {
         output::<V>(m, &h2)
     }
 }
+
+/// Defines one ISA's kernel: a module named for its weight storage and ISA
+/// (`dense_f16w_avx2_fma_f16c` holds the AVX2 + FMA + F16C code for f16
+/// weights), with the four `#[target_feature]` entry points dispatch calls,
+/// each a thin wrapper that instantiates the `#[inline(always)]` body above
+/// with the ISA's vector type, so the body is compiled once per ISA with
+/// that ISA's instructions. The module for the build's storage is also
+/// reachable as `kernel`, the name dispatch uses.
+///
+/// `f16:` and `f32:` name the module for each storage, `features:` is the
+/// `target_feature` list, `lanes:` the ISA file's [`Lanes`] type.
+macro_rules! isa_kernel {
+    (f16: $f16:ident, f32: $f32:ident, features: $features:literal, lanes: $lanes:ident $(,)?) => {
+        #[cfg(feature = "f16-weights")]
+        $crate::kernels::body::isa_kernel!(@module $f16, $features, $lanes);
+        #[cfg(not(feature = "f16-weights"))]
+        $crate::kernels::body::isa_kernel!(@module $f32, $features, $lanes);
+    };
+    (@module $name:ident, $features:literal, $lanes:ident) => {
+        pub(super) use $name as kernel;
+
+        #[doc = concat!("Entry points compiled with `", $features, "` for this build's weight storage.")]
+        pub(super) mod $name {
+            use super::$lanes as V;
+            use $crate::kernels::{body, Mlp};
+            use $crate::schema::{H1, H2, N_INPUTS};
+
+            /// Whole network.
+            ///
+            /// # Safety
+            #[doc = concat!("The CPU must support `", $features, "` (this ISA's token).")]
+            #[target_feature(enable = $features)]
+            pub(crate) unsafe fn forward(m: &Mlp, x: &[f32; N_INPUTS]) -> f32 {
+                // SAFETY: this function enables exactly V's features.
+                unsafe { body::forward::<V>(m, x) }
+            }
+
+            /// Layer 1.
+            ///
+            /// # Safety
+            /// As [`forward`].
+            #[target_feature(enable = $features)]
+            pub(crate) unsafe fn layer1(m: &Mlp, x: &[f32; N_INPUTS]) -> [f32; H1] {
+                let mut h1 = [0.0; H1];
+                // SAFETY: this function enables exactly V's features.
+                unsafe { body::layer1::<V>(m, x, &mut h1) };
+                h1
+            }
+
+            /// Layer 2.
+            ///
+            /// # Safety
+            /// As [`forward`].
+            #[target_feature(enable = $features)]
+            pub(crate) unsafe fn layer2(m: &Mlp, h1: &[f32; H1]) -> [f32; H2] {
+                let mut h2 = [0.0; H2];
+                // SAFETY: this function enables exactly V's features.
+                unsafe { body::layer2::<V>(m, h1, &mut h2) };
+                h2
+            }
+
+            /// Output layer.
+            ///
+            /// # Safety
+            /// As [`forward`].
+            #[target_feature(enable = $features)]
+            pub(crate) unsafe fn output(m: &Mlp, h2: &[f32; H2]) -> f32 {
+                // SAFETY: this function enables exactly V's features.
+                unsafe { body::output::<V>(m, h2) }
+            }
+        }
+    };
+}
+pub(super) use isa_kernel;

@@ -33,10 +33,10 @@ use crate::schema::{H1, H2, N_INPUTS};
 /// Proof that the CPU has AVX2, FMA and F16C.
 #[cfg(target_arch = "x86_64")]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Avx2Fma(());
+pub struct Avx2FmaF16c(());
 
 #[cfg(target_arch = "x86_64")]
-impl Avx2Fma {
+impl Avx2FmaF16c {
     /// `Some` when this build already requires AVX2, FMA and F16C.
     pub fn new() -> Option<Self> {
         if cfg!(all(
@@ -44,7 +44,7 @@ impl Avx2Fma {
             target_feature = "fma",
             target_feature = "f16c"
         )) {
-            Some(Avx2Fma(()))
+            Some(Avx2FmaF16c(()))
         } else {
             None
         }
@@ -54,7 +54,7 @@ impl Avx2Fma {
     /// The CPU that runs the kernels must support AVX2, FMA and F16C, e.g.
     /// all three `std::is_x86_feature_detected!` checks returned true.
     pub const unsafe fn new_unchecked() -> Self {
-        Avx2Fma(())
+        Avx2FmaF16c(())
     }
 }
 
@@ -107,19 +107,22 @@ impl NeonToken {
     }
 }
 
-/// Which kernel implementation runs a forward pass.
+/// Which kernel implementation runs a forward pass. Each is named by the
+/// ISA it needs ([`Kernel::name`]); the weight storage is the build's
+/// ([`super::W_NAME`]), and the code for it is in a module named for both
+/// (`dense_f16w_avx2_fma_f16c`, ...).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Kernel {
-    /// Portable reference implementation.
+    /// Portable reference implementation (`scalar`).
     Scalar,
-    /// AVX2 + FMA (+ F16C), 8 lanes.
+    /// AVX2 + FMA + F16C, 8 lanes (`avx2-fma-f16c`).
     #[cfg(target_arch = "x86_64")]
-    Avx2(Avx2Fma),
-    /// AVX-512F, 16 lanes.
+    Avx2FmaF16c(Avx2FmaF16c),
+    /// AVX-512F, 16 lanes (`avx512f`).
     #[cfg(target_arch = "x86_64")]
-    Avx512(Avx512F),
-    /// NEON, 4 lanes.
+    Avx512F(Avx512F),
+    /// NEON, 4 lanes (`neon`).
     #[cfg(target_arch = "aarch64")]
     Neon(NeonToken),
 }
@@ -230,95 +233,128 @@ fn run_time() -> CpuFeatures {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum KernelError {
-    /// Not one of [`Kernel::NAMES`].
+    /// Neither one of [`Kernel::NAMES`] nor an alias of one.
     UnknownName,
-    /// A kernel for another CPU architecture than this build's.
+    /// A kernel for another CPU architecture than this build's (its name).
     OtherArch(&'static str),
-    /// This architecture's kernel, but the CPU lacks its features.
+    /// This architecture's kernel (its name), but the CPU lacks its features.
     CpuLacks(&'static str),
 }
 
 impl fmt::Display for KernelError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            KernelError::UnknownName => {
-                write!(
-                    f,
-                    "unknown kernel (expected one of: scalar, avx2, avx512, neon)"
-                )
-            }
-            KernelError::OtherArch(k) => {
-                write!(
-                    f,
-                    "kernel {k} is for another CPU architecture than this build"
-                )
-            }
+            KernelError::UnknownName => write!(
+                f,
+                "unknown kernel (expected one of: scalar, avx2-fma-f16c, avx512f, neon; \
+                 avx2 and avx512 are accepted for the two x86_64 ones)"
+            ),
+            KernelError::OtherArch(k) => write!(
+                f,
+                "kernel {k} is for another CPU architecture than this build"
+            ),
             KernelError::CpuLacks(k) => {
-                write!(
-                    f,
-                    "kernel {k} needs {} and this CPU lacks it",
-                    requirement(k)
-                )
+                let needs = SPECS
+                    .iter()
+                    .find(|s| s.name == *k)
+                    .map_or("nothing", |s| s.needs);
+                write!(f, "kernel {k} needs {needs} and this CPU lacks it")
             }
         }
     }
 }
 
-/// Human-readable feature list of a kernel name.
-fn requirement(name: &str) -> &'static str {
-    match name {
-        "avx2" => "AVX2, FMA and F16C",
-        "avx512" => "AVX-512F",
-        "neon" => "NEON",
-        _ => "nothing",
-    }
+/// One kernel's names and needs, for lookup and messages.
+struct Spec {
+    /// The name: its ISA, lowercase, features joined by `-`.
+    name: &'static str,
+    /// The name it had before kernels were named by ISA, still accepted.
+    alias: &'static str,
+    /// Its CPU features, for error messages.
+    needs: &'static str,
+    /// Whether this build's architecture has it at all.
+    this_arch: bool,
 }
 
-impl Kernel {
-    /// Every kernel name `--kernel` accepts, on any architecture.
-    pub const NAMES: [&'static str; 4] = ["scalar", "avx2", "avx512", "neon"];
+/// Every kernel on any architecture, in [`Kernel::NAMES`] order.
+const SPECS: [Spec; 4] = [
+    Spec {
+        name: "scalar",
+        alias: "scalar",
+        needs: "nothing",
+        this_arch: true,
+    },
+    Spec {
+        name: "avx2-fma-f16c",
+        alias: "avx2",
+        needs: "AVX2, FMA and F16C",
+        this_arch: cfg!(target_arch = "x86_64"),
+    },
+    Spec {
+        name: "avx512f",
+        alias: "avx512",
+        needs: "AVX-512F",
+        this_arch: cfg!(target_arch = "x86_64"),
+    },
+    Spec {
+        name: "neon",
+        alias: "neon",
+        needs: "NEON",
+        this_arch: cfg!(target_arch = "aarch64"),
+    },
+];
 
-    /// Short lowercase name, as used by `--kernel` and in `/health`.
+impl Kernel {
+    /// Every kernel name `--kernel` accepts, on any architecture (the old
+    /// names `avx2` and `avx512` are accepted too, see [`Kernel::from_name`]).
+    pub const NAMES: [&'static str; 4] = ["scalar", "avx2-fma-f16c", "avx512f", "neon"];
+
+    /// The kernel's name: the ISA it needs, as used by `--kernel` and shown
+    /// in `/health`, the start-up log and `cm_kernel_info`.
     pub fn name(self) -> &'static str {
         match self {
             Kernel::Scalar => "scalar",
             #[cfg(target_arch = "x86_64")]
-            Kernel::Avx2(_) => "avx2",
+            Kernel::Avx2FmaF16c(_) => "avx2-fma-f16c",
             #[cfg(target_arch = "x86_64")]
-            Kernel::Avx512(_) => "avx512",
+            Kernel::Avx512F(_) => "avx512f",
             #[cfg(target_arch = "aarch64")]
             Kernel::Neon(_) => "neon",
         }
     }
 
-    /// The kernel called `name`, if `cpu` can run it.
+    /// The kernel called `name` (or its old name: `avx2`, `avx512`), if
+    /// `cpu` can run it.
     pub fn from_name(name: &str, cpu: CpuFeatures) -> Result<Kernel, KernelError> {
+        let spec = SPECS
+            .iter()
+            .find(|s| s.name == name || s.alias == name)
+            .ok_or(KernelError::UnknownName)?;
+        if !spec.this_arch {
+            return Err(KernelError::OtherArch(spec.name));
+        }
         let _ = cpu;
-        match name {
-            "scalar" => Ok(Kernel::Scalar),
+        match spec.name {
+            "scalar" => return Ok(Kernel::Scalar),
             #[cfg(target_arch = "x86_64")]
-            "avx2" if cpu.avx2_fma_f16c => {
+            "avx2-fma-f16c" if cpu.avx2_fma_f16c => {
                 // SAFETY: CpuFeatures::new_unchecked's contract (or the
                 // compile-time target features) guarantee the flag.
-                Ok(Kernel::Avx2(unsafe { Avx2Fma::new_unchecked() }))
+                return Ok(Kernel::Avx2FmaF16c(unsafe { Avx2FmaF16c::new_unchecked() }));
             }
             #[cfg(target_arch = "x86_64")]
-            "avx512" if cpu.avx512f => {
+            "avx512f" if cpu.avx512f => {
                 // SAFETY: as above.
-                Ok(Kernel::Avx512(unsafe { Avx512F::new_unchecked() }))
+                return Ok(Kernel::Avx512F(unsafe { Avx512F::new_unchecked() }));
             }
             #[cfg(target_arch = "aarch64")]
             "neon" if cpu.neon => {
                 // SAFETY: as above.
-                Ok(Kernel::Neon(unsafe { NeonToken::new_unchecked() }))
+                return Ok(Kernel::Neon(unsafe { NeonToken::new_unchecked() }));
             }
-            "avx2" | "avx512" if cfg!(target_arch = "x86_64") => {
-                Err(KernelError::CpuLacks(lookup(name)))
-            }
-            "neon" if cfg!(target_arch = "aarch64") => Err(KernelError::CpuLacks("neon")),
-            "avx2" | "avx512" | "neon" => Err(KernelError::OtherArch(lookup(name))),
-            _ => Err(KernelError::UnknownName),
+            _ => {}
         }
+        Err(KernelError::CpuLacks(spec.name))
     }
 
     /// Every kernel `cpu` can run, scalar first, each once. With
@@ -332,22 +368,13 @@ impl Kernel {
     /// The fastest kernel `cpu` can run: AVX-512F, then AVX2, then NEON,
     /// then scalar. AVX-512 ranks first because it does the same work in
     /// half the instructions; it has not been measured on the development
-    /// machine, which lacks it (`--kernel avx2` overrides).
+    /// machine, which lacks it (`--kernel avx2-fma-f16c` overrides).
     pub fn best(cpu: CpuFeatures) -> Kernel {
-        ["avx512", "avx2", "neon"]
+        ["avx512f", "avx2-fma-f16c", "neon"]
             .iter()
             .find_map(|n| Kernel::from_name(n, cpu).ok())
             .unwrap_or(Kernel::Scalar)
     }
-}
-
-/// The `'static` spelling of a known name.
-fn lookup(name: &str) -> &'static str {
-    Kernel::NAMES
-        .iter()
-        .copied()
-        .find(|n| *n == name)
-        .unwrap_or("?")
 }
 
 /// Expands to a `match` that runs `$f` from the kernel's module.
@@ -356,25 +383,25 @@ macro_rules! dispatch {
         match $kernel {
             Kernel::Scalar => scalar::$f($($arg),*),
             #[cfg(target_arch = "x86_64")]
-            Kernel::Avx2(_) => {
+            Kernel::Avx2FmaF16c(_) => {
                 #[cfg(test)]
                 calls::bump(&calls::AVX2);
-                // SAFETY: the Avx2Fma token proves AVX2, FMA and F16C.
-                unsafe { super::avx2::$f($($arg),*) }
+                // SAFETY: the Avx2FmaF16c token proves AVX2, FMA and F16C.
+                unsafe { super::avx2::kernel::$f($($arg),*) }
             }
             #[cfg(target_arch = "x86_64")]
-            Kernel::Avx512(_) => {
+            Kernel::Avx512F(_) => {
                 #[cfg(test)]
                 calls::bump(&calls::AVX512);
                 // SAFETY: the Avx512F token proves AVX-512F.
-                unsafe { super::avx512::$f($($arg),*) }
+                unsafe { super::avx512::kernel::$f($($arg),*) }
             }
             #[cfg(target_arch = "aarch64")]
             Kernel::Neon(_) => {
                 #[cfg(test)]
                 calls::bump(&calls::NEON);
                 // SAFETY: the NeonToken proves NEON.
-                unsafe { super::neon::$f($($arg),*) }
+                unsafe { super::neon::kernel::$f($($arg),*) }
             }
         }
     };

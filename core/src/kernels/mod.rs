@@ -10,15 +10,31 @@
 //!   against. It never skips work and never fuses multiply and add.
 //! - `body`: the one SIMD kernel, written once, `#[inline(always)]`, generic
 //!   over a small vector trait (`Lanes`). Each ISA file implements that trait
-//!   with `core::arch` intrinsics and instantiates the body inside thin
+//!   with `core::arch` intrinsics and instantiates the body with one
+//!   `isa_kernel!` invocation, the one macro that writes the thin
 //!   `#[target_feature]` wrappers, so the body is compiled once per ISA with
-//!   that ISA's instructions.
+//!   that ISA's instructions. The wrappers live in a module named for the
+//!   storage and the ISA (`dense_f16w_avx2_fma_f16c`, `dense_f32w_neon`,
+//!   ...), so a profile or a disassembly says which code ran.
 //! - `avx2`, `avx512` (x86_64) and `neon` (aarch64): the per-ISA vector types
 //!   and wrappers.
 //! - [`dispatch`]: CPU detection ([`CpuFeatures::detect`], run time with
 //!   the `std` feature), capability tokens and the [`Kernel`] enum. A SIMD
 //!   kernel is reachable only through a token that proves its ISA is
 //!   present.
+//!
+//! Inputs are clamped before the first layer, in every kernel: this is the
+//! core's one rule for values that could make an activation overflow. Each
+//! network input goes through [`clamp_input`] (into
+//! `[-INPUT_LIMIT, INPUT_LIMIT]`, NaN to 0) at the start of every kernel's
+//! layer 1, so a kernel never sees an infinite or NaN input, and for a
+//! network whose [`Mlp::activation_bound`] is finite no partial sum of any
+//! layer can overflow, whatever order a kernel adds in. Without it inputs
+//! near `f32::MAX` overflowed in one kernel's order and not another's, and
+//! the same request got different classes on different CPUs. Within the
+//! limit the kernels differ only by rounding; beyond it every input answers
+//! as it would at the limit, which no real feature comes near (validator
+//! features are below 10^4).
 //!
 //! Weight storage is [`W`]: `f32` in this crate by default, IEEE half
 //! precision with the `f16-weights` feature (see `core/Cargo.toml`), which
@@ -53,7 +69,7 @@ mod tests;
 #[cfg(target_arch = "aarch64")]
 pub use dispatch::NeonToken;
 #[cfg(target_arch = "x86_64")]
-pub use dispatch::{Avx2Fma, Avx512F};
+pub use dispatch::{Avx2FmaF16c, Avx512F};
 pub use dispatch::{CpuFeatures, Kernel, KernelError};
 
 use crate::schema::{H1, H2, N_INPUTS};
@@ -64,6 +80,31 @@ pub type W = f32;
 /// Storage type of the two weight matrices: IEEE binary16 (`f16-weights`).
 #[cfg(feature = "f16-weights")]
 pub type W = half::f16;
+
+/// Largest magnitude of a network input the kernels compute with: larger
+/// inputs are clamped to it ([`clamp_input`]). 10^9 (exact in f32) is five
+/// orders above any feature a validator sends, and small enough that the
+/// shipped networks' [`Mlp::activation_bound`] stays far below `f32::MAX`
+/// (about 3.4e38): `tests/golden.rs` checks it is below 10^30 and prints it.
+pub const INPUT_LIMIT: f32 = 1.0e9;
+
+/// One network input as every kernel uses it: clamped into
+/// `[-INPUT_LIMIT, INPUT_LIMIT]`, and NaN (which carries no value) as 0.
+#[inline(always)]
+pub fn clamp_input(x: f32) -> f32 {
+    let c = x.clamp(-INPUT_LIMIT, INPUT_LIMIT);
+    if c.is_nan() {
+        0.0
+    } else {
+        c
+    }
+}
+
+/// [`clamp_input`] on every input: what each kernel's layer 1 runs on.
+#[inline(always)]
+pub fn clamp_inputs(x: &[f32; N_INPUTS]) -> [f32; N_INPUTS] {
+    x.map(clamp_input)
+}
 
 /// Bytes per stored weight, for documentation and benches.
 pub const W_BYTES: usize = core::mem::size_of::<W>();
@@ -235,13 +276,15 @@ impl Mlp {
         b3: 0.0,
     };
 
-    /// Forward pass of one sample: `w3 · relu(W2 · relu(W1 · x + b1) + b2) + b3`.
+    /// Forward pass of one sample: `w3 · relu(W2 · relu(W1 · x + b1) + b2) + b3`,
+    /// with `x` clamped by [`clamp_input`] first.
     #[inline]
     pub fn forward(&self, kernel: Kernel, x: &[f32; N_INPUTS]) -> f32 {
         dispatch::forward(self, kernel, x)
     }
 
-    /// Layer 1 alone: `relu(W1 · x + b1)`.
+    /// Layer 1 alone: `relu(W1 · x + b1)`, with `x` clamped by
+    /// [`clamp_input`] first.
     #[inline]
     pub fn layer1(&self, kernel: Kernel, x: &[f32; N_INPUTS]) -> [f32; H1] {
         dispatch::layer1(self, kernel, x)
@@ -255,6 +298,43 @@ impl Mlp {
     #[inline]
     pub fn layer2(&self, kernel: Kernel, h1: &[f32; H1]) -> [f32; H2] {
         dispatch::layer2(self, kernel, h1)
+    }
+
+    /// The largest magnitude any partial sum of any layer can reach on
+    /// inputs within `INPUT_LIMIT` (after [`clamp_input`]), in any order
+    /// of addition: the output of the "absolute" network (every weight and
+    /// bias replaced by its magnitude, every input by `INPUT_LIMIT`),
+    /// computed in f64. While it is finite in f32 (below `f32::MAX` with
+    /// room for rounding), no activation can overflow in any kernel.
+    pub fn activation_bound(&self) -> f64 {
+        let lim = f64::from(INPUT_LIMIT);
+        let mut a1 = [0.0f64; H1];
+        for (j, a) in a1.iter_mut().enumerate() {
+            let s: f64 = self
+                .w1
+                .iter()
+                .map(|row| f64::from(weight_to_f32(row[j])).abs() * lim)
+                .sum();
+            *a = s + f64::from(self.b1[j]).abs();
+        }
+        let mut a2 = [0.0f64; H2];
+        for (j, a) in a2.iter_mut().enumerate() {
+            let s: f64 = self
+                .w2
+                .iter()
+                .zip(a1.iter())
+                .map(|(row, h)| f64::from(weight_to_f32(row[j])).abs() * h)
+                .sum();
+            *a = s + f64::from(self.b2[j]).abs();
+        }
+        let out: f64 = self
+            .w3
+            .iter()
+            .zip(a2.iter())
+            .map(|(w, h)| f64::from(*w).abs() * h)
+            .sum::<f64>()
+            + f64::from(self.b3).abs();
+        a1.iter().chain(a2.iter()).fold(out, |m, v| m.max(*v))
     }
 
     /// Output layer alone: `w3 · h2 + b3` (no activation).

@@ -16,8 +16,7 @@
 use core::arch::aarch64::*;
 
 use super::body::{self, Lanes};
-use super::{Mlp, W};
-use crate::schema::{H1, H2, N_INPUTS};
+use super::W;
 
 /// Four f32 lanes in a q register.
 #[derive(Clone, Copy)]
@@ -115,46 +114,9 @@ unsafe impl Lanes for Q {
     }
 }
 
-/// Whole network.
-///
-/// # Safety
-/// The CPU must support NEON (a [`super::NeonToken`]).
-#[target_feature(enable = "neon")]
-pub(super) unsafe fn forward(m: &Mlp, x: &[f32; N_INPUTS]) -> f32 {
-    // SAFETY: this function enables exactly Q's features.
-    unsafe { body::forward::<Q>(m, x) }
-}
-
-/// Layer 1.
-///
-/// # Safety
-/// As [`forward`].
-#[target_feature(enable = "neon")]
-pub(super) unsafe fn layer1(m: &Mlp, x: &[f32; N_INPUTS]) -> [f32; H1] {
-    let mut h1 = [0.0; H1];
-    // SAFETY: this function enables exactly Q's features.
-    unsafe { body::layer1::<Q>(m, x, &mut h1) };
-    h1
-}
-
-/// Layer 2.
-///
-/// # Safety
-/// As [`forward`].
-#[target_feature(enable = "neon")]
-pub(super) unsafe fn layer2(m: &Mlp, h1: &[f32; H1]) -> [f32; H2] {
-    let mut h2 = [0.0; H2];
-    // SAFETY: this function enables exactly Q's features.
-    unsafe { body::layer2::<Q>(m, h1, &mut h2) };
-    h2
-}
-
-/// Output layer.
-///
-/// # Safety
-/// As [`forward`].
-#[target_feature(enable = "neon")]
-pub(super) unsafe fn output(m: &Mlp, h2: &[f32; H2]) -> f32 {
-    // SAFETY: this function enables exactly Q's features.
-    unsafe { body::output::<Q>(m, h2) }
+body::isa_kernel! {
+    f16: dense_f16w_neon,
+    f32: dense_f32w_neon,
+    features: "neon",
+    lanes: Q,
 }

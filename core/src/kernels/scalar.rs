@@ -4,11 +4,13 @@
 //! kernel for CPUs without a SIMD path. Slow on purpose only in the sense
 //! that it does nothing clever; the compiler still vectorises the loops.
 
-use super::{weight_to_f32, Mlp};
+use super::{clamp_inputs, weight_to_f32, Mlp};
 use crate::schema::{H1, H2, N_INPUTS};
 
-/// `relu(W1 · x + b1)`.
+/// `relu(W1 · x + b1)`, `x` clamped by [`clamp_inputs`] first (the
+/// core's rule for extreme inputs, module docs of `kernels`).
 pub fn layer1(m: &Mlp, x: &[f32; N_INPUTS]) -> [f32; H1] {
+    let x = &clamp_inputs(x);
     let mut h = m.b1;
     for (xi, row) in x.iter().zip(m.w1.iter()) {
         for (hj, w) in h.iter_mut().zip(row.iter()) {

@@ -326,7 +326,7 @@ fn simd_paths_this_cpu_has_really_ran() {
         );
     }
     #[cfg(target_arch = "x86_64")]
-    let counters = [("avx2", &calls::AVX2), ("avx512", &calls::AVX512)];
+    let counters = [("avx2-fma-f16c", &calls::AVX2), ("avx512f", &calls::AVX512)];
     #[cfg(target_arch = "aarch64")]
     let counters = [("neon", &calls::NEON)];
     #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
@@ -346,7 +346,7 @@ fn simd_paths_this_cpu_has_really_ran() {
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
         assert!(
-            ran.contains(&"avx2"),
+            ran.contains(&"avx2-fma-f16c"),
             "CPU has AVX2+FMA but the avx2 kernel was not exercised"
         );
     }
@@ -358,6 +358,7 @@ fn kernel_names_and_errors() {
     let none = CpuFeatures::NONE;
     assert_eq!(Kernel::from_name("scalar", none), Ok(Kernel::Scalar));
     assert_eq!(Kernel::best(none), Kernel::Scalar);
+    assert_eq!(Kernel::runnable(none).collect::<Vec<_>>(), [Kernel::Scalar]);
     assert_eq!(
         Kernel::from_name("AVX2", none),
         Err(KernelError::UnknownName)
@@ -365,34 +366,46 @@ fn kernel_names_and_errors() {
     assert_eq!(Kernel::from_name("", none), Err(KernelError::UnknownName));
     #[cfg(target_arch = "x86_64")]
     {
-        assert_eq!(
-            Kernel::from_name("avx2", none),
-            Err(KernelError::CpuLacks("avx2"))
-        );
+        // The name and the old alias give the same answer.
+        for name in ["avx2-fma-f16c", "avx2"] {
+            assert_eq!(
+                Kernel::from_name(name, none),
+                Err(KernelError::CpuLacks("avx2-fma-f16c"))
+            );
+        }
         assert_eq!(
             Kernel::from_name("neon", none),
             Err(KernelError::OtherArch("neon"))
         );
         assert_eq!(
-            format!("{}", KernelError::CpuLacks("avx512")),
-            "kernel avx512 needs AVX-512F and this CPU lacks it"
+            format!("{}", KernelError::CpuLacks("avx512f")),
+            "kernel avx512f needs AVX-512F and this CPU lacks it"
         );
         // SAFETY: only names are compared below; no kernel runs.
         let both = unsafe { CpuFeatures::new_unchecked(true, true, true) };
-        assert_eq!(Kernel::best(both).name(), "avx512");
+        assert_eq!(Kernel::best(both).name(), "avx512f");
+        assert_eq!(Kernel::from_name("avx512", both).unwrap().name(), "avx512f");
+        assert_eq!(
+            Kernel::from_name("avx2", both).unwrap().name(),
+            "avx2-fma-f16c"
+        );
+        assert_eq!(
+            Kernel::runnable(both).map(Kernel::name).collect::<Vec<_>>(),
+            ["scalar", "avx2-fma-f16c", "avx512f"]
+        );
         assert_eq!(
             Kernel::from_name("neon", both),
             Err(KernelError::OtherArch("neon"))
         );
         // SAFETY: as above.
         let avx2 = unsafe { CpuFeatures::new_unchecked(true, false, false) };
-        assert_eq!(Kernel::best(avx2).name(), "avx2");
+        assert_eq!(Kernel::best(avx2).name(), "avx2-fma-f16c");
     }
     #[cfg(target_arch = "aarch64")]
     {
         assert_eq!(
             Kernel::from_name("avx2", none),
-            Err(KernelError::OtherArch("avx2"))
+            Err(KernelError::OtherArch("avx2-fma-f16c"))
         );
         assert_eq!(
             Kernel::from_name("neon", none),
@@ -403,7 +416,9 @@ fn kernel_names_and_errors() {
     for k in simd_kernels() {
         assert_eq!(Kernel::from_name(k.name(), detected()), Ok(k));
     }
-    assert!(format!("{}", KernelError::UnknownName).contains("scalar, avx2, avx512, neon"));
+    assert!(
+        format!("{}", KernelError::UnknownName).contains("scalar, avx2-fma-f16c, avx512f, neon")
+    );
 }
 
 #[test]
@@ -432,5 +447,68 @@ fn weight_storage_round_trip() {
     {
         assert_eq!(W_BYTES, 4);
         assert!(weight_fits(1.0e30) && !weight_fits(1.0e39));
+    }
+}
+
+/// Inputs at the edges of f32, named: the same value everywhere, one
+/// extreme among ordinary values, and alternations.
+fn extreme_inputs() -> Vec<(String, [f32; N_INPUTS])> {
+    let pool = [
+        f32::MAX,
+        -f32::MAX,
+        1.0e38,
+        -1.0e38,
+        INPUT_LIMIT * 2.0,
+        f32::MIN_POSITIVE,
+        -f32::MIN_POSITIVE,
+        f32::from_bits(1),
+        f32::from_bits(0x007f_ffff),
+        f32::NAN,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+    ];
+    let mut out = Vec::new();
+    for v in pool {
+        out.push((format!("all {v:e}"), [v; N_INPUTS]));
+        let mut one = [0.5; N_INPUTS];
+        one[N_INPUTS / 2] = v;
+        out.push((format!("one {v:e}"), one));
+        out.push((
+            format!("alternating {v:e} / -MAX"),
+            core::array::from_fn(|i| if i % 2 == 0 { v } else { -f32::MAX }),
+        ));
+    }
+    out
+}
+
+/// The rule of the module docs (`kernels`): every kernel runs on the
+/// clamped inputs, so extreme inputs give finite outputs, bit for bit the
+/// output on the clamped inputs, and within rounding of the scalar kernel.
+#[test]
+fn extreme_inputs_are_clamped_in_every_kernel() {
+    assert_eq!(clamp_input(f32::MAX), INPUT_LIMIT);
+    assert_eq!(clamp_input(f32::NEG_INFINITY), -INPUT_LIMIT);
+    assert_eq!(clamp_input(f32::NAN).to_bits(), 0.0f32.to_bits());
+    assert_eq!(clamp_input(-3.5), -3.5);
+    let tiny = f32::from_bits(1);
+    assert_eq!(clamp_input(tiny).to_bits(), tiny.to_bits());
+    for seed in [1u64, 2, 3] {
+        let m = random_mlp(seed);
+        let bound = m.activation_bound();
+        assert!(bound < f64::from(f32::MAX) / 1e6, "bound {bound:e}");
+        for (name, x) in extreme_inputs() {
+            let clamped = clamp_inputs(&x);
+            for k in Kernel::runnable(detected()) {
+                let y = m.forward(k, &x);
+                assert!(y.is_finite(), "kernel {} on {name}: {y}", k.name());
+                let on_clamped = m.forward(k, &clamped);
+                assert_eq!(y.to_bits(), on_clamped.to_bits(), "{name}");
+                if k != Kernel::Scalar {
+                    if let Err(e) = compare(k, &m, &name, &clamped) {
+                        panic!("seed {seed}: {e}");
+                    }
+                }
+            }
+        }
     }
 }
