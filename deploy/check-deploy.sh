@@ -62,14 +62,13 @@ echo "serve: 127.0.0.1:$PORT, metrics on 127.0.0.1:$MPORT"
 grep -qx "dashboard http://127.0.0.1:$MPORT/" "$WORK/serve.log" || fail "serve printed no 'dashboard http://127.0.0.1:$MPORT/' line"
 curl -fsS -o /dev/null "http://127.0.0.1:$MPORT/" || fail "GET / (the dashboard) failed"
 curl -fsS "http://127.0.0.1:$MPORT/metrics" >"$WORK/metrics.txt"
-# Lint findings are naming advice for host/src/metrics.rs, not parse errors
-# (Prometheus itself must parse the page: the scrape below checks that).
-if promtool check metrics <"$WORK/metrics.txt" >"$WORK/lint.txt" 2>&1; then
-    echo "promtool check metrics: ok ($(grep -c '^cm_' "$WORK/metrics.txt") samples)"
-else
-    echo "promtool check metrics: $(grep -c '^cm_' "$WORK/metrics.txt") samples; lint advice:"
-    sed 's/^/  /' "$WORK/lint.txt"
-fi
+# The page must parse and pass promtool's naming rules (counters end in
+# _total, units in names, HELP on every family): findings fail the check.
+promtool check metrics <"$WORK/metrics.txt" >"$WORK/lint.txt" 2>&1 || {
+    sed 's/^/  /' "$WORK/lint.txt" >&2
+    fail "promtool check metrics found problems in /metrics"
+}
+echo "promtool check metrics: ok ($(grep -c '^cm_' "$WORK/metrics.txt") samples, $(grep -c '^# TYPE ' "$WORK/metrics.txt") families)"
 
 echo "== prometheus scraping the miner"
 PROM_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
@@ -110,6 +109,13 @@ for _ in $(seq 1 50); do
 done
 curl -fsS "http://127.0.0.1:$MPORT/status" | grep -q '"stake":1234' || fail "/status shows no stake for the probe's hotkey $PROBE_HOTKEY"
 echo "probe hotkey $PROBE_HOTKEY: stake 1234 in /status"
+# Again with traffic: per-validator rows, refusals and stakes are on the page now.
+curl -fsS "http://127.0.0.1:$MPORT/metrics" >"$WORK/metrics.txt"
+promtool check metrics <"$WORK/metrics.txt" >"$WORK/lint.txt" 2>&1 || {
+    sed 's/^/  /' "$WORK/lint.txt" >&2
+    fail "promtool check metrics found problems in /metrics after traffic"
+}
+echo "promtool check metrics after traffic: ok ($(grep -c '^cm_' "$WORK/metrics.txt") samples, $(grep -c '^# TYPE ' "$WORK/metrics.txt") families)"
 sleep 3
 
 python3 - "$PROM_PORT" deploy/grafana-panels.md deploy/grafana-dashboard.json <<'PY'

@@ -297,6 +297,26 @@ fn status_counts_each_validator_and_the_dashboard_shows_them() {
     }
     assert_eq!(status["validators_listed"].as_u64(), Some(2));
     let metrics = get(server.metrics_addr, "/metrics").unwrap().text();
+    // The whole page, per-validator rows included, reads back with HELP and
+    // TYPE on every family and counters ending in _total.
+    let page = cm_host::exposition::check(&metrics).unwrap_or_else(|e| panic!("{e}\n{metrics}"));
+    for family in [
+        "cm_requests_total",
+        "cm_confidence_total",
+        "cm_request_seconds",
+        "cm_validator_requests_total",
+        "cm_validator_confidence_total",
+        "cm_validator_request_seconds",
+        "cm_verify_batches_total",
+        "cm_connections_closed_total",
+        "cm_model_reloads_total",
+        "cm_build_info",
+    ] {
+        assert!(
+            page.families.iter().any(|(n, _)| n == family),
+            "{family} missing from /metrics:\n{metrics}"
+        );
+    }
     assert_eq!(
         metric_value(&metrics, "cm_success_total "),
         Some(verified as f64)

@@ -21,12 +21,12 @@
 //! carries the slot number it counts, so a slot left from five minutes ago
 //! reads as zero without any timer task clearing it.
 
-use crate::metrics::{quantile, Histogram, N_BUCKETS};
+use crate::metrics::{self, quantile, Histogram, N_BUCKETS};
 use crate::reason::Reason;
 use crate::ss58;
+use prometheus_client::encoding::DescriptorEncoder;
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -438,105 +438,100 @@ impl Accounting {
         })
     }
 
-    /// Prometheus lines, label `validator` (an address or `other`); rows
-    /// without requests are left out.
-    pub fn render(&self, o: &mut String, stake_of: impl Fn(&[u8; 32]) -> Option<f64>) {
+    /// The per-caller families on /metrics (crate::metrics), label
+    /// `validator` (an address or `other`); rows without requests are left
+    /// out.
+    pub fn encode_metrics(
+        &self,
+        e: &mut DescriptorEncoder<'_>,
+        stake_of: impl Fn(&[u8; 32]) -> Option<f64>,
+    ) -> std::fmt::Result {
         let named = self.all();
         let mut live = self.with_other(&named);
         live.retain(|r| r.requests() > 0);
-        let _ = writeln!(o, "# HELP cm_validator_requests_total Synapse requests by caller (validator = hotkey, or other) and protocol.\n# TYPE cm_validator_requests_total counter");
-        for r in &live {
-            for p in Protocol::ALL {
-                let _ = writeln!(
-                    o,
-                    "cm_validator_requests_total{{validator=\"{}\",protocol=\"{}\"}} {}",
-                    r.label,
-                    p.label(),
-                    r.requests[p.index()].load(Relaxed)
-                );
-            }
+        fn v(r: &Row) -> [(&'static str, &str); 1] {
+            [("validator", &r.label)]
         }
-        let _ = writeln!(o, "# HELP cm_validator_answered_total Synapse requests answered 200, by caller.\n# TYPE cm_validator_answered_total counter");
-        for r in &live {
-            let _ = writeln!(
-                o,
-                "cm_validator_answered_total{{validator=\"{}\"}} {}",
-                r.label,
-                r.answered.load(Relaxed)
-            );
-        }
-        let _ = writeln!(o, "# HELP cm_validator_refused_total Synapse requests refused, by caller (as its header claims) and reason; reasons never seen are left out.\n# TYPE cm_validator_refused_total counter");
-        for r in &live {
-            for x in Reason::ALL {
-                let c = r.refused[x.index()].load(Relaxed);
-                if c > 0 {
-                    let _ = writeln!(
-                        o,
-                        "cm_validator_refused_total{{validator=\"{}\",reason=\"{}\"}} {c}",
-                        r.label,
-                        x.label()
-                    );
-                }
-            }
-        }
-        let _ = writeln!(o, "# HELP cm_validator_predictions_total Predictions served, by caller.\n# TYPE cm_validator_predictions_total counter");
-        for r in &live {
-            let _ = writeln!(
-                o,
-                "cm_validator_predictions_total{{validator=\"{}\"}} {}",
-                r.label,
-                r.predictions.load(Relaxed)
-            );
-        }
-        let _ = writeln!(o, "# HELP cm_validator_predicted_positive_total Predictions with conversion_happened = 1, by caller.\n# TYPE cm_validator_predicted_positive_total counter");
-        for r in &live {
-            let _ = writeln!(
-                o,
-                "cm_validator_predicted_positive_total{{validator=\"{}\"}} {}",
-                r.label,
-                r.positives.load(Relaxed)
-            );
-        }
-        let _ = writeln!(o, "# HELP cm_validator_confidence_sum Sum of confidences served, by caller.\n# TYPE cm_validator_confidence_sum counter");
-        for r in &live {
-            let _ = writeln!(
-                o,
-                "cm_validator_confidence_sum{{validator=\"{}\"}} {}",
-                r.label,
-                r.confidence_micro.load(Relaxed) as f64 / CONFIDENCE_SCALE
-            );
-        }
+        metrics::counters(
+            e,
+            "cm_validator_requests",
+            "Synapse requests by caller (validator = hotkey, or other) and protocol.",
+            live.iter().flat_map(|r| {
+                Protocol::ALL.map(|p| {
+                    (
+                        [("validator", r.label.as_ref()), ("protocol", p.label())],
+                        r.requests[p.index()].load(Relaxed),
+                    )
+                })
+            }),
+        )?;
+        metrics::counters(
+            e,
+            "cm_validator_answered",
+            "Synapse requests answered 200, by caller.",
+            live.iter().map(|r| (v(r), r.answered.load(Relaxed))),
+        )?;
+        metrics::counters(
+            e,
+            "cm_validator_refused",
+            "Synapse requests refused, by caller (as its header claims) and reason; reasons never seen are left out.",
+            live.iter().flat_map(|r| {
+                Reason::ALL.into_iter().filter_map(|x| {
+                    let c = r.refused[x.index()].load(Relaxed);
+                    (c > 0).then(|| ([("validator", r.label.as_ref()), ("reason", x.label())], c))
+                })
+            }),
+        )?;
+        metrics::counters(
+            e,
+            "cm_validator_predictions",
+            "Predictions served, by caller.",
+            live.iter().map(|r| (v(r), r.predictions.load(Relaxed))),
+        )?;
+        metrics::counters(
+            e,
+            "cm_validator_predicted_positive",
+            "Predictions with conversion_happened = 1, by caller.",
+            live.iter().map(|r| (v(r), r.positives.load(Relaxed))),
+        )?;
+        metrics::counters(
+            e,
+            "cm_validator_confidence",
+            "Sum of the confidences served, by caller.",
+            live.iter().map(|r| {
+                (
+                    v(r),
+                    r.confidence_micro.load(Relaxed) as f64 / CONFIDENCE_SCALE,
+                )
+            }),
+        )?;
         let base = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
             .as_secs_f64()
             - self.started.elapsed().as_secs_f64();
-        let _ = writeln!(o, "# HELP cm_validator_last_seen_timestamp_seconds Unix time of the caller's last request.\n# TYPE cm_validator_last_seen_timestamp_seconds gauge");
-        for r in &live {
-            let last = r.last_seen_ms.load(Relaxed);
-            if last > 0 {
-                let _ = writeln!(
-                    o,
-                    "cm_validator_last_seen_timestamp_seconds{{validator=\"{}\"}} {:.3}",
-                    r.label,
-                    base + (last - 1) as f64 / 1e3
-                );
-            }
-        }
-        let _ = writeln!(o, "# HELP cm_validator_stake The caller's stake in the validators file.\n# TYPE cm_validator_stake gauge");
-        for r in &live {
-            if let Some(s) = r.key.as_ref().and_then(&stake_of) {
-                let _ = writeln!(o, "cm_validator_stake{{validator=\"{}\"}} {s}", r.label);
-            }
-        }
-        let _ = writeln!(o, "# HELP cm_validator_request_seconds Handler time of synapse requests (answered or refused), by caller.\n# TYPE cm_validator_request_seconds histogram");
-        for r in &live {
-            r.latency.render_series(
-                o,
-                "cm_validator_request_seconds",
-                &format!("validator=\"{}\",", r.label),
-            );
-        }
+        metrics::gauges(
+            e,
+            "cm_validator_last_seen_timestamp_seconds",
+            "Unix time of the caller's last request.",
+            live.iter().filter_map(|r| {
+                let last = r.last_seen_ms.load(Relaxed);
+                (last > 0).then(|| (v(r), base + (last - 1) as f64 / 1e3))
+            }),
+        )?;
+        metrics::gauges(
+            e,
+            "cm_validator_stake",
+            "The caller's stake in the validators file.",
+            live.iter()
+                .filter_map(|r| Some((v(r), r.key.as_ref().and_then(&stake_of)?))),
+        )?;
+        metrics::histograms(
+            e,
+            "cm_validator_request_seconds",
+            "Handler time of synapse requests (answered or refused), by caller.",
+            live.iter().map(|r| (v(r), &r.latency)),
+        )
     }
 }
 
@@ -547,6 +542,31 @@ mod tests {
     const ALICE: &str = "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY";
     const BOB: &str = "5FHneW46xGXgs5mUiveU4sbTyGBzmstUspZC92UhjJM694ty";
     const MS: Duration = Duration::from_millis(1);
+
+    /// The accounting's families through a registry, as /metrics shows
+    /// them, each stake read as `stake`; the page is checked for the
+    /// conventions (crate::exposition::check).
+    fn render(a: &Arc<Accounting>, stake: Option<f64>) -> String {
+        struct Page(Arc<Accounting>, Option<f64>);
+        impl std::fmt::Debug for Page {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("Page")
+            }
+        }
+        impl prometheus_client::collector::Collector for Page {
+            fn encode(&self, mut e: DescriptorEncoder) -> std::fmt::Result {
+                self.0.encode_metrics(&mut e, |_| self.1)
+            }
+        }
+        let mut r = prometheus_client::registry::Registry::default();
+        r.register_collector(Box::new(Page(a.clone(), stake)));
+        let mut s = String::new();
+        prometheus_client::encoding::prometheus_text::encode(&mut s, &r).unwrap();
+        if let Err(e) = crate::exposition::check(&s) {
+            panic!("{e}\n{s}");
+        }
+        s
+    }
 
     fn answered(p: bool, c: f32) -> Outcome {
         Outcome::Answered {
@@ -635,7 +655,7 @@ mod tests {
 
     #[test]
     fn the_table_stops_growing_at_max_rows() {
-        let a = Accounting::default();
+        let a = Arc::new(Accounting::default());
         let mut addrs = Vec::new();
         for i in 0..MAX_ROWS + 5 {
             let mut k = [0u8; 32];
@@ -649,8 +669,7 @@ mod tests {
         assert_eq!(s.len(), MAX_ROWS + 1);
         let other = s.last().unwrap();
         assert_eq!((other.hotkey.as_str(), other.requests), (OTHER, 5));
-        let mut text = String::new();
-        a.render(&mut text, |_| None);
+        let text = render(&a, None);
         assert_eq!(
             text.lines()
                 .filter(|l| l.starts_with("cm_validator_answered_total{"))
@@ -684,7 +703,7 @@ mod tests {
 
     #[test]
     fn metrics_carry_the_validator_label() {
-        let a = Accounting::default();
+        let a = Arc::new(Accounting::default());
         a.record(
             Some(ALICE),
             |_| true,
@@ -699,8 +718,7 @@ mod tests {
             Outcome::Answered { prediction: None },
             MS,
         );
-        let mut t = String::new();
-        a.render(&mut t, |_| Some(7.0));
+        let t = render(&a, Some(7.0));
         for want in [
             format!("cm_validator_requests_total{{validator=\"{ALICE}\",protocol=\"axon\"}} 2"),
             format!("cm_validator_answered_total{{validator=\"{ALICE}\"}} 2"),

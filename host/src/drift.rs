@@ -274,22 +274,32 @@ impl Drift {
         self.requests.load(Relaxed)
     }
 
-    /// Prometheus lines.
-    pub fn render(&self, o: &mut String) {
+    /// The monitor's families on /metrics (crate::metrics).
+    pub fn encode_metrics(
+        &self,
+        e: &mut prometheus_client::encoding::DescriptorEncoder<'_>,
+    ) -> std::fmt::Result {
+        use crate::metrics::{counter, gauges};
         let rows = self.counts.rows();
-        let _ = writeln!(o, "# HELP cm_drift_requests_total Requests counted by the drift monitor.\n# TYPE cm_drift_requests_total counter\ncm_drift_requests_total {}", self.requests());
-        let _ = writeln!(o, "# HELP cm_feature_psi Population stability index of live values against the training deciles.\n# TYPE cm_feature_psi gauge");
-        for r in &rows {
-            let _ = writeln!(o, "cm_feature_psi{{feature=\"{}\"}} {}", r.name, r.psi);
-        }
-        let _ = writeln!(o, "# HELP cm_feature_out_of_range_ratio Share of live values outside the training [min, max].\n# TYPE cm_feature_out_of_range_ratio gauge");
-        for r in &rows {
-            let _ = writeln!(
-                o,
-                "cm_feature_out_of_range_ratio{{feature=\"{}\"}} {}",
-                r.name, r.out_of_range
-            );
-        }
+        counter(
+            e,
+            "cm_drift_requests",
+            "Requests counted by the drift monitor.",
+            self.requests(),
+        )?;
+        gauges(
+            e,
+            "cm_feature_psi",
+            "Population stability index of live values against the training deciles.",
+            rows.iter().map(|r| ([("feature", r.name.as_str())], r.psi)),
+        )?;
+        gauges(
+            e,
+            "cm_feature_out_of_range_ratio",
+            "Share of live values outside the training [min, max].",
+            rows.iter()
+                .map(|r| ([("feature", r.name.as_str())], r.out_of_range)),
+        )
     }
 }
 

@@ -22,6 +22,7 @@ pub mod config;
 pub mod conn;
 pub mod dashboard;
 pub mod drift;
+pub mod exposition;
 pub mod gate;
 pub mod kernel;
 pub mod lifecycle;
@@ -258,6 +259,7 @@ pub fn serve(
             netuid: a.netuid,
             accounting: accounting::Accounting::default(),
         });
+        state.attach_metrics();
         if let Some(path) = &a.weights {
             tokio::spawn(lifecycle::watch(path.clone(), life.clone(), weights_poll));
         } else {

@@ -1,15 +1,41 @@
-//! Prometheus metrics, hand-written: atomics in, text exposition out.
+//! Prometheus metrics through `prometheus-client`: one [`Registry`] per
+//! server, encoded in the text format (0.0.4) by the library.
 //!
-//! A metrics crate would bring a registry, dynamic labels and allocation per
-//! update; the set here is fixed at compile time (routes, reasons, four
-//! latency stages), so plain atomic arrays are enough and an update is one
-//! relaxed `fetch_add`. Histograms store per-bucket counts and are made
-//! cumulative only when `/metrics` is rendered.
+//! Counters the request path bumps are `prometheus-client` counters resolved
+//! once, at start-up, per label value (route, reason, connection error), so a
+//! request pays one relaxed `fetch_add` and never hashes or allocates a label
+//! set. Latency histograms are this file's [`Histogram`]: the library's own
+//! takes a lock per observation, this one is an array of atomics with the
+//! fixed bounds [`BUCKETS_S`], handed to the library's encoder at scrape time.
+//! Values that live elsewhere (the nonce map, per-validator rows, drift, the
+//! request log, the model life cycle) are read at scrape time by collectors
+//! ([`Collector`]); the server's is attached with [`Metrics::attach`] once its
+//! state exists. No file writes exposition text by hand: the helpers below
+//! ([`counter`], [`gauge`], [`counters`], ...) describe a family and give its
+//! values to the library.
+//!
+//! Names follow Prometheus' conventions (`promtool check metrics` is clean):
+//! a counter is registered without `_total` and the encoder appends it, so
+//! `"cm_requests"` here is `cm_requests_total` on the page; an info metric
+//! gets `_info` the same way; units are in the names (`_seconds`).
 
 use crate::btauth::Protocol;
 use crate::reason::Reason;
-use std::fmt::Write as _;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{
+    prometheus_text, DescriptorEncoder, EncodeCounterValue, EncodeGaugeValue, EncodeLabelSet,
+    EncodeMetric, MetricEncoder, NoLabelSet,
+};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::info::Info;
+use prometheus_client::metrics::{MetricType, TypedMetric};
+use prometheus_client::registry::Registry;
+use std::borrow::Cow;
+use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 /// Histogram upper bounds in seconds (+Inf is implicit).
@@ -21,16 +47,26 @@ pub const BUCKETS_S: [f64; 16] = [
 pub const N_BUCKETS: usize = BUCKETS_S.len() + 1;
 /// Confidence is summed in millionths to stay in an integer atomic.
 const CONFIDENCE_SCALE: f64 = 1e6;
+/// `Content-Type` of the page [`Metrics::render`] writes.
+pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
 
-/// A latency histogram.
-pub struct Histogram {
+/// A label set fixed at start-up (`route="..."`, `reason="...",code="..."`).
+type Labels = Vec<(&'static str, Cow<'static, str>)>;
+
+/// A latency histogram: per-bucket counts and the sum, all atomics; clones
+/// share the counts (one is registered, the other observes).
+#[derive(Clone, Debug, Default)]
+pub struct Histogram(Arc<HistogramCounts>);
+
+#[derive(Debug)]
+struct HistogramCounts {
     counts: [AtomicU64; N_BUCKETS],
     sum_ns: AtomicU64,
 }
 
-impl Default for Histogram {
+impl Default for HistogramCounts {
     fn default() -> Self {
-        Histogram {
+        HistogramCounts {
             counts: std::array::from_fn(|_| AtomicU64::new(0)),
             sum_ns: AtomicU64::new(0),
         }
@@ -44,48 +80,35 @@ impl Histogram {
             .iter()
             .position(|&b| s <= b)
             .unwrap_or(BUCKETS_S.len());
-        self.counts[i].fetch_add(1, Relaxed);
-        self.sum_ns
+        self.0.counts[i].fetch_add(1, Relaxed);
+        self.0
+            .sum_ns
             .fetch_add(d.as_nanos().min(u64::MAX as u128) as u64, Relaxed);
-    }
-
-    fn render(&self, out: &mut String, name: &str, help: &str) {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
-        self.render_series(out, name, "");
-    }
-
-    /// The sample lines of one series (no HELP/TYPE); `labels` is empty or
-    /// `key="value",` pairs each ending in a comma.
-    pub fn render_series(&self, out: &mut String, name: &str, labels: &str) {
-        let mut cum = 0u64;
-        for (i, c) in self.counts.iter().enumerate() {
-            cum += c.load(Relaxed);
-            match BUCKETS_S.get(i) {
-                Some(b) => {
-                    let _ = writeln!(out, "{name}_bucket{{{labels}le=\"{b}\"}} {cum}");
-                }
-                None => {
-                    let _ = writeln!(out, "{name}_bucket{{{labels}le=\"+Inf\"}} {cum}");
-                }
-            }
-        }
-        let braced = labels.trim_end_matches(',');
-        let braced = if braced.is_empty() {
-            String::new()
-        } else {
-            format!("{{{braced}}}")
-        };
-        let _ = writeln!(
-            out,
-            "{name}_sum{braced} {}",
-            self.sum_ns.load(Relaxed) as f64 / 1e9
-        );
-        let _ = writeln!(out, "{name}_count{braced} {cum}");
     }
 
     /// Per-bucket counts (not cumulative); the last is the +Inf bucket.
     pub fn counts(&self) -> [u64; N_BUCKETS] {
-        std::array::from_fn(|i| self.counts[i].load(Relaxed))
+        std::array::from_fn(|i| self.0.counts[i].load(Relaxed))
+    }
+}
+
+impl TypedMetric for Histogram {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+impl EncodeMetric for Histogram {
+    fn encode(&self, mut encoder: MetricEncoder) -> fmt::Result {
+        let counts = self.counts();
+        // The finite bounds with their own counts; the encoder makes them
+        // cumulative and adds +Inf as the total.
+        let buckets: [(f64, u64); BUCKETS_S.len()] =
+            std::array::from_fn(|i| (BUCKETS_S[i], counts[i]));
+        let sum = self.0.sum_ns.load(Relaxed) as f64 / 1e9;
+        encoder.encode_histogram::<NoLabelSet>(sum, counts.iter().sum(), &buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
     }
 }
 
@@ -195,172 +218,350 @@ impl ConnError {
     }
 }
 
-/// All counters of one server.
-#[derive(Default)]
+/// All metrics of one server, in one registry.
 pub struct Metrics {
-    requests: [[AtomicU64; Protocol::ALL.len()]; Route::ALL.len()],
-    successes: AtomicU64,
-    rejections: [AtomicU64; Reason::COUNT],
-    conn_errors: [AtomicU64; 4],
-    predictions: AtomicU64,
-    positives: AtomicU64,
-    confidence_micro: AtomicU64,
+    registry: Registry,
+    requests: [[Counter; Protocol::ALL.len()]; Route::ALL.len()],
+    success: Counter,
+    rejections: [Counter; Reason::COUNT],
+    conn_errors: [Counter; ConnError::ALL.len()],
+    served: Arc<Served>,
     pub gate: Histogram,
     pub verify: Histogram,
     pub predict: Histogram,
     pub total: Histogram,
+    /// The server's own collector, attached once its state exists.
+    late: Late,
 }
 
-/// Values sampled at render time.
-pub struct Gauges<'a> {
-    pub inflight: usize,
-    pub nonce_keys: usize,
-    pub validators: usize,
-    pub uptime_s: f64,
-    pub kernel: &'a str,
-    pub version: &'a str,
-    pub model_sha256: &'a str,
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+/// One counter per label set of `labels`, registered as a family; the
+/// handles are returned in the same order.
+fn family<const N: usize>(
+    r: &mut Registry,
+    name: &str,
+    help: &str,
+    labels: [Labels; N],
+) -> [Counter; N] {
+    let f = Family::<Labels, Counter>::default();
+    let handles = labels.map(|l| f.get_or_create_owned(&l));
+    r.register(name, help, f);
+    handles
 }
 
 impl Metrics {
+    /// The registry with every family the server has; values that live
+    /// outside this struct arrive through [`Metrics::attach`].
+    pub fn new() -> Metrics {
+        let mut r = Registry::default();
+        let requests = Family::<Labels, Counter>::default();
+        let handles = Route::ALL.map(|x| {
+            Protocol::ALL.map(|p| {
+                requests.get_or_create_owned(&vec![
+                    ("route", x.label().into()),
+                    ("protocol", p.label().into()),
+                ])
+            })
+        });
+        r.register(
+            "cm_requests",
+            "Requests received, by route and protocol (axon, btauth, mixed = both header sets, none = neither).",
+            requests,
+        );
+        let requests = handles;
+        let success = Counter::default();
+        r.register(
+            "cm_success",
+            "Axon requests answered 200 (predictions and pings).",
+            success.clone(),
+        );
+        let rejections = family(
+            &mut r,
+            "cm_rejections",
+            "Requests refused, by reason.",
+            Reason::ALL.map(|x| {
+                vec![
+                    ("reason", x.label().into()),
+                    ("code", x.status().to_string().into()),
+                ]
+            }),
+        );
+        let conn_errors = family(
+            &mut r,
+            "cm_connection_errors",
+            "Connections ended by hyper before or between requests, by kind.",
+            ConnError::ALL.map(|x| vec![("kind", x.label().into())]),
+        );
+        let served = Arc::new(Served::default());
+        r.register_collector(Box::new(served.clone()));
+        let mut m = Metrics {
+            registry: r,
+            requests,
+            success,
+            rejections,
+            conn_errors,
+            served,
+            gate: Histogram::default(),
+            verify: Histogram::default(),
+            predict: Histogram::default(),
+            total: Histogram::default(),
+            late: Late::default(),
+        };
+        for (name, help, h) in [
+            (
+                "cm_gate_seconds",
+                "Time in the request gate before the signature check.",
+                m.gate.clone(),
+            ),
+            (
+                "cm_verify_seconds",
+                "Time verifying the sr25519 signature.",
+                m.verify.clone(),
+            ),
+            (
+                "cm_predict_seconds",
+                "Time parsing features and running the model.",
+                m.predict.clone(),
+            ),
+            (
+                "cm_request_seconds",
+                "Total handler time of axon requests, body read included.",
+                m.total.clone(),
+            ),
+        ] {
+            m.registry.register(name, help, h);
+        }
+        m.registry.register_collector(Box::new(m.late.clone()));
+        m
+    }
+
+    /// Adds the collector that reads the server's state at scrape time.
+    /// There is one such slot; returns false (and keeps the first) when it
+    /// is already taken.
+    pub fn attach(&self, c: Box<dyn Collector>) -> bool {
+        self.late.0.set(c).is_ok()
+    }
+
     /// Counts a request by route and by the authentication headers it carried.
     pub fn request(&self, r: Route, p: Protocol) {
-        let i = Route::ALL
-            .iter()
-            .position(|&x| x == r)
-            .unwrap_or(Route::ALL.len() - 1);
-        self.requests[i][p.index()].fetch_add(1, Relaxed);
+        self.requests[r as usize][p.index()].inc();
     }
 
     pub fn reject(&self, r: Reason) {
-        self.rejections[r.index()].fetch_add(1, Relaxed);
+        self.rejections[r.index()].inc();
     }
 
     pub fn conn_error(&self, e: ConnError) {
-        self.conn_errors[e as usize].fetch_add(1, Relaxed);
+        self.conn_errors[e as usize].inc();
     }
 
     pub fn rejections(&self, r: Reason) -> u64 {
-        self.rejections[r.index()].load(Relaxed)
+        self.rejections[r.index()].get()
     }
 
     pub fn success(&self) {
-        self.successes.fetch_add(1, Relaxed);
+        self.success.inc();
     }
 
     pub fn prediction(&self, positive: bool, confidence: f32) {
-        self.predictions.fetch_add(1, Relaxed);
+        let s = &self.served;
+        s.n.fetch_add(1, Relaxed);
         if positive {
-            self.positives.fetch_add(1, Relaxed);
+            s.positive.fetch_add(1, Relaxed);
         }
         let c = if confidence.is_finite() {
             confidence.clamp(0.0, 1.0) as f64
         } else {
             0.0
         };
-        self.confidence_micro
+        s.confidence_micro
             .fetch_add((c * CONFIDENCE_SCALE).round() as u64, Relaxed);
     }
 
-    /// Prometheus text exposition format 0.0.4.
-    pub fn render(&self, g: &Gauges<'_>) -> String {
-        let mut o = String::with_capacity(8192);
-        let _ = writeln!(o, "# HELP cm_requests_total Requests received, by route and protocol (axon, btauth, mixed = both header sets, none = neither).\n# TYPE cm_requests_total counter");
-        for (i, r) in Route::ALL.iter().enumerate() {
-            for p in Protocol::ALL {
-                let _ = writeln!(
-                    o,
-                    "cm_requests_total{{route=\"{}\",protocol=\"{}\"}} {}",
-                    r.label(),
-                    p.label(),
-                    self.requests[i][p.index()].load(Relaxed)
-                );
-            }
-        }
-        let _ = writeln!(o, "# HELP cm_success_total Axon requests answered 200 (predictions and pings).\n# TYPE cm_success_total counter\ncm_success_total {}", self.successes.load(Relaxed));
-        let _ = writeln!(o, "# HELP cm_rejections_total Requests refused, by reason.\n# TYPE cm_rejections_total counter");
-        for r in Reason::ALL {
-            let _ = writeln!(
-                o,
-                "cm_rejections_total{{reason=\"{}\",code=\"{}\"}} {}",
-                r.label(),
-                r.status(),
-                self.rejections[r.index()].load(Relaxed)
-            );
-        }
-        let _ = writeln!(o, "# HELP cm_connection_errors_total Connections ended by hyper before or between requests, by kind.\n# TYPE cm_connection_errors_total counter");
-        for e in ConnError::ALL {
-            let _ = writeln!(
-                o,
-                "cm_connection_errors_total{{kind=\"{}\"}} {}",
-                e.label(),
-                self.conn_errors[e as usize].load(Relaxed)
-            );
-        }
-        let n = self.predictions.load(Relaxed);
-        let pos = self.positives.load(Relaxed);
+    /// The whole registry in the Prometheus text format (0.0.4).
+    pub fn render(&self) -> String {
+        let mut o = String::with_capacity(16 * 1024);
+        // Writing to a String cannot fail, and no collector makes up errors.
+        let _ = prometheus_text::encode(&mut o, &self.registry);
+        o
+    }
+}
+
+/// Predictions served: counts kept as integers (confidence in millionths)
+/// so the ratio and the mean can be derived at scrape time.
+#[derive(Debug, Default)]
+struct Served {
+    n: AtomicU64,
+    positive: AtomicU64,
+    confidence_micro: AtomicU64,
+}
+
+impl Collector for Served {
+    fn encode(&self, mut e: DescriptorEncoder) -> fmt::Result {
+        let n = self.n.load(Relaxed);
+        let pos = self.positive.load(Relaxed);
         let conf = self.confidence_micro.load(Relaxed) as f64 / CONFIDENCE_SCALE;
-        let _ = writeln!(o, "# HELP cm_predictions_total Predictions served.\n# TYPE cm_predictions_total counter\ncm_predictions_total {n}");
-        let _ = writeln!(o, "# HELP cm_predicted_positive_total Predictions with conversion_happened = 1.\n# TYPE cm_predicted_positive_total counter\ncm_predicted_positive_total {pos}");
-        let _ = writeln!(o, "# HELP cm_confidence_sum Sum of confidences served.\n# TYPE cm_confidence_sum counter\ncm_confidence_sum {conf}");
+        counter(&mut e, "cm_predictions", "Predictions served.", n)?;
+        counter(
+            &mut e,
+            "cm_predicted_positive",
+            "Predictions with conversion_happened = 1.",
+            pos,
+        )?;
+        counter(
+            &mut e,
+            "cm_confidence",
+            "Sum of the confidences served.",
+            conf,
+        )?;
         let (rate, mean) = if n == 0 {
             (0.0, 0.0)
         } else {
             (pos as f64 / n as f64, conf / n as f64)
         };
-        let _ = writeln!(o, "# HELP cm_predicted_positive_ratio Share of predictions that are positive since start.\n# TYPE cm_predicted_positive_ratio gauge\ncm_predicted_positive_ratio {rate}");
-        let _ = writeln!(o, "# HELP cm_confidence_mean Mean confidence served since start.\n# TYPE cm_confidence_mean gauge\ncm_confidence_mean {mean}");
-        self.gate.render(
-            &mut o,
-            "cm_gate_seconds",
-            "Time in the request gate before the signature check.",
-        );
-        self.verify.render(
-            &mut o,
-            "cm_verify_seconds",
-            "Time verifying the sr25519 signature.",
-        );
-        self.predict.render(
-            &mut o,
-            "cm_predict_seconds",
-            "Time parsing features and running the model.",
-        );
-        self.total.render(
-            &mut o,
-            "cm_request_seconds",
-            "Total handler time of axon requests, body read included.",
-        );
-        let _ = writeln!(o, "# HELP cm_inflight Requests being handled now.\n# TYPE cm_inflight gauge\ncm_inflight {}", g.inflight);
-        let _ = writeln!(o, "# HELP cm_nonce_keys hotkey:uuid keys in the nonce map.\n# TYPE cm_nonce_keys gauge\ncm_nonce_keys {}", g.nonce_keys);
-        let _ = writeln!(o, "# HELP cm_validators Hotkeys on the allow-list.\n# TYPE cm_validators gauge\ncm_validators {}", g.validators);
-        let _ = writeln!(o, "# HELP cm_uptime_seconds Seconds since start.\n# TYPE cm_uptime_seconds gauge\ncm_uptime_seconds {}", g.uptime_s);
-        let _ = writeln!(o, "# HELP cm_kernel_info The forward kernel in use.\n# TYPE cm_kernel_info gauge\ncm_kernel_info{{kernel=\"{}\"}} 1", g.kernel);
-        let _ = writeln!(
-            o,
-            "# HELP cm_build_info Build and model identity.\n# TYPE cm_build_info gauge\ncm_build_info{{version=\"{}\",model_sha256=\"{}\"}} 1",
-            g.version, g.model_sha256
-        );
-        o
+        gauge(
+            &mut e,
+            "cm_predicted_positive_ratio",
+            "Share of predictions that are positive since start.",
+            rate,
+        )?;
+        gauge(
+            &mut e,
+            "cm_confidence_mean",
+            "Mean confidence served since start.",
+            mean,
+        )
     }
+}
+
+/// A collector slot filled after the registry is built.
+#[derive(Clone, Debug, Default)]
+struct Late(Arc<OnceLock<Box<dyn Collector>>>);
+
+impl Collector for Late {
+    fn encode(&self, e: DescriptorEncoder) -> fmt::Result {
+        match self.0.get() {
+            Some(c) => c.encode(e),
+            None => Ok(()),
+        }
+    }
+}
+
+/// One unlabelled counter (`name` without `_total`; the encoder adds it).
+pub fn counter(
+    e: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    v: impl EncodeCounterValue,
+) -> fmt::Result {
+    let m = e.encode_descriptor(name, help, None, MetricType::Counter)?;
+    ConstCounter::new(v).encode(m)
+}
+
+/// One unlabelled gauge.
+pub fn gauge(
+    e: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    v: impl EncodeGaugeValue,
+) -> fmt::Result {
+    let m = e.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    ConstGauge::new(v).encode(m)
+}
+
+/// A counter family: one series per (labels, value).
+pub fn counters<L: EncodeLabelSet, V: EncodeCounterValue>(
+    e: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    series: impl IntoIterator<Item = (L, V)>,
+) -> fmt::Result {
+    let mut m = e.encode_descriptor(name, help, None, MetricType::Counter)?;
+    for (labels, v) in series {
+        ConstCounter::new(v).encode(m.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+/// A gauge family: one series per (labels, value).
+pub fn gauges<L: EncodeLabelSet, V: EncodeGaugeValue>(
+    e: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    series: impl IntoIterator<Item = (L, V)>,
+) -> fmt::Result {
+    let mut m = e.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    for (labels, v) in series {
+        ConstGauge::new(v).encode(m.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+/// A histogram family: one series per (labels, histogram).
+pub fn histograms<'h, L: EncodeLabelSet>(
+    e: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    series: impl IntoIterator<Item = (L, &'h Histogram)>,
+) -> fmt::Result {
+    let mut m = e.encode_descriptor(name, help, None, MetricType::Histogram)?;
+    for (labels, h) in series {
+        h.encode(m.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+/// An info metric (`name` without `_info`; the encoder adds it): a gauge
+/// of 1 whose labels carry the information.
+pub fn info<L>(e: &mut DescriptorEncoder<'_>, name: &str, help: &str, labels: L) -> fmt::Result
+where
+    L: EncodeLabelSet + Clone + std::hash::Hash + Eq,
+{
+    let m = e.encode_descriptor(name, help, None, MetricType::Info)?;
+    Info::new(labels).encode(m)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exposition::check;
 
     #[test]
     fn histogram_is_cumulative() {
+        let mut r = Registry::default();
         let h = Histogram::default();
+        r.register("x_seconds", "help", h.clone());
         h.observe(Duration::from_nanos(500));
         h.observe(Duration::from_micros(30));
         h.observe(Duration::from_secs(5));
         let mut s = String::new();
-        h.render(&mut s, "x", "help");
-        assert!(s.contains("x_bucket{le=\"0.000001\"} 1"), "{s}");
-        assert!(s.contains("x_bucket{le=\"0.00005\"} 2"), "{s}");
-        assert!(s.contains("x_bucket{le=\"1\"} 2"), "{s}");
-        assert!(s.contains("x_bucket{le=\"+Inf\"} 3"), "{s}");
-        assert!(s.contains("x_count 3"), "{s}");
+        prometheus_text::encode(&mut s, &r).unwrap();
+        assert!(s.contains("x_seconds_bucket{le=\"1e-06\"} 1"), "{s}");
+        assert!(s.contains("x_seconds_bucket{le=\"5e-05\"} 2"), "{s}");
+        assert!(s.contains("x_seconds_bucket{le=\"1\"} 2"), "{s}");
+        assert!(s.contains("x_seconds_bucket{le=\"+Inf\"} 3"), "{s}");
+        assert!(s.contains("x_seconds_count 3"), "{s}");
+        check(&s).unwrap();
+    }
+
+    /// A collector with one labelled histogram, as the accounting has.
+    #[derive(Debug)]
+    struct OneSeries(Histogram);
+
+    impl Collector for OneSeries {
+        fn encode(&self, mut e: DescriptorEncoder) -> fmt::Result {
+            histograms(
+                &mut e,
+                "x_seconds",
+                "help",
+                [([("validator", "v")], &self.0)],
+            )
+        }
     }
 
     #[test]
@@ -373,13 +574,16 @@ mod tests {
         for _ in 0..10 {
             h.observe(Duration::from_secs(3)); // +Inf
         }
+        let mut r = Registry::default();
+        r.register_collector(Box::new(OneSeries(h.clone())));
         let mut s = String::new();
-        h.render_series(&mut s, "x", "validator=\"v\",");
+        prometheus_text::encode(&mut s, &r).unwrap();
         assert!(
-            s.contains("x_bucket{validator=\"v\",le=\"0.0005\"} 90"),
+            s.contains("x_seconds_bucket{validator=\"v\",le=\"0.0005\"} 90"),
             "{s}"
         );
-        assert!(s.contains("x_count{validator=\"v\"} 100"), "{s}");
+        assert!(s.contains("x_seconds_count{validator=\"v\"} 100"), "{s}");
+        check(&s).unwrap();
         let c = h.counts();
         // Rank 50 of the 90 in (2.5e-4, 5e-4]: 50/90 of the way up.
         let p50 = quantile(&c, 0.5).unwrap();
@@ -393,24 +597,72 @@ mod tests {
 
     #[test]
     fn render_counts_by_reason() {
-        let m = Metrics::default();
+        let m = Metrics::new();
         m.reject(Reason::Blacklisted);
         m.reject(Reason::Blacklisted);
+        m.request(Route::Ping, Protocol::Btauth);
+        m.conn_error(ConnError::BadHttp);
         m.prediction(true, 0.9);
         m.prediction(false, 0.1);
-        let g = Gauges {
-            inflight: 0,
-            nonce_keys: 0,
-            validators: 0,
-            uptime_s: 1.0,
-            kernel: "scalar",
-            version: "0.1.0",
-            model_sha256: "ab",
-        };
-        let s = m.render(&g);
+        m.total.observe(Duration::from_micros(40));
+        let s = m.render();
         assert!(s.contains("cm_rejections_total{reason=\"blacklisted\",code=\"403\"} 2"));
+        assert!(s.contains("cm_rejections_total{reason=\"internal\",code=\"500\"} 0"));
+        assert!(s.contains("cm_requests_total{route=\"Synapse\",protocol=\"btauth\"} 1"));
+        assert!(s.contains("cm_connection_errors_total{kind=\"bad_http\"} 1"));
+        assert!(s.contains("cm_predictions_total 2"));
+        assert!(s.contains("cm_confidence_total 1"), "{s}");
         assert!(s.contains("cm_predicted_positive_ratio 0.5"));
         assert!(s.contains("cm_confidence_mean 0.5"));
-        assert!(s.contains("cm_kernel_info{kernel=\"scalar\"} 1"));
+        assert!(s.contains("cm_request_seconds_count 1"));
+        assert_eq!(m.rejections(Reason::Blacklisted), 2);
+    }
+
+    /// The late collector: what the server attaches appears on the page,
+    /// once; a second one is refused.
+    #[derive(Debug)]
+    struct Up(&'static str);
+
+    impl Collector for Up {
+        fn encode(&self, mut e: DescriptorEncoder) -> fmt::Result {
+            gauge(&mut e, "cm_up_test", "A test gauge.", 1.5)?;
+            info(&mut e, "cm_test", "A test info.", [("kernel", self.0)])?;
+            counters(
+                &mut e,
+                "cm_test_events",
+                "Test events.",
+                [([("kind", "a")], 1u64), ([("kind", "b")], 2)],
+            )
+        }
+    }
+
+    #[test]
+    fn every_family_parses_back() {
+        let m = Metrics::new();
+        assert!(m.attach(Box::new(Up("scalar"))));
+        assert!(!m.attach(Box::new(Up("other"))));
+        m.gate.observe(Duration::from_micros(3));
+        let s = m.render();
+        let page = check(&s).unwrap_or_else(|e| panic!("{e}\n{s}"));
+        assert!(s.contains("cm_up_test 1.5"), "{s}");
+        assert!(s.contains("cm_test_info{kernel=\"scalar\"} 1"), "{s}");
+        assert!(s.contains("cm_test_events_total{kind=\"b\"} 2"), "{s}");
+        for (name, ty) in [
+            ("cm_requests_total", "counter"),
+            ("cm_success_total", "counter"),
+            ("cm_rejections_total", "counter"),
+            ("cm_connection_errors_total", "counter"),
+            ("cm_predictions_total", "counter"),
+            ("cm_confidence_total", "counter"),
+            ("cm_gate_seconds", "histogram"),
+            ("cm_request_seconds", "histogram"),
+            ("cm_test_info", "gauge"),
+        ] {
+            assert!(
+                page.families.iter().any(|(n, t)| n == name && t == ty),
+                "{name} ({ty}) missing: {:?}",
+                page.families
+            );
+        }
     }
 }

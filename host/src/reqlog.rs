@@ -76,21 +76,33 @@ impl RequestLog {
         }
     }
 
-    /// Prometheus lines.
-    pub fn render(&self, o: &mut String) {
-        let _ = writeln!(o, "# HELP cm_request_log_written_total Request log lines written.\n# TYPE cm_request_log_written_total counter\ncm_request_log_written_total {}", self.c.written.load(Relaxed));
-        let _ = writeln!(o, "# HELP cm_request_log_dropped_total Request log lines dropped (the requests were answered).\n# TYPE cm_request_log_dropped_total counter");
-        let _ = writeln!(
-            o,
-            "cm_request_log_dropped_total{{reason=\"full\"}} {}",
-            self.c.dropped_full.load(Relaxed)
-        );
-        let _ = writeln!(
-            o,
-            "cm_request_log_dropped_total{{reason=\"write\"}} {}",
-            self.c.dropped_write.load(Relaxed)
-        );
-        let _ = writeln!(o, "# HELP cm_request_log_rotations_total Request log files started.\n# TYPE cm_request_log_rotations_total counter\ncm_request_log_rotations_total {}", self.c.rotations.load(Relaxed));
+    /// This log's families on /metrics (crate::metrics).
+    pub fn encode_metrics(
+        &self,
+        e: &mut prometheus_client::encoding::DescriptorEncoder<'_>,
+    ) -> std::fmt::Result {
+        use crate::metrics::{counter, counters};
+        counter(
+            e,
+            "cm_request_log_written",
+            "Request log lines written.",
+            self.c.written.load(Relaxed),
+        )?;
+        counters(
+            e,
+            "cm_request_log_dropped",
+            "Request log lines dropped (the requests were answered).",
+            [
+                ([("reason", "full")], self.c.dropped_full.load(Relaxed)),
+                ([("reason", "write")], self.c.dropped_write.load(Relaxed)),
+            ],
+        )?;
+        counter(
+            e,
+            "cm_request_log_rotations",
+            "Request log files started.",
+            self.c.rotations.load(Relaxed),
+        )
     }
 }
 

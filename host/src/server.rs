@@ -16,7 +16,7 @@ use crate::btauth::{self, replay::ReplayStore, BtauthError, Protocol};
 use crate::conn::{self, Conn};
 use crate::gate::{self, Reject};
 use crate::limits::{BudgetFull, InFlight, InFlightGuard, RateLimiter, VerifyBudget};
-use crate::metrics::{Gauges, Metrics, Route};
+use crate::metrics::{Metrics, Route};
 use crate::nonce::NonceMap;
 use crate::reason::Reason;
 use crate::synapse::{self, AxonId};
@@ -29,6 +29,8 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Method, Request, Response};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::DescriptorEncoder;
 use std::cell::Cell;
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -667,28 +669,182 @@ fn health_lifecycle(state: &State) -> (serde_json::Value, serde_json::Value) {
     (model, shadow)
 }
 
-/// The lifecycle part of /metrics.
-fn metrics_lifecycle(state: &State, o: &mut String) {
-    use std::fmt::Write as _;
-    let life = &state.life;
-    let active = life.current();
-    let (ok, rejected) = life.reloads();
-    let _ = writeln!(o, "# HELP cm_model_reloads_total Model reloads (SIGHUP or file change), by result.\n# TYPE cm_model_reloads_total counter\ncm_model_reloads_total{{result=\"ok\"}} {ok}\ncm_model_reloads_total{{result=\"rejected\"}} {rejected}");
-    let _ = writeln!(o, "# HELP cm_model_info The model answering now.\n# TYPE cm_model_info gauge\ncm_model_info{{sha256=\"{}\"}} 1", active.sha256);
-    if let Some(sh) = &life.shadow {
-        let s = sh.stats();
-        let _ = writeln!(o, "# HELP cm_shadow_requests_total Requests the shadow model also answered.\n# TYPE cm_shadow_requests_total counter\ncm_shadow_requests_total{{sha256=\"{}\"}} {}", sh.active.sha256, s.n);
-        let _ = writeln!(o, "# HELP cm_shadow_agree_total Requests where shadow and served model predicted the same class.\n# TYPE cm_shadow_agree_total counter\ncm_shadow_agree_total {}", s.agree);
-        let _ = writeln!(o, "# HELP cm_shadow_agreement_ratio Share of requests with the same class.\n# TYPE cm_shadow_agreement_ratio gauge\ncm_shadow_agreement_ratio {}", s.agreement().unwrap_or(0.0));
-        let _ = writeln!(o, "# HELP cm_shadow_confidence_abs_diff_mean Mean |confidence difference|.\n# TYPE cm_shadow_confidence_abs_diff_mean gauge\ncm_shadow_confidence_abs_diff_mean {}", s.mean_conf_diff().unwrap_or(0.0));
-        let _ = writeln!(o, "# HELP cm_shadow_both_positive_total Requests where both models predicted a conversion.\n# TYPE cm_shadow_both_positive_total counter\ncm_shadow_both_positive_total {}", s.both_positive);
-        let _ = writeln!(o, "# HELP cm_shadow_time_abs_diff_seconds_mean Mean |time difference| where both predicted a conversion.\n# TYPE cm_shadow_time_abs_diff_seconds_mean gauge\ncm_shadow_time_abs_diff_seconds_mean {}", s.mean_time_diff().unwrap_or(0.0));
+/// Reads the server's state for /metrics at scrape time: gauges sampled
+/// now, and counters that live in other parts (crate::metrics, attached
+/// by [`State::attach_metrics`]). Holds the state weakly: the registry
+/// that owns it lives in the state.
+pub struct Scrape(std::sync::Weak<State>);
+
+impl std::fmt::Debug for Scrape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Scrape")
     }
-    if let Some(log) = &life.reqlog {
-        log.render(o);
+}
+
+impl Collector for Scrape {
+    fn encode(&self, mut e: DescriptorEncoder) -> std::fmt::Result {
+        match self.0.upgrade() {
+            Some(state) => state.encode_metrics(&mut e),
+            None => Ok(()),
+        }
     }
-    if let Some(d) = &life.drift {
-        d.render(o);
+}
+
+impl State {
+    /// Hands this state's scrape-time values to its registry; call once,
+    /// when the state is shared.
+    pub fn attach_metrics(self: &Arc<Self>) {
+        let fresh = self.metrics.attach(Box::new(Scrape(Arc::downgrade(self))));
+        debug_assert!(fresh, "attach_metrics called twice");
+    }
+
+    fn encode_metrics(&self, e: &mut DescriptorEncoder<'_>) -> std::fmt::Result {
+        use crate::metrics::{counter, counters, gauge, info};
+        let (nonce_keys, validators, uptime_s) = gauges(self);
+        let life = &self.life;
+        let active = life.current();
+        gauge(
+            e,
+            "cm_inflight",
+            "Requests being handled now.",
+            self.inflight.current(),
+        )?;
+        gauge(
+            e,
+            "cm_nonce_keys",
+            "hotkey:uuid keys in the nonce map.",
+            nonce_keys,
+        )?;
+        gauge(e, "cm_validators", "Hotkeys on the allow-list.", validators)?;
+        gauge(e, "cm_uptime_seconds", "Seconds since start.", uptime_s)?;
+        info(
+            e,
+            "cm_kernel",
+            "The forward kernel in use.",
+            [("kernel", self.kernel.name())],
+        )?;
+        info(
+            e,
+            "cm_build",
+            "Build and model identity.",
+            [
+                ("version", env!("CARGO_PKG_VERSION")),
+                ("model_sha256", active.sha256.as_str()),
+            ],
+        )?;
+
+        let (ok, rejected) = life.reloads();
+        counters(
+            e,
+            "cm_model_reloads",
+            "Model reloads (SIGHUP or file change), by result.",
+            [
+                ([("result", "ok")], ok),
+                ([("result", "rejected")], rejected),
+            ],
+        )?;
+        info(
+            e,
+            "cm_model",
+            "The model answering now.",
+            [("sha256", active.sha256.as_str())],
+        )?;
+        if let Some(sh) = &life.shadow {
+            let s = sh.stats();
+            counters(
+                e,
+                "cm_shadow_requests",
+                "Requests the shadow model also answered.",
+                [([("sha256", sh.active.sha256.as_str())], s.n)],
+            )?;
+            counter(
+                e,
+                "cm_shadow_agree",
+                "Requests where shadow and served model predicted the same class.",
+                s.agree,
+            )?;
+            gauge(
+                e,
+                "cm_shadow_agreement_ratio",
+                "Share of requests with the same class.",
+                s.agreement().unwrap_or(0.0),
+            )?;
+            gauge(
+                e,
+                "cm_shadow_confidence_abs_diff_mean",
+                "Mean |confidence difference|.",
+                s.mean_conf_diff().unwrap_or(0.0),
+            )?;
+            counter(
+                e,
+                "cm_shadow_both_positive",
+                "Requests where both models predicted a conversion.",
+                s.both_positive,
+            )?;
+            gauge(
+                e,
+                "cm_shadow_time_abs_diff_seconds_mean",
+                "Mean |time difference| where both predicted a conversion.",
+                s.mean_time_diff().unwrap_or(0.0),
+            )?;
+        }
+        if let Some(log) = &life.reqlog {
+            log.encode_metrics(e)?;
+        }
+        if let Some(d) = &life.drift {
+            d.encode_metrics(e)?;
+        }
+        self.accounting.encode_metrics(e, |k| self.stake_of(k))?;
+
+        let (batches, sigs) = self.keys.batch_stats();
+        counter(
+            e,
+            "cm_verify_batches",
+            "Signature checks run (one batch equation, or one lone signature).",
+            batches,
+        )?;
+        counter(
+            e,
+            "cm_verify_batched_signatures",
+            "Signatures checked in those batches.",
+            sigs,
+        )?;
+        counter(e, "cm_verify_unbatched_signatures", "Signatures of multi-request batches checked one by one because too many recent signatures failed.", self.keys.unbatched())?;
+        gauge(
+            e,
+            "cm_verify_pending",
+            "Requests waiting for their signature check.",
+            self.verify.current(),
+        )?;
+        let c = &self.conn_stats;
+        gauge(
+            e,
+            "cm_connections_open",
+            "Open connections on the public port.",
+            self.conns.len(),
+        )?;
+        counters(
+            e,
+            "cm_connections_refused",
+            "Connections closed on arrival, by why.",
+            [
+                (
+                    [("reason", "per_source")],
+                    c.refused_per_source.load(Relaxed),
+                ),
+                ([("reason", "full")], c.refused_full.load(Relaxed)),
+            ],
+        )?;
+        counters(
+            e,
+            "cm_connections_closed",
+            "Connections the server closed, by rule: evicted (an unverified connection giving way at the cap), idle (no verified request within --conn.idle), write_timeout (an answer left unread).",
+            [
+                ([("rule", "evicted")], c.evicted.load(Relaxed)),
+                ([("rule", "idle")], c.idle_closed.load(Relaxed)),
+                ([("rule", "write_timeout")], c.write_timeouts.load(Relaxed)),
+            ],
+        )
     }
 }
 
@@ -734,37 +890,10 @@ pub(crate) fn health_json(state: &State) -> serde_json::Value {
 }
 
 fn metrics(state: &State) -> Resp {
-    let (nonce_keys, validators, uptime_s) = gauges(state);
-    let active = state.life.current();
-    let mut text = state.metrics.render(&Gauges {
-        inflight: state.inflight.current(),
-        nonce_keys,
-        validators,
-        uptime_s,
-        kernel: state.kernel.name(),
-        version: env!("CARGO_PKG_VERSION"),
-        model_sha256: &active.sha256,
-    });
-    metrics_lifecycle(state, &mut text);
-    state.accounting.render(&mut text, |k| state.stake_of(k));
-    {
-        use std::fmt::Write as _;
-        let (batches, sigs) = state.keys.batch_stats();
-        let _ = writeln!(text, "# HELP cm_verify_batches_total Signature checks run (one batch equation, or one lone signature).\n# TYPE cm_verify_batches_total counter\ncm_verify_batches_total {batches}");
-        let _ = writeln!(text, "# HELP cm_verify_batched_signatures_total Signatures checked in those batches.\n# TYPE cm_verify_batched_signatures_total counter\ncm_verify_batched_signatures_total {sigs}");
-        let alone = state.keys.unbatched();
-        let _ = writeln!(text, "# HELP cm_verify_unbatched_signatures_total Signatures of multi-request batches checked one by one because too many recent signatures failed.\n# TYPE cm_verify_unbatched_signatures_total counter\ncm_verify_unbatched_signatures_total {alone}");
-        let pending = state.verify.current();
-        let _ = writeln!(text, "# HELP cm_verify_pending Requests waiting for their signature check.\n# TYPE cm_verify_pending gauge\ncm_verify_pending {pending}");
-        let c = &state.conn_stats;
-        let _ = writeln!(text, "# HELP cm_connections_open Open connections on the public port.\n# TYPE cm_connections_open gauge\ncm_connections_open {}", state.conns.len());
-        let _ = writeln!(text, "# HELP cm_connections_refused_total Connections closed on arrival, by why.\n# TYPE cm_connections_refused_total counter\ncm_connections_refused_total{{reason=\"per_source\"}} {}\ncm_connections_refused_total{{reason=\"full\"}} {}", c.refused_per_source.load(Relaxed), c.refused_full.load(Relaxed));
-        let _ = writeln!(text, "# HELP cm_connections_closed_total Connections the server closed, by rule: evicted (an unverified connection giving way at the cap), idle (no verified request within --conn.idle), write_timeout (an answer left unread).\n# TYPE cm_connections_closed_total counter\ncm_connections_closed_total{{rule=\"evicted\"}} {}\ncm_connections_closed_total{{rule=\"idle\"}} {}\ncm_connections_closed_total{{rule=\"write_timeout\"}} {}", c.evicted.load(Relaxed), c.idle_closed.load(Relaxed), c.write_timeouts.load(Relaxed));
-    }
-    let mut r = Response::new(Full::new(Bytes::from(text)));
+    let mut r = Response::new(Full::new(Bytes::from(state.metrics.render())));
     r.headers_mut().insert(
         CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
     );
     r
 }
