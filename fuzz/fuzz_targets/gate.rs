@@ -26,10 +26,10 @@ use std::sync::OnceLock;
 
 use arbitrary::Arbitrary;
 use cm_host::gate::{self, Auth};
-use cm_host::nonce::{self, NonceError, NonceMap};
-use cm_host::sig::{self, SigError};
 use cm_host::limits::RateLimiter;
+use cm_host::nonce::{self, NonceError, NonceMap};
 use cm_host::reason::Reason;
+use cm_host::sig::{self, SigError};
 use cm_host::sig_batch::KeyCache;
 use cm_host::{limits, ss58, validators};
 use libfuzzer_sys::fuzz_target;
@@ -368,8 +368,14 @@ fn gate_steps(headers: &mut Pairs, input: &Input<'_>) {
     };
     assert!(input.listed, "an unlisted caller was admitted");
     assert_eq!(admitted.now_ns, now);
-    assert_eq!(admitted.key, nonce::endpoint_key(&admitted.auth.hotkey, admitted.auth.uuid));
-    assert!(admitted.auth.body_hash.eq_ignore_ascii_case(gate::EMPTY_BODY_HASH));
+    assert_eq!(
+        admitted.key,
+        nonce::endpoint_key(&admitted.auth.hotkey, admitted.auth.uuid)
+    );
+    assert!(admitted
+        .auth
+        .body_hash
+        .eq_ignore_ascii_case(gate::EMPTY_BODY_HASH));
     check_auth(&admitted.auth);
     if !curve {
         return;
