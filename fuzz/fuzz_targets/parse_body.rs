@@ -68,7 +68,14 @@ fn check_serve(body: &[u8]) {
         },
     };
     let mut out = vec![0u8; capacity(body.len(), Route::Conversion, &server)];
-    let served = serve(body, Route::Conversion, &server, &mut KeyOrder::new(), || 1e-5, &mut out);
+    let served = serve(
+        body,
+        Route::Conversion,
+        &server,
+        &mut KeyOrder::new(),
+        || 1e-5,
+        &mut out,
+    );
     match (served, parse_request(body)) {
         (Ok(s), Ok(_)) => {
             assert!(s.len <= out.len());
