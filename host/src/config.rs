@@ -116,8 +116,8 @@ pub struct ServeArgs {
     /// Of those, most from one source address (0 = no limit).
     #[arg(long = "verify.per-source", env = "CM_VERIFY_PER_SOURCE", default_value_t = crate::limits::DEFAULT_VERIFY_PER_SOURCE)]
     pub verify_per_source: usize,
-    /// Address of the operator's listener (/metrics, /health); keep it on loopback or a private
-    /// network. `off` serves no /metrics at all.
+    /// Address of the operator's listener (/metrics, /health, /status and the dashboard at /);
+    /// keep it on loopback or a private network. `off` serves none of them.
     #[arg(long = "metrics.addr", env = "CM_METRICS_ADDR", default_value = DEFAULT_METRICS_ADDR)]
     pub metrics_addr: String,
     /// `hotkey:uuid` keys remembered for replay protection; the oldest is evicted beyond it.
