@@ -15,20 +15,30 @@
 # Floods: none (baseline), slowread (4,200 connections pipelining 20,000
 # GET /health each, never reading), forged (1,300 keep-alive connections of
 # well-formed requests with signatures nobody made), metrics (64 keep-alive
-# connections of GET /metrics). The rate-map flood (defect 4) needs 65,536
-# distinct signing keys and is not run here; tests/attacks.rs covers it
-# scaled down and host/src/limits.rs's unit test at full table size.
+# connections of GET /metrics), ratemap (defect 4; see below).
+# ratemap: the server also gets --allow-all --rate-limit 0.005 --rate-burst
+# 1000, so a caller's bucket, once touched, stays short of full (b86c7c9's
+# "live") for 200 s, while the honest stream's 10/s for DURATION s spends
+# well under its 1,000 tokens and is never over its own limit. The attacker
+# is the probe itself with 65,536 hotkeys derived from a seed
+# (`probe --hotkeys 65536`, which cycles them in order): first one request
+# per hotkey (concurrency 32, time printed), which fills b86c7c9's 65,536-entry
+# map with live buckets, then the same at full speed during the honest run.
+# Both come from 127.0.0.1. The honest stream there runs at RATE_RATEMAP
+# (default 10/s), not RATE.
 # Environment: DURATION (s, default 20), RATE (honest requests/s, default
-# 500), FLOODS (default "none slowread forged metrics"), PROBE (the binary
-# whose probe is the honest client, default NEW_BIN; the probe is the same
-# code in both builds), ONLY (old or new: run one build only).
+# 500), FLOODS (default "none slowread forged metrics ratemap"), PROBE (the
+# binary whose probe is the honest client and the ratemap attacker, default
+# NEW_BIN; run a build that has `probe --hotkeys`), ONLY (old or new: run
+# one build only).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 NEW="${1:?usage: floods.sh NEW_BIN [OLD_BIN]}"
 OLD="${2:-}"
 DURATION="${DURATION:-20}"
 RATE="${RATE:-500}"
-FLOODS="${FLOODS:-none slowread forged metrics}"
+FLOODS="${FLOODS:-none slowread forged metrics ratemap}"
+RATEMAP_KEYS=65536
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
@@ -38,8 +48,12 @@ conns() {
 }
 
 run() { # bin label flood
-    local bin="$1" label="$2" flood="$3" srv att port
-    "$bin" serve --dev --axon.port 0 >"$WORK/out" 2>"$WORK/err" &
+    local bin="$1" label="$2" flood="$3" srv att port rate="$RATE" extra=()
+    if [ "$flood" = ratemap ]; then
+        extra=(--allow-all --rate-limit 0.005 --rate-burst 1000)
+        rate="${RATE_RATEMAP:-10}"
+    fi
+    "$bin" serve --dev --axon.port 0 "${extra[@]}" >"$WORK/out" 2>"$WORK/err" &
     srv=$!
     for _ in $(seq 100); do
         port="$(sed -n 's/^listening on 127.0.0.1:\([0-9]*\).*/\1/p' "$WORK/out")"
@@ -48,14 +62,24 @@ run() { # bin label flood
     done
     [ -n "$port" ] || { echo "no listening line from $bin" >&2; kill "$srv"; return 1; }
     att=""
-    if [ "$flood" != none ]; then
+    echo '{}' >"$WORK/att"
+    if [ "$flood" = ratemap ]; then
+        local t0=$SECONDS
+        "${PROBE:-$NEW}" probe --dev --target "127.0.0.1:$port" --hotkeys "$RATEMAP_KEYS" --seed 2 \
+            --n "$RATEMAP_KEYS" --concurrency 32 --json 2>/dev/null | tail -n 1 >"$WORK/fill" || true
+        echo "ratemap $label: one request from each of $RATEMAP_KEYS hotkeys took $((SECONDS - t0)) s: $(cat "$WORK/fill")" >&2
+        "${PROBE:-$NEW}" probe --dev --target "127.0.0.1:$port" --hotkeys "$RATEMAP_KEYS" --seed 2 \
+            --duration "$((DURATION + 5))" --concurrency 32 --json 2>/dev/null | tail -n 1 >"$WORK/att" &
+        att=$!
+        sleep 3
+    elif [ "$flood" != none ]; then
         python3 "$ROOT/scripts/flood_attacker.py" "$flood" "$(conns "$flood")" \
             "127.0.0.1:$port" "$((DURATION + ${WARMUP_SLOWREAD:-15} + 5))" 127.0.0.2 >"$WORK/att" 2>/dev/null &
         att=$!
         # The slow readers need time to open their 4,200 connections.
         if [ "$flood" = slowread ]; then sleep "${WARMUP_SLOWREAD:-15}"; else sleep 3; fi
     fi
-    "${PROBE:-$NEW}" probe --dev --target "127.0.0.1:$port" --duration "$DURATION" --rate "$RATE" \
+    "${PROBE:-$NEW}" probe --dev --target "127.0.0.1:$port" --duration "$DURATION" --rate "$rate" \
         --concurrency 8 --json 2>/dev/null | tail -n 1 >"$WORK/probe" || true
     local rss
     rss="$(awk '/VmRSS/ {print $2}' "/proc/$srv/status" 2>/dev/null || echo '?')"
@@ -73,8 +97,12 @@ try:
     a = json.loads(open(af).read())
 except Exception:
     a = {}
-print(f"| {flood} | {label} | {p.get('ok_rps', 0):.0f} | {p.get('errors', '?')} {p.get('errors_by_kind', '')} "
-      f"| {p.get('p99_ms', float('nan')):.2f} | {rss} kB | {a.get('sent', '-')} sent, {a.get('connects', '-')} connects, {a.get('status', '')} |")
+if 'ok_rps' in a:  # the ratemap attacker is a probe
+    att = f"{a.get('requests', '-')} sent, {a.get('ok', '-')} served, refused {a.get('errors_by_kind', '')}"
+else:
+    att = f"{a.get('sent', '-')} sent, {a.get('connects', '-')} connects, {a.get('status', '')}"
+print(f"| {flood} | {label} | {p.get('ok_rps', 0):.1f} | {p.get('errors', '?')} {p.get('errors_by_kind', '')} "
+      f"| {p.get('p99_ms', float('nan')):.2f} | {rss} kB | {att} |")
 PY
 }
 

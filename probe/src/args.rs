@@ -54,6 +54,11 @@ pub struct ProbeArgs {
         default_value_t = 0
     )]
     pub forge_every: u64,
+    /// Sign with N hotkeys derived from --seed instead of the wallet's (0 = off): each request
+    /// is signed by the one its nonce picks, so one probe presents N distinct callers (the
+    /// rate-map flood of scripts/floods.sh). Only a miner that allows every caller answers them.
+    #[arg(long = "hotkeys", env = "CM_PROBE_HOTKEYS", default_value_t = 0)]
+    pub hotkeys: usize,
     /// Directory holding bittensor wallets; the probe signs with this wallet's hotkey.
     #[arg(long = "wallet.path", env = "CM_WALLET_PATH", default_value = cm_host::wallet::DEFAULT_WALLET_DIR)]
     pub wallet_path: String,

@@ -48,7 +48,7 @@ pub fn check_answer(plan: &Plan, s: &Sent<'_>, got: &Value) -> Result<(u8, f64, 
         && d.get("version").and_then(Value::as_u64) == Some(DENDRITE_VERSION)
         && d.get("nonce").and_then(Value::as_u64) == Some(s.nonce)
         && d.get("uuid").and_then(Value::as_str) == Some(s.uuid)
-        && d.get("hotkey").and_then(Value::as_str) == Some(plan.signer.ss58.as_str())
+        && d.get("hotkey").and_then(Value::as_str) == Some(plan.signer_for(s.nonce).ss58.as_str())
         && d.get("signature").and_then(Value::as_str) == Some(s.signature);
     if !dendrite_ok {
         return Err("field 'dendrite' not echoed intact".into());

@@ -103,7 +103,8 @@ pub fn run(a: &ProbeArgs) -> Result<i32> {
                 rows,
                 &format!("probe-{}", a.seed),
             )?
-            .with_protocol(a.protocol),
+            .with_protocol(a.protocol)
+            .with_signers(request::derived_hotkeys(a.seed, a.hotkeys)),
         );
         let duration = a.duration.map(|d| Duration::from_secs_f64(d.max(0.0)));
         let progress = Arc::new(load::Progress {

@@ -106,6 +106,9 @@ pub struct Plan {
     pub(crate) target: SocketAddrV4,
     pub(crate) miner: String,
     pub(crate) signer: Hotkey,
+    /// More signing hotkeys ([`Plan::with_signers`]): when not empty, each
+    /// request is signed by the one its nonce picks, instead of `signer`.
+    pub(crate) signers: Vec<Hotkey>,
     pub(crate) timeout: f64,
     pub(crate) rows: Vec<Sample>,
     /// Each conversation's `features` object, for checking the echo.
@@ -143,6 +146,7 @@ impl Plan {
             target,
             miner,
             signer,
+            signers: Vec::new(),
             timeout,
             rows,
             features,
@@ -158,12 +162,34 @@ impl Plan {
         self
     }
 
-    /// A nonce from the clock, above every nonce handed out before.
+    /// Signs each request with one of `signers` (picked by the request's
+    /// nonce) instead of the one signer: one probe presents many callers.
+    pub fn with_signers(mut self, signers: Vec<Hotkey>) -> Plan {
+        self.signers = signers;
+        self
+    }
+
+    /// The hotkey that signs the request carrying `nonce`: `signers[nonce %
+    /// len]`; [`Plan::next_nonce`] steps that index by one per request, so the
+    /// requests cycle through all `signers` in order.
+    pub(crate) fn signer_for(&self, nonce: u64) -> &Hotkey {
+        match self.signers.len() {
+            0 => &self.signer,
+            n => &self.signers[(nonce % n as u64) as usize],
+        }
+    }
+
+    /// A nonce from the clock, above every nonce handed out before. With
+    /// several signers it is raised (by less than their number, in ns) to
+    /// the next value whose remainder picks the signer after the last one's.
     pub(crate) fn next_nonce(&self) -> u64 {
         let now = now_ns();
+        let ways = self.signers.len().max(1) as u64;
         let mut last = self.last_nonce.load(Ordering::Relaxed);
         loop {
             let n = now.max(last + 1);
+            let want = (last % ways + 1) % ways;
+            let n = n + (want + ways - n % ways) % ways;
             match self.last_nonce.compare_exchange_weak(
                 last,
                 n,
@@ -175,6 +201,30 @@ impl Plan {
             }
         }
     }
+}
+
+/// Prefix of the mini secrets behind [`derived_hotkeys`], so that they are
+/// not the keys some other tool derives from small numbers.
+const DERIVED_KEY_TAG: &[u8; 16] = b"cm-probe-hotkey\0";
+
+/// `probe --hotkeys N`: N distinct hotkeys, the same for the same seed. Key i
+/// expands the mini secret `DERIVED_KEY_TAG ‖ seed ‖ i` (little endian) as
+/// Substrate expands a `secretSeed`. Throwaway keys for load runs only: anyone
+/// who knows the seed can rebuild them.
+pub fn derived_hotkeys(seed: u64, n: usize) -> Vec<Hotkey> {
+    (0..n as u64)
+        .map(|i| {
+            let mut mini = [0u8; 32];
+            mini[..16].copy_from_slice(DERIVED_KEY_TAG);
+            mini[16..24].copy_from_slice(&seed.to_le_bytes());
+            mini[24..].copy_from_slice(&i.to_le_bytes());
+            // A 32-byte slice always makes a mini secret key.
+            let kp = schnorrkel::MiniSecretKey::from_bytes(&mini)
+                .map(|m| m.expand_to_keypair(schnorrkel::ExpansionMode::Ed25519))
+                .unwrap_or_else(|_| schnorrkel::Keypair::generate());
+            Hotkey::from_keypair(kp)
+        })
+        .collect()
 }
 
 /// The per-request values of one sent request, which [`check_answer`]
@@ -191,12 +241,12 @@ pub struct Sent<'a> {
 
 /// The dendrite's signature over a request, as `0x` + hex.
 fn sign(plan: &Plan, nonce: u64, uuid: &str) -> Result<String> {
-    let kp = plan
-        .signer
+    let signer = plan.signer_for(nonce);
+    let kp = signer
         .keypair
         .as_ref()
         .ok_or_else(|| anyhow!("probe hotkey has no secret"))?;
-    let msg = Message::new(nonce, &plan.signer.ss58, &plan.miner, uuid, EMPTY_BODY_HASH)
+    let msg = Message::new(nonce, &signer.ss58, &plan.miner, uuid, EMPTY_BODY_HASH)
         .map_err(|e| anyhow!("{e}"))?;
     Ok(sig::sign_hex(kp, msg.as_bytes()))
 }
@@ -217,7 +267,7 @@ pub(crate) fn request_value(plan: &Plan, s: &Sent<'_>) -> Value {
             ("version", Value::from(DENDRITE_VERSION)),
             ("nonce", Value::from(s.nonce)),
             ("uuid", Value::from(s.uuid)),
-            ("hotkey", Value::from(plan.signer.ss58.as_str())),
+            ("hotkey", Value::from(plan.signer_for(s.nonce).ss58.as_str())),
             ("signature", Value::from(s.signature)),
         ]),
         "axon": terminal(&[("ip", Value::from(ip.as_str())), ("port", Value::from(port)), ("hotkey", Value::from(plan.miner.as_str()))]),
@@ -254,7 +304,7 @@ fn request_body(plan: &Plan, s: &Sent<'_>) -> Result<Vec<u8>> {
     )?;
     json_str(&mut b, s.uuid)?;
     b.extend_from_slice(b",\"hotkey\":");
-    json_str(&mut b, &plan.signer.ss58)?;
+    json_str(&mut b, &plan.signer_for(s.nonce).ss58)?;
     b.extend_from_slice(b",\"signature\":");
     json_str(&mut b, s.signature)?;
     b.extend_from_slice(
@@ -303,7 +353,7 @@ fn btauth_request(
     uuid: &str,
 ) -> Result<(Request<Full<Bytes>>, Bytes, String)> {
     let kp = plan
-        .signer
+        .signer_for(nonce)
         .keypair
         .as_ref()
         .ok_or_else(|| anyhow!("probe hotkey has no secret"))?;
@@ -376,7 +426,7 @@ fn request_with(
     uuid: &str,
     signature: String,
 ) -> Result<(Request<Full<Bytes>>, Bytes, String)> {
-    let me = &plan.signer.ss58;
+    let me = &plan.signer_for(nonce).ss58;
     let body = Bytes::from(request_body(
         plan,
         &Sent {
@@ -413,6 +463,42 @@ fn request_with(
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    #[test]
+    fn derived_hotkeys_sign_requests_as_many_callers() {
+        let keys = derived_hotkeys(3, 4);
+        let again = derived_hotkeys(3, 4);
+        let other = derived_hotkeys(4, 4);
+        let names: std::collections::HashSet<_> = keys.iter().map(|k| k.ss58.clone()).collect();
+        assert_eq!(names.len(), 4);
+        assert!(keys.iter().zip(&again).all(|(a, b)| a.ss58 == b.ss58));
+        assert!(keys.iter().zip(&other).all(|(a, b)| a.ss58 != b.ss58));
+        let miner = Hotkey::generate();
+        let plan = test_plan(&miner, 2).with_signers(keys);
+        let mut seen = std::collections::HashSet::new();
+        let mut order = Vec::new();
+        for _ in 0..8 {
+            let nonce = plan.next_nonce();
+            order.push(plan.signer_for(nonce).ss58.clone());
+            let uuid = "u-1";
+            let (req, body, _) = build_request(&plan, 1, nonce, uuid).unwrap();
+            let hotkey = req.headers()["bt_header_dendrite_hotkey"]
+                .to_str()
+                .unwrap()
+                .to_owned();
+            assert_eq!(hotkey, plan.signer_for(nonce).ss58);
+            assert_ne!(hotkey, plan.signer.ss58);
+            // The miner's gate verifies it as a request of that hotkey.
+            let a = cm_host::gate::parse_auth(req.headers()).unwrap();
+            a.verify(&miner.ss58).unwrap();
+            let v: Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(v["dendrite"]["hotkey"], Value::from(hotkey.as_str()));
+            seen.insert(hotkey);
+        }
+        assert_eq!(seen.len(), 4);
+        // Successive nonces cycle through the keys in order.
+        assert_eq!(order[..4], order[4..]);
+    }
 
     #[test]
     fn features_follow_validator_types() {
