@@ -15,7 +15,7 @@ use crate::accounting::{self, Outcome};
 use crate::btauth::{self, replay::ReplayStore, BtauthError, Protocol};
 use crate::conn::{self, Conn};
 use crate::gate::{self, Reject};
-use crate::limits::{BudgetFull, InFlight, InFlightGuard, RateLimiter, VerifyBudget};
+use crate::limits::{BudgetFull, InFlight, InFlightGuard, RateLimiter, VerifyBudget, VerifyPermit};
 use crate::metrics::{Metrics, Route};
 use crate::nonce::NonceMap;
 use crate::reason::Reason;
@@ -316,6 +316,23 @@ pub async fn handle_ops(state: Arc<State>, req: Request<Incoming>) -> Result<Res
     })
 }
 
+/// A place in the verification budget for this connection's source, or the
+/// 503 that says which share is full; both protocols wait here before their
+/// signature check.
+fn verify_permit<'s>(state: &'s State, conn: &Conn) -> Result<VerifyPermit<'s>, Reject> {
+    state.verify.enter(conn.peer.ip()).map_err(|full| {
+        Reject::new(
+            Reason::Overloaded,
+            match full {
+                BudgetFull::Source => {
+                    "too many requests from this address are waiting for signature verification"
+                }
+                BudgetFull::Total => "too many requests are waiting for signature verification",
+            },
+        )
+    })
+}
+
 /// The gate, with the server's state: [`gate::admit`], a place in the
 /// verification budget, the batched signature check, then [`gate::settle`].
 /// Returns the request's place among the verified requests in flight.
@@ -338,17 +355,7 @@ async fn authenticate<'s>(
     };
     state.metrics.gate.observe(t0.elapsed());
 
-    let permit = state.verify.enter(conn.peer.ip()).map_err(|full| {
-        Reject::new(
-            Reason::Overloaded,
-            match full {
-                BudgetFull::Source => {
-                    "too many requests from this address are waiting for signature verification"
-                }
-                BudgetFull::Total => "too many requests are waiting for signature verification",
-            },
-        )
-    })?;
+    let permit = verify_permit(state, conn)?;
     let tv = Instant::now();
     let verified = admitted
         .auth
@@ -430,17 +437,7 @@ async fn btauth_authenticate<'s>(
     }
     state.metrics.gate.observe(t0.elapsed());
 
-    let permit = state.verify.enter(conn.peer.ip()).map_err(|full| {
-        Reject::new(
-            Reason::Overloaded,
-            match full {
-                BudgetFull::Source => {
-                    "too many requests from this address are waiting for signature verification"
-                }
-                BudgetFull::Total => "too many requests are waiting for signature verification",
-            },
-        )
-    })?;
+    let permit = verify_permit(state, conn)?;
     let bytes = read_body(state, body).await?;
     let target = parts
         .uri

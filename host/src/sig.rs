@@ -159,19 +159,25 @@ pub fn sign_hex(kp: &Keypair, msg: &[u8]) -> String {
     s
 }
 
+/// AXON.md §5.1: a real bittensor 10.5.0 dendrite signature (//Alice ->
+/// //Bob), shared by this module's tests and the batching verifier's.
+#[cfg(test)]
+pub(crate) mod vectors {
+    pub(crate) const NONCE: u64 = 1795626734383137861;
+    pub(crate) const ALICE: &str = "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY";
+    pub(crate) const BOB: &str = "5FHneW46xGXgs5mUiveU4sbTyGBzmstUspZC92UhjJM694ty";
+    pub(crate) const UUID: &str = "5c06965a-e8f3-11f1-9a7d-02fc00000001";
+    pub(crate) const EMPTY_HASH: &str =
+        "a7ffc6f8bf1ed76651c14756a061d662f580ff4de43b49fa82d80a4b80f8434a";
+    pub(crate) const SIG: &str = "0x6c15c847ea75fffd6941425a8a557cf8ae32d2880726cc56947daa44e077436cbce8ba7874fd8005b96efff21847d99524bd8b5953d684e98d0ce990650d068b";
+    pub(crate) const MESSAGE: &str = "1795626734383137861.5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY.5FHneW46xGXgs5mUiveU4sbTyGBzmstUspZC92UhjJM694ty.5c06965a-e8f3-11f1-9a7d-02fc00000001.a7ffc6f8bf1ed76651c14756a061d662f580ff4de43b49fa82d80a4b80f8434a";
+}
+
 #[cfg(test)]
 mod tests {
+    use super::vectors::*;
     use super::*;
     use crate::ss58;
-
-    // AXON.md §5.1: a real bittensor 10.5.0 dendrite signature (//Alice -> //Bob).
-    const NONCE: u64 = 1795626734383137861;
-    const ALICE: &str = "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY";
-    const BOB: &str = "5FHneW46xGXgs5mUiveU4sbTyGBzmstUspZC92UhjJM694ty";
-    const UUID: &str = "5c06965a-e8f3-11f1-9a7d-02fc00000001";
-    const EMPTY_HASH: &str = "a7ffc6f8bf1ed76651c14756a061d662f580ff4de43b49fa82d80a4b80f8434a";
-    const SIG: &str = "0x6c15c847ea75fffd6941425a8a557cf8ae32d2880726cc56947daa44e077436cbce8ba7874fd8005b96efff21847d99524bd8b5953d684e98d0ce990650d068b";
-    const MESSAGE: &str = "1795626734383137861.5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY.5FHneW46xGXgs5mUiveU4sbTyGBzmstUspZC92UhjJM694ty.5c06965a-e8f3-11f1-9a7d-02fc00000001.a7ffc6f8bf1ed76651c14756a061d662f580ff4de43b49fa82d80a4b80f8434a";
 
     #[test]
     fn message_layout_matches_spec() {
