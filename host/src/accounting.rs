@@ -21,7 +21,7 @@
 //! carries the slot number it counts, so a slot left from five minutes ago
 //! reads as zero without any timer task clearing it.
 
-use crate::metrics::{self, quantile, Histogram, N_BUCKETS};
+use crate::metrics::{self, quantile, Histogram, CONFIDENCE_SCALE, N_BUCKETS};
 use crate::reason::Reason;
 use crate::ss58;
 use prometheus_client::encoding::DescriptorEncoder;
@@ -45,8 +45,6 @@ pub const CONF_BINS: usize = 10;
 /// Bits of a rate cell holding the count; the slot number sits above them.
 const COUNT_BITS: u32 = 24;
 const COUNT_MASK: u64 = (1 << COUNT_BITS) - 1;
-/// Confidence is summed in millionths to stay in an integer atomic.
-const CONFIDENCE_SCALE: f64 = 1e6;
 /// Size of one row, for the memory bound above.
 pub const ROW_BYTES: usize = std::mem::size_of::<Row>();
 
@@ -153,13 +151,8 @@ impl Row {
                     if positive {
                         self.positives.fetch_add(1, Relaxed);
                     }
-                    let c = if conf.is_finite() {
-                        conf.clamp(0.0, 1.0) as f64
-                    } else {
-                        0.0
-                    };
                     self.confidence_micro
-                        .fetch_add((c * CONFIDENCE_SCALE).round() as u64, Relaxed);
+                        .fetch_add(metrics::confidence_micro(conf), Relaxed);
                     self.confidence_bins[conf_bin(conf)].fetch_add(1, Relaxed);
                 }
             }

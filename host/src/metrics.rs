@@ -46,7 +46,18 @@ pub const BUCKETS_S: [f64; 16] = [
 /// Buckets of a [`Histogram`]: the bounds and +Inf.
 pub const N_BUCKETS: usize = BUCKETS_S.len() + 1;
 /// Confidence is summed in millionths to stay in an integer atomic.
-const CONFIDENCE_SCALE: f64 = 1e6;
+pub(crate) const CONFIDENCE_SCALE: f64 = 1e6;
+
+/// One answer's confidence in millionths, for a sum kept in an atomic: a
+/// value outside [0, 1] is clamped into it, a non-finite one counts as 0.
+pub(crate) fn confidence_micro(confidence: f32) -> u64 {
+    let c = if confidence.is_finite() {
+        confidence.clamp(0.0, 1.0) as f64
+    } else {
+        0.0
+    };
+    (c * CONFIDENCE_SCALE).round() as u64
+}
 /// `Content-Type` of the page [`Metrics::render`] writes.
 pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
 
@@ -374,13 +385,8 @@ impl Metrics {
         if positive {
             s.positive.fetch_add(1, Relaxed);
         }
-        let c = if confidence.is_finite() {
-            confidence.clamp(0.0, 1.0) as f64
-        } else {
-            0.0
-        };
         s.confidence_micro
-            .fetch_add((c * CONFIDENCE_SCALE).round() as u64, Relaxed);
+            .fetch_add(confidence_micro(confidence), Relaxed);
     }
 
     /// The whole registry in the Prometheus text format (0.0.4).
