@@ -156,12 +156,10 @@ def main() -> int:
     vfile = os.path.join(tmp, "validators.txt")
     with open(vfile, "w") as f:
         f.write("%s,1000\n" % validator.hotkey.ss58_address)
-    argv = [args.bin, "serve", "--wallet.path", tmp, "--wallet.name", "miner", "--wallet.hotkey", "default",
-            "--validators", vfile, "--axon.ip", "127.0.0.1", "--axon.port", "0", "--log-level", "warn",
-            "--metrics.addr", "127.0.0.1:0"]
+    extra = ["--log-level", "warn"]
     if args.workers:
-        argv += ["--workers", str(args.workers)]
-    server = interop.Server(argv)
+        extra += ["--workers", str(args.workers)]
+    server = interop.serve_miner(args.bin, tmp, vfile, tuple(extra))
     try:
         addr = server.wait_ready()
         ops = metrics_addr(server)

@@ -45,7 +45,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import bittensor as bt
 from bittensor import http_auth
 
-from common import METRICS_ARGS, Checks, Server, close, make_conversations, predict_offline
+from common import Checks, close, make_conversations, predict_offline, serve_miner
 
 ROUTE = "/ConversionSynapse"
 REQUEST_TIMEOUT_S = 12.0
@@ -366,12 +366,7 @@ def main() -> int:
             print("FAIL: predict refused %d of the test conversations, e.g. %r" % (len(bad), bad[0]), file=sys.stderr)
             return 1
 
-        server = Server([
-            binary, "serve",
-            "--wallet.path", tmp, "--wallet.name", "miner", "--wallet.hotkey", "default",
-            "--validators", validators_file,
-            "--axon.ip", "127.0.0.1", "--axon.port", "0", *METRICS_ARGS,
-        ])
+        server = serve_miner(binary, tmp, validators_file)
         try:
             addr = server.wait_ready()
             print("btauth: miner %s listening on %s:%d" % (wallets["miner"].hotkey.ss58_address, addr[0], addr[1]))

@@ -165,6 +165,18 @@ class Server:
                 self.proc.wait()
 
 
+def serve_miner(binary: str, wallet_dir: str, validators_file: str, extra: tuple = ()) -> Server:
+    """`serve` with the wallet "miner" made under `wallet_dir` and the given
+    validators file, on a free loopback port with its operator listener on
+    another; `extra` flags are appended."""
+    return Server([
+        binary, "serve",
+        "--wallet.path", wallet_dir, "--wallet.name", "miner", "--wallet.hotkey", "default",
+        "--validators", validators_file,
+        "--axon.ip", "127.0.0.1", "--axon.port", "0", *METRICS_ARGS, *extra,
+    ])
+
+
 def predict_offline(binary: str, conversations: list[dict]) -> list[dict]:
     """The binary's `predict` subcommand on the same features: the expected answers."""
     stdin = "".join(json.dumps(c) + "\n" for c in conversations)

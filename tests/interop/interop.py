@@ -56,7 +56,7 @@ _networking.get_external_ip = lambda: STUB_EXTERNAL_IP
 import bittensor as bt  # noqa: E402
 from typing_extensions import TypedDict  # noqa: E402
 
-from common import METRICS_ARGS, Checks, Server, close, make_conversations, percentile, predict_offline  # noqa: E402
+from common import Checks, close, make_conversations, percentile, predict_offline, serve_miner  # noqa: E402
 
 BT_MAJOR = int(bt.__version__.split(".")[0])
 # The names a validator of this version calls (9.x subnets use the lower-case ones).
@@ -307,12 +307,7 @@ def main() -> int:
             print("FAIL: predict refused %d of the test conversations, e.g. %r" % (len(bad), bad[0]), file=sys.stderr)
             return 1
 
-        server = Server([
-            binary, "serve",
-            "--wallet.path", tmp, "--wallet.name", "miner", "--wallet.hotkey", "default",
-            "--validators", validators_file,
-            "--axon.ip", "127.0.0.1", "--axon.port", "0", *METRICS_ARGS,
-        ])
+        server = serve_miner(binary, tmp, validators_file)
         try:
             addr = server.wait_ready()
             print("interop: miner %s listening on %s:%d" % (miner_hotkey, addr[0], addr[1]))
