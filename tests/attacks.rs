@@ -401,15 +401,7 @@ fn a_full_rate_table_never_locks_out_a_new_caller() {
             let who = Signer::from_seed(seed);
             // Three requests: the bucket of two is drained, the third is 429.
             for _ in 0..3 {
-                let c = Call {
-                    path: SYNAPSE,
-                    nonce: now_ns(),
-                    ctx: SUBSTRATE_CTX,
-                    miner_ss58: &miner,
-                    axon_addr: addr,
-                    fields: synapse_fields(sample_features()),
-                    tamper: None,
-                };
+                let c = Call::sample(SYNAPSE, &miner, addr);
                 let s = who.build(&c);
                 let raw = encode_request("POST", SYNAPSE, addr, &s.headers, &s.body);
                 if let Ok(r) = raw_exchange(addr, &raw) {

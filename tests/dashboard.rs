@@ -184,15 +184,7 @@ fn keep_screenshot(png: &Path, name: &str) {
 fn send(server: &Server, miner: &str, who: &Signer, n: u64) -> Vec<u16> {
     (0..n)
         .map(|_| {
-            let call = Call {
-                path: "/ConversionSynapse",
-                nonce: now_ns(),
-                ctx: SUBSTRATE_CTX,
-                miner_ss58: miner,
-                axon_addr: server.addr,
-                fields: synapse_fields(sample_features()),
-                tamper: None,
-            };
+            let call = Call::sample("/ConversionSynapse", miner, server.addr);
             let signed = who.build(&call);
             post(server.addr, call.path, &signed.headers, &signed.body)
                 .unwrap_or_else(|e| panic!("POST: {e}\n{}", server.log_text()))

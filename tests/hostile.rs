@@ -868,15 +868,7 @@ fn sigterm_finishes_inflight_and_refuses_new() {
     let validator = Signer::from_seed(VALIDATOR_SEED);
     let held: Vec<_> = (0..SIGTERM_HELD)
         .map(|_| {
-            let c = Call {
-                path: SYNAPSE,
-                nonce: now_ns(),
-                ctx: SUBSTRATE_CTX,
-                miner_ss58: &miner,
-                axon_addr: addr,
-                fields: synapse_fields(sample_features()),
-                tamper: None,
-            };
+            let c = Call::sample(SYNAPSE, &miner, addr);
             let s = validator.build(&c);
             hold_request(
                 addr,

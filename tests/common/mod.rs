@@ -149,6 +149,23 @@ pub struct Call<'a> {
     pub tamper: Option<fn(&str) -> String>,
 }
 
+impl<'a> Call<'a> {
+    /// A conversion request with [`sample_features`] to `path` for the
+    /// miner `miner_ss58` at `axon_addr`, nonce now, signed in the substrate
+    /// context, untampered.
+    pub fn sample(path: &'a str, miner_ss58: &'a str, axon_addr: SocketAddr) -> Call<'a> {
+        Call {
+            path,
+            nonce: now_ns(),
+            ctx: SUBSTRATE_CTX,
+            miner_ss58,
+            axon_addr,
+            fields: synapse_fields(sample_features()),
+            tamper: None,
+        }
+    }
+}
+
 /// A running server, its hotkey, and the validator identity that talks to
 /// it. Each test file adds its own methods in an `impl Rig` block (an
 /// inherent impl may sit in any module of the crate that defines the type),
