@@ -104,11 +104,19 @@ impl State {
         }
     }
 
-    fn reject(&self, rej: &Reject, t0: Instant, req: Option<&hyper::HeaderMap>) -> Resp {
+    /// The refusal's answer, counted; `caller` is a synapse request's
+    /// headers and the protocol they were read as, for its validator row.
+    fn reject(
+        &self,
+        rej: &Reject,
+        t0: Instant,
+        caller: Option<(&hyper::HeaderMap, Protocol)>,
+    ) -> Resp {
         self.metrics.reject(rej.reason);
-        if let Some(h) = req {
-            self.account(h, Outcome::Refused(rej.reason), t0);
+        if let Some((h, protocol)) = caller {
+            self.account(h, protocol, Outcome::Refused(rej.reason), t0);
         }
+        let req = caller.map(|(h, _)| h);
         tracing::debug!(
             reason = rej.reason.label(),
             status = rej.reason.status(),
@@ -119,10 +127,16 @@ impl State {
     }
 
     /// Counts a synapse request in its caller's row (crate::accounting).
-    fn account(&self, headers: &hyper::HeaderMap, outcome: Outcome, t0: Instant) {
+    fn account(
+        &self,
+        headers: &hyper::HeaderMap,
+        protocol: Protocol,
+        outcome: Outcome,
+        t0: Instant,
+    ) {
         // The caller's row is the hotkey its headers claim, in whichever
         // protocol it spoke (a request with both sets counts as axon).
-        let (name, protocol) = match Protocol::of(headers) {
+        let (name, protocol) = match protocol {
             Protocol::Btauth => (btauth::H_HOTKEY, accounting::Protocol::Btauth),
             _ => (gate::H_HOTKEY, accounting::Protocol::Axon),
         };
@@ -545,7 +559,7 @@ async fn axon(
     };
     let (_in, bytes) = match gated {
         Ok(x) => x,
-        Err(rej) => return state.reject(&rej, t0, Some(&parts.headers)),
+        Err(rej) => return state.reject(&rej, t0, Some((&parts.headers, protocol))),
     };
     // Our own work starts here, with the whole body in hand: time spent
     // waiting for the client's packets is not ours to report.
@@ -571,13 +585,15 @@ async fn axon(
     KEY_ORDER.set(order);
     let served = match served {
         Ok(s) => s,
-        Err(Refused::Parse(e)) => return state.reject(&parse_error(e), t0, Some(&parts.headers)),
+        Err(Refused::Parse(e)) => {
+            return state.reject(&parse_error(e), t0, Some((&parts.headers, protocol)))
+        }
         Err(Refused::Buffer(_)) => {
             let rej = Reject::new(
                 Reason::Internal,
                 "Internal Server Error: answer buffer too small",
             );
-            return state.reject(&rej, t0, Some(&parts.headers));
+            return state.reject(&rej, t0, Some((&parts.headers, protocol)));
         }
     };
     out.truncate(served.len);
@@ -594,7 +610,12 @@ async fn axon(
         .prediction
         .as_ref()
         .map(|p| (p.conversion_happened == 1, p.confidence));
-    state.account(&parts.headers, Outcome::Answered { prediction }, t0);
+    state.account(
+        &parts.headers,
+        protocol,
+        Outcome::Answered { prediction },
+        t0,
+    );
     if tracing::enabled!(tracing::Level::DEBUG) {
         let hk = parts
             .headers
