@@ -274,6 +274,9 @@ pub async fn serve<S: Service>(
     use hyper::server::conn::http1;
     use hyper_util::rt::{TokioIo, TokioTimer};
 
+    // Named in the last log line, since the axon port and the operator
+    // listener each run this loop.
+    let local = listener.local_addr().ok();
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -336,7 +339,10 @@ pub async fn serve<S: Service>(
     let _ = closing_tx.send(true);
     drop(alive_tx);
     let _ = alive_rx.recv().await;
-    tracing::info!("all connections closed");
+    match local {
+        Some(addr) => tracing::info!(%addr, "all connections closed"),
+        None => tracing::info!("all connections closed"),
+    }
 }
 
 /// Runs one connection under the idle rule, eviction and shutdown.
