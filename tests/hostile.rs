@@ -271,39 +271,39 @@ const MATRIX: &[Case] = &[
     },
     Case {
         // `NaN` is not JSON (RFC 8259), though Python's json.dumps writes
-        // it; the core parser reads the bare token as a value of the wrong
-        // type and names the field, so it counts as bad_features.
-        name: "feature is NaN",
-        build: |r| with_features_text(r, &features_with("avg_response_time_seconds", "NaN")),
+        // it and the synapse takes it for a float feature; an integer
+        // feature refuses it (pydantic: finite_number).
+        name: "integer feature is NaN",
+        build: |r| with_features_text(r, &features_with("total_messages", "NaN")),
         status: 400,
-        needle: "avg_response_time_seconds",
+        needle: "total_messages",
         reason: "bad_features",
     },
     Case {
-        name: "feature is Infinity",
-        build: |r| with_features_text(r, &features_with("avg_response_time_seconds", "Infinity")),
+        name: "integer feature is Infinity",
+        build: |r| with_features_text(r, &features_with("question_count_user", "Infinity")),
         status: 400,
-        needle: "avg_response_time_seconds",
+        needle: "question_count_user",
         reason: "bad_features",
     },
     Case {
-        name: "feature is -Infinity",
-        build: |r| with_features_text(r, &features_with("response_gap_max", "-Infinity")),
+        name: "integer feature is -Infinity",
+        build: |r| with_features_text(r, &features_with("hour_of_day", "-Infinity")),
         status: 400,
-        needle: "response_gap_max",
+        needle: "hour_of_day",
         reason: "bad_features",
     },
     Case {
-        // A valid JSON number that overflows f32.
-        name: "feature is 1e308",
-        build: |r| with_features_text(r, &features_with("conversation_duration_seconds", "1e308")),
+        // A float beyond the 64-bit integer range (pydantic: int_parsing_size).
+        name: "integer feature is 1e308",
+        build: |r| with_features_text(r, &features_with("total_messages", "1e308")),
         status: 400,
-        needle: "conversation_duration_seconds",
+        needle: "total_messages",
         reason: "bad_features",
     },
     Case {
-        name: "negative count",
-        build: |r| with_features_text(r, &features_with("total_messages", "-3")),
+        name: "fractional count",
+        build: |r| with_features_text(r, &features_with("total_messages", "-0.5")),
         status: 400,
         needle: "total_messages",
         reason: "bad_features",

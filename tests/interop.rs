@@ -1,7 +1,9 @@
 //! Interop with the real Python `bittensor` packages a validator may run:
 //! the 9.4.0 and 10.5.0 Dendrites (tests/interop/interop.py) and bittensor
 //! 11.3.0's `http_auth` signer for btauth/1 (tests/interop/btauth.py), each
-//! against this package's binary.
+//! against this package's binary; and, in the 9.4.0 and 10.5.0 venvs, the
+//! meaning of lax feature values as their pydantic reads them
+//! (tests/interop/pydantic_meaning.py against `predict`).
 //!
 //! The three versions cannot share a venv (9.4.0 needs bittensor-wallet 3.0.9,
 //! which cannot read the wallets 4.x writes, and 11.x has no Dendrite), so each
@@ -29,6 +31,11 @@ const INTEROP_REQUESTS: u32 = 500;
 const INTEROP_REQUESTS_94: u32 = 100;
 /// What both scripts print, after `N/N`, only when the main run fully succeeded.
 const SUCCESS_LINE: &str = "requests succeeded and matched `predict`";
+/// Bodies pydantic_meaning.py checks: its hand-picked ones (341), the
+/// rest drawn at random.
+const MEANING_BODIES: u32 = 3000;
+/// What pydantic_meaning.py prints, after `N/N`, when every body agreed.
+const MEANING_LINE: &str = "bodies read as pydantic reads them";
 /// The most the mean `response_time` a 9.4.0 dendrite sees may be, in ms
 /// (issue 13: our own work, which takes microseconds).
 const MAX_MEAN_RESPONSE_TIME_MS: &str = "1.0";
@@ -41,9 +48,11 @@ struct Client {
     requests: u32,
     script: &'static str,
     extra: &'static [&'static str],
+    /// What the script prints after `N/N` on success.
+    success: &'static str,
 }
 
-const CLIENTS: [Client; 3] = [
+const CLIENTS: [Client; 5] = [
     Client {
         name: "dendrite_9_4_0_against_the_binary",
         vars: &["CM_INTEROP_PYTHON_94"],
@@ -53,6 +62,7 @@ const CLIENTS: [Client; 3] = [
         // The subnet's live validators run 9.4.0 on aiohttp 3.10, which
         // sends headers and body apart; the miner must not count that gap.
         extra: &["--max-mean-response-time-ms", MAX_MEAN_RESPONSE_TIME_MS],
+        success: SUCCESS_LINE,
     },
     Client {
         name: "dendrite_10_5_0_against_the_binary",
@@ -61,6 +71,7 @@ const CLIENTS: [Client; 3] = [
         requests: INTEROP_REQUESTS,
         script: "tests/interop/interop.py",
         extra: &[],
+        success: SUCCESS_LINE,
     },
     Client {
         name: "btauth_11_3_0_against_the_binary",
@@ -69,6 +80,27 @@ const CLIENTS: [Client; 3] = [
         requests: INTEROP_REQUESTS,
         script: "tests/interop/btauth.py",
         extra: &[],
+        success: SUCCESS_LINE,
+    },
+    // The live validators' pydantic (2.11.4 with bittensor 9.4.0) and the
+    // newer one (2.14 with 10.5.0).
+    Client {
+        name: "pydantic_meaning_9_4_0_against_predict",
+        vars: &["CM_INTEROP_PYTHON_94"],
+        version: "9.4.0",
+        requests: MEANING_BODIES,
+        script: "tests/interop/pydantic_meaning.py",
+        extra: &[],
+        success: MEANING_LINE,
+    },
+    Client {
+        name: "pydantic_meaning_10_5_0_against_predict",
+        vars: &["CM_INTEROP_PYTHON_105", "CM_INTEROP_PYTHON"],
+        version: "10.5.0",
+        requests: MEANING_BODIES,
+        script: "tests/interop/pydantic_meaning.py",
+        extra: &[],
+        success: MEANING_LINE,
     },
 ];
 
@@ -115,7 +147,7 @@ fn run(c: &Client) -> Result<(), Failed> {
         )
         .into());
     }
-    let want = format!("{n}/{n} {SUCCESS_LINE}", n = c.requests);
+    let want = format!("{n}/{n} {}", c.success, n = c.requests);
     if !stdout.contains(&want) {
         return Err(format!("{} passed without reporting '{want}':\n{stdout}", c.script).into());
     }

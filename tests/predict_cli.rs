@@ -92,19 +92,23 @@ fn bad_lines_get_errors_naming_the_field_and_exit_one() {
         ),
         (
             r#"{"features":{"session_id":"a","conversation_duration_seconds":null,"has_target_entity":1,"entities_collected_count":5,"message_ratio":1.5}}"#,
-            "conversation_duration_seconds: not a finite number",
+            "conversation_duration_seconds: wrong JSON type",
         ),
         (
-            r#"{"session_id":"a","conversation_duration_seconds":1e999,"has_target_entity":1,"entities_collected_count":5,"message_ratio":1.5}"#,
-            "conversation_duration_seconds: not a finite number",
+            r#"{"session_id":"a","conversation_duration_seconds":9,"has_target_entity":1e999,"entities_collected_count":5,"message_ratio":1.5}"#,
+            "has_target_entity: not a finite number",
         ),
         (
-            r#"{"session_id":"a","conversation_duration_seconds":9,"has_target_entity":-1,"entities_collected_count":5,"message_ratio":1.5}"#,
-            "has_target_entity: must not be negative",
+            r#"{"session_id":"a","conversation_duration_seconds":9,"has_target_entity":-0.5,"entities_collected_count":5,"message_ratio":1.5}"#,
+            "has_target_entity: must be a whole number",
         ),
         (
-            r#"{"session_id":"a","conversation_duration_seconds":9,"has_target_entity":1,"entities_collected_count":5,"message_ratio":"1.5"}"#,
-            "message_ratio: wrong JSON type, expected a number",
+            r#"{"session_id":"a","conversation_duration_seconds":9,"has_target_entity":1,"entities_collected_count":5,"message_ratio":"1.5x"}"#,
+            "message_ratio: a string that is not a number",
+        ),
+        (
+            r#"{"session_id":"a","conversation_duration_seconds":9,"has_target_entity":1,"entities_collected_count":"1e1","message_ratio":1.5}"#,
+            "entities_collected_count: a string that is not an integer",
         ),
         (
             r#"{"conversation_duration_seconds":9,"has_target_entity":1,"entities_collected_count":5,"message_ratio":1.5}"#,

@@ -16,21 +16,24 @@
 //! `json.loads` followed by the subnet's pydantic `ConversionSynapse`. So a
 //! repeated member counts once, the last one (as in a Python dict), keys
 //! are compared by decoded value (`"\u0073ession_id"` is `session_id`),
-//! `NaN`/`Infinity` are numbers (and refused as features, which must be
-//! finite), and a lone surrogate escape is a valid string. Because of the
-//! last-wins rule, a member's bad value is an error only if no later member
-//! of the same name replaces it: such errors are recorded and reported by
-//! [`Body::features`] (a ping reads no features and never sees them); only
-//! errors of the JSON text itself stop the pass.
+//! `NaN`/`Infinity` are numbers, a lone surrogate escape is a valid string,
+//! and a feature's value is read as pydantic's lax mode reads it for the
+//! synapse's `int` or `float` field (`true` is 1, `"14"` is 14, a float
+//! feature may be NaN; `number.rs` and `lax.rs` give the rules). Because
+//! of the last-wins rule, a member's bad value is an error only if no later
+//! member of the same name replaces it: such errors are recorded and
+//! reported by [`Body::features`] (a ping reads no features and never sees
+//! them); only errors of the JSON text itself stop the pass.
 //!
 //! Hand-written rather than serde-driven because this is the hot path: a
 //! general deserializer spent about 5.5 µs on a 2 KB synapse, more than the
 //! five networks together. The files: `scan.rs` (cursor, strings, literals,
 //! skipping values), `sse2.rs` (its x86_64 block compares), `keys.rs` (what
 //! a key names, and the learned feature order), `number.rs` (numbers and
-//! the feature value rules). The string, number, literal and skip routines
-//! are `#[inline(always)]`: as separate calls they cost 13% of the parse of
-//! a 2.2 KB synapse (`predict/stage/parse` 1.57 -> 1.31 µs once inlined,
+//! the feature value rules), `lax.rs` (numeric strings, read off the hot
+//! path). The string, number, literal and skip routines are
+//! `#[inline(always)]`: as separate calls they cost 13% of the parse of a
+//! 2.2 KB synapse (`predict/stage/parse` 1.57 -> 1.31 µs once inlined,
 //! 2026-11-26).
 
 use core::fmt;
@@ -38,6 +41,7 @@ use core::fmt;
 use crate::schema::{FEATURE_NAMES, N_FEATURES, REQUIRED};
 
 mod keys;
+mod lax;
 mod number;
 mod scan;
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
@@ -48,7 +52,9 @@ pub use keys::{
     KeyOrder, FEATURES_KEY, N_SLOTS, N_STATUS, N_TERMINAL, SESSION_ID, SLOT_AXON, SLOT_CONFIDENCE,
     SLOT_DENDRITE, SLOT_KEYS, SLOT_NAME, SLOT_PREDICTION, SLOT_RESPONSE_TIME, TERMINAL_KEYS,
 };
+pub use lax::MAX_NUMERIC_TEXT;
 use number::check_value;
+pub use number::MAX_INT_DIGITS;
 use scan::Reader;
 
 /// Deepest nesting of objects and arrays a body may have. A synapse body
@@ -58,7 +64,9 @@ pub const MAX_DEPTH: usize = 32;
 /// One parsed conversation.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Features<'a> {
-    /// Raw feature values in canonical order; 0.0 where not present.
+    /// Raw feature values in canonical order; 0.0 where not present. A
+    /// float feature may be NaN or infinite, an int infinite (beyond f32),
+    /// as the synapse allows: the kernels clamp them.
     pub values: [f32; N_FEATURES],
     /// Bit `i` set iff feature `i` was present in the request.
     pub present: u64,
@@ -100,6 +108,9 @@ pub enum JsonError {
     TrailingCharacters,
     /// Objects and arrays nested deeper than [`MAX_DEPTH`].
     TooDeep,
+    /// A feature's integer literal of more than [`MAX_INT_DIGITS`] digits,
+    /// which Python's `json.loads` refuses.
+    LongInteger,
 }
 
 impl fmt::Display for JsonError {
@@ -111,6 +122,9 @@ impl fmt::Display for JsonError {
             JsonError::BadString => "malformed string (bad escape or invalid UTF-8)",
             JsonError::TrailingCharacters => "trailing characters after the JSON value",
             JsonError::TooDeep => "objects/arrays nested too deeply",
+            JsonError::LongInteger => {
+                "an integer literal of more than 4300 digits (Python's json refuses it)"
+            }
         })
     }
 }
@@ -127,14 +141,20 @@ pub enum ParseError {
     NoFeatures,
     /// A field the validator requires is missing.
     MissingRequired(&'static str),
-    /// A feature is `null`, NaN, infinite, or too large for an `f32`.
+    /// An integer feature is NaN or infinite.
     NonFinite(&'static str),
-    /// An integer feature is negative.
-    Negative(&'static str),
     /// An integer feature has a fractional part.
     NotWhole(&'static str),
-    /// A field has the wrong JSON type (a feature that is not a number,
-    /// a `session_id` that is not a string, a `features` that is not an object).
+    /// An integer feature is a float outside (-2^63, 2^63), or a float
+    /// feature an integer beyond the f64 range.
+    OutOfRange(&'static str),
+    /// A feature is a string that does not read as its kind of number.
+    BadNumericString(&'static str),
+    /// A feature is a string longer than [`MAX_NUMERIC_TEXT`].
+    NumericStringTooLong(&'static str),
+    /// A field has the wrong JSON type (a feature that is `null`, an array
+    /// or an object, a `session_id` that is not a string, a `features`
+    /// that is not an object).
     WrongType(&'static str),
 }
 
@@ -144,8 +164,10 @@ impl ParseError {
         match *self {
             ParseError::MissingRequired(f)
             | ParseError::NonFinite(f)
-            | ParseError::Negative(f)
             | ParseError::NotWhole(f)
+            | ParseError::OutOfRange(f)
+            | ParseError::BadNumericString(f)
+            | ParseError::NumericStringTooLong(f)
             | ParseError::WrongType(f) => Some(f),
             ParseError::Json(_) | ParseError::NotAnObject | ParseError::NoFeatures => None,
         }
@@ -162,19 +184,33 @@ impl fmt::Display for ParseError {
             ),
             ParseError::MissingRequired(n) => write!(f, "{n}: required field is missing"),
             ParseError::NonFinite(n) => {
-                write!(f, "{n}: not a finite number (null, NaN, infinity or beyond f32 range)")
+                write!(f, "{n}: not a finite number (an integer feature takes no NaN or infinity)")
             }
-            ParseError::Negative(n) => write!(f, "{n}: must not be negative"),
             ParseError::NotWhole(n) => {
                 write!(f, "{n}: must be a whole number (an integer feature)")
             }
+            ParseError::OutOfRange(n) => {
+                if is_int_name(n) {
+                    write!(f, "{n}: a float outside the 64-bit integer range (an integer feature)")
+                } else {
+                    write!(f, "{n}: an integer too large for a float")
+                }
+            }
+            ParseError::BadNumericString(n) => {
+                let want = if is_int_name(n) { "an integer" } else { "a number" };
+                write!(f, "{n}: a string that is not {want}")
+            }
+            ParseError::NumericStringTooLong(n) => write!(
+                f,
+                "{n}: a numeric string longer than {MAX_NUMERIC_TEXT} bytes (after escapes and surrounding whitespace)"
+            ),
             ParseError::WrongType(n) => {
                 let want = if n == SESSION_ID {
                     "a string"
                 } else if n == FEATURES_KEY {
                     "an object"
                 } else {
-                    "a number"
+                    "a number, a numeric string or a boolean"
                 };
                 write!(f, "{n}: wrong JSON type, expected {want}")
             }
@@ -187,8 +223,10 @@ impl fmt::Display for ParseError {
 pub(crate) enum FieldError {
     WrongType,
     NonFinite,
-    Negative,
     NotWhole,
+    OutOfRange,
+    BadString,
+    StringTooLong,
 }
 
 impl FieldError {
@@ -196,10 +234,20 @@ impl FieldError {
         match self {
             FieldError::WrongType => ParseError::WrongType(field),
             FieldError::NonFinite => ParseError::NonFinite(field),
-            FieldError::Negative => ParseError::Negative(field),
             FieldError::NotWhole => ParseError::NotWhole(field),
+            FieldError::OutOfRange => ParseError::OutOfRange(field),
+            FieldError::BadString => ParseError::BadNumericString(field),
+            FieldError::StringTooLong => ParseError::NumericStringTooLong(field),
         }
     }
+}
+
+/// Whether the feature named `n` is an int.
+fn is_int_name(n: &str) -> bool {
+    FEATURE_NAMES
+        .iter()
+        .position(|f| *f == n)
+        .is_some_and(number::is_int)
 }
 
 fn json(e: JsonError) -> ParseError {
@@ -529,8 +577,9 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// The value of feature `fi`: a number (checked by the value rules), or
-    /// a refusal of its type or value. `Err` only for a JSON error.
+    /// The value of feature `fi`: a number (checked by the value rules), a
+    /// numeric string or boolean (read as pydantic's lax mode reads them),
+    /// or a refusal of its type or value. `Err` only for a JSON error.
     #[inline(always)]
     fn feature_value(
         &mut self,
@@ -540,24 +589,37 @@ impl<'a> Reader<'a> {
         match self.peek() {
             Some(b'-' | b'0'..=b'9') => {
                 if self.minus_infinity()? {
-                    return Ok(Err(FieldError::NonFinite));
+                    return Ok(number::non_finite(fi, f64::NEG_INFINITY));
                 }
                 let s = self.number().map_err(json)?;
-                Ok(check_value(fi, self.value(&s)))
+                let text = self.b.get(s.start..s.end).unwrap_or_default();
+                check_value(fi, self.value(&s), text).map_err(json)
             }
-            Some(b'n') => {
-                self.literal(b"null")?;
-                Ok(Err(FieldError::NonFinite))
+            Some(b'"') => {
+                self.i += 1;
+                let s = self.string_body()?;
+                let v = lax::numeric_string(number::is_int(fi), s.raw, s.escaped);
+                Ok(v.map(|v| number::lax_value(fi, v)))
+            }
+            Some(b't') => {
+                self.literal(b"true")?;
+                Ok(Ok(1.0))
+            }
+            Some(b'f') => {
+                self.literal(b"false")?;
+                Ok(Ok(0.0))
             }
             Some(b'N') => {
                 self.literal(scan::NAN)?;
-                Ok(Err(FieldError::NonFinite))
+                Ok(number::non_finite(fi, f64::NAN))
             }
             Some(b'I') => {
                 self.literal(scan::INFINITY)?;
-                Ok(Err(FieldError::NonFinite))
+                Ok(number::non_finite(fi, f64::INFINITY))
             }
             Some(_) => {
+                // `null`, an array or an object (or malformed text, which
+                // the skip reports).
                 self.skip_value(depth)?;
                 Ok(Err(FieldError::WrongType))
             }
@@ -688,50 +750,123 @@ mod tests {
         );
     }
 
+    /// What an int and a float feature make of each kind of value, with
+    /// the answers pydantic 2.11.4 and 2.14 gave after `json.loads`.
     #[test]
-    fn non_finite_refused() {
-        for v in ["null", "1e999", "-1e999", "1e308", "-3.5e38"] {
-            let b = bare(&std::format!(r#""response_gap_max":{v}"#));
-            let e = parse_request(b.as_bytes()).unwrap_err();
-            assert_eq!(e, ParseError::NonFinite("response_gap_max"), "{v}");
-            assert!(std::format!("{e}").contains("response_gap_max"));
+    fn lax_values_as_the_synapse_reads_them() {
+        let int = "hour_of_day";
+        let float = "response_gap_max";
+        let value = |field: &str, v: &str| {
+            let b = bare(&std::format!(r#""{field}":{v}"#));
+            let i = FEATURE_NAMES.iter().position(|n| *n == field).unwrap();
+            parse_request(b.as_bytes()).map(|f| f.values[i].to_bits())
+        };
+        let ok = |x: f32| Ok(x.to_bits());
+        for (v, want) in [
+            ("14", 14.0),
+            ("-3", -3.0),
+            ("true", 1.0),
+            ("false", 0.0),
+            (r#""14""#, 14.0),
+            (r#"" 14 ""#, 14.0),
+            (r#""14.0""#, 14.0),
+            (r#""1_000""#, 1000.0),
+            (r#""-0""#, 0.0),
+            (r#""\u00a014\u3000""#, 14.0),
+            (r#""\u0031\u0034""#, 14.0),
+            (r#""1180591620717411303424""#, 1.1805916e21),
+            ("1180591620717411303424", 1.1805916e21),
+        ] {
+            assert_eq!(value(int, v), ok(want), "int {v}");
         }
+        for (v, want) in [
+            ("-0.5", -0.5),
+            ("true", 1.0),
+            ("false", 0.0),
+            ("1e20", 1e20),
+            ("1e300", f32::INFINITY),
+            ("1e400", f32::INFINITY),
+            ("Infinity", f32::INFINITY),
+            ("-Infinity", f32::NEG_INFINITY),
+            (r#""1e1""#, 10.0),
+            (r#""-inf""#, f32::NEG_INFINITY),
+            (r#""1_000""#, 1000.0),
+            (r#"".5""#, 0.5),
+        ] {
+            assert_eq!(value(float, v), ok(want), "float {v}");
+        }
+        for v in ["NaN", r#""nan""#, r#"" NaN ""#] {
+            let got = value(float, v).map(f32::from_bits);
+            assert!(got.is_ok_and(f32::is_nan), "float {v}: {got:?}");
+        }
+        for (v, e) in [
+            ("NaN", ParseError::NonFinite(int)),
+            ("Infinity", ParseError::NonFinite(int)),
+            ("-Infinity", ParseError::NonFinite(int)),
+            ("1e400", ParseError::NonFinite(int)),
+            ("-0.5", ParseError::NotWhole(int)),
+            ("1e20", ParseError::OutOfRange(int)),
+            ("null", ParseError::WrongType(int)),
+            ("[1]", ParseError::WrongType(int)),
+            ("{}", ParseError::WrongType(int)),
+            (r#""1e1""#, ParseError::BadNumericString(int)),
+            (r#""0x10""#, ParseError::BadNumericString(int)),
+            (r#""""#, ParseError::BadNumericString(int)),
+            (r#""\ud800""#, ParseError::BadNumericString(int)),
+        ] {
+            assert_eq!(value(int, v), Err(e), "int {v}");
+            let msg = std::format!("{e}");
+            assert!(msg.starts_with("hour_of_day: "), "{msg}");
+        }
+        let nines = "9".repeat(400);
+        for (v, e) in [
+            ("null", ParseError::WrongType(float)),
+            (r#""0x10""#, ParseError::BadNumericString(float)),
+            (r#"" 1_0""#, ParseError::BadNumericString(float)),
+            (nines.as_str(), ParseError::OutOfRange(float)),
+        ] {
+            assert_eq!(value(float, v), Err(e), "float {v}");
+        }
+        let long = std::format!("\"{}\"", "1".repeat(MAX_NUMERIC_TEXT + 1));
+        assert_eq!(
+            value(int, &long),
+            Err(ParseError::NumericStringTooLong(int))
+        );
+        // Python's json refuses the whole body: a JSON error, even if a
+        // later member would replace the value.
+        let digits = "1".repeat(MAX_INT_DIGITS + 1);
+        for field in [int, float] {
+            let b = bare(&std::format!(r#""{field}":{digits},"{field}":1"#));
+            assert_eq!(
+                parse_request(b.as_bytes()),
+                Err(ParseError::Json(JsonError::LongInteger))
+            );
+        }
+        // The messages say what kind of number was wanted.
+        let m = |e: ParseError| std::format!("{e}");
+        assert_eq!(
+            m(ParseError::BadNumericString(int)),
+            "hour_of_day: a string that is not an integer"
+        );
+        assert_eq!(
+            m(ParseError::BadNumericString(float)),
+            "response_gap_max: a string that is not a number"
+        );
+        assert!(m(ParseError::OutOfRange(int)).contains("64-bit integer range"));
+        assert!(m(ParseError::OutOfRange(float)).contains("too large for a float"));
+        assert!(m(ParseError::NumericStringTooLong(int)).contains("longer than 256 bytes"));
+        // A required feature's bad value is reported as such, not as missing.
         let b = r#"{"features":{"session_id":"s","conversation_duration_seconds":null,"has_target_entity":0,"entities_collected_count":0,"message_ratio":0}}"#;
         assert_eq!(
             parse_request(b.as_bytes()),
-            Err(ParseError::NonFinite("conversation_duration_seconds"))
+            Err(ParseError::WrongType("conversation_duration_seconds"))
         );
-    }
-
-    #[test]
-    fn integer_rules() {
-        // As the subnet's pydantic synapse: whole numbers in any spelling,
-        // a fraction refused (so `-0.5` too); negatives refused (ours).
-        let b = bare(r#""total_messages":12.0,"user_messages_count":-0.0"#);
-        let f = parse_request(b.as_bytes()).unwrap();
-        assert_eq!(f.values[15], 12.0);
-        assert_eq!(f.values[idx::USER_MESSAGES_COUNT].to_bits(), 0);
-        for v in ["12.9", "-0.5", "1e-1"] {
-            let b = bare(&std::format!(r#""total_messages":{v}"#));
-            let e = parse_request(b.as_bytes()).unwrap_err();
-            assert_eq!(e, ParseError::NotWhole("total_messages"), "{v}");
-            assert!(std::format!("{e}").starts_with("total_messages: must be a whole number"));
-        }
-        let b = bare(r#""question_count_user":-1"#);
-        assert_eq!(
-            parse_request(b.as_bytes()),
-            Err(ParseError::Negative("question_count_user"))
-        );
-        // Negative floats are fine for float features.
-        let b = bare(r#""avg_entity_confidence":-0.5"#);
-        assert!(parse_request(b.as_bytes()).is_ok());
     }
 
     #[test]
     fn wrong_types_name_the_field() {
         for (extra, field) in [
-            (r#""hour_of_day":"14""#, "hour_of_day"),
-            (r#""hour_of_day":true"#, "hour_of_day"),
+            (r#""hour_of_day":null"#, "hour_of_day"),
             (r#""hour_of_day":[1]"#, "hour_of_day"),
             (r#""hour_of_day":{}"#, "hour_of_day"),
         ] {
@@ -935,7 +1070,7 @@ mod tests {
         assert_eq!(f.values[idx::HOUR_OF_DAY], 5.0);
         assert_eq!(
             parse_request(bare(r#""hour_of_day":5,"hour_of_day":null"#).as_bytes()),
-            Err(ParseError::NonFinite("hour_of_day"))
+            Err(ParseError::WrongType("hour_of_day"))
         );
         // The same for `features` and `session_id` themselves.
         let b = std::format!(r#"{{"features":null,"features":{{{MIN}}}}}"#);
@@ -984,21 +1119,25 @@ mod tests {
     #[test]
     fn python_number_literals() {
         for v in ["NaN", "Infinity", "-Infinity"] {
-            let b = bare(&std::format!(r#""response_gap_max":{v}"#));
+            let b = bare(&std::format!(r#""total_messages":{v}"#));
             assert_eq!(
                 parse_request(b.as_bytes()),
-                Err(ParseError::NonFinite("response_gap_max")),
+                Err(ParseError::NonFinite("total_messages")),
                 "{v}"
             );
+            let b = bare(&std::format!(r#""response_gap_max":{v}"#));
+            assert!(parse_request(b.as_bytes()).is_ok(), "{v}");
             let b = bare(&std::format!(r#""unknown":[{v}]"#));
             assert!(parse_request(b.as_bytes()).is_ok(), "{v}");
         }
-        for v in ["Nan", "-Inf", "Infinite", "-", "-x"] {
-            let b = bare(&std::format!(r#""unknown":{v}"#));
-            assert!(
-                matches!(parse_request(b.as_bytes()), Err(ParseError::Json(_))),
-                "{v}"
-            );
+        for v in ["Nan", "-Inf", "Infinite", "-", "-x", "tru", "fals", "True"] {
+            for key in ["unknown", "response_gap_max"] {
+                let b = bare(&std::format!(r#""{key}":{v}"#));
+                assert!(
+                    matches!(parse_request(b.as_bytes()), Err(ParseError::Json(_))),
+                    "{v}"
+                );
+            }
         }
     }
 

@@ -6,16 +6,39 @@
 //! operation. Anything longer or more extreme goes to `core`'s correctly
 //! rounded parser, so every number gets the f64 Python's `float()` gives.
 //!
-//! The value rules follow the subnet's pydantic synapse: an integer feature
-//! takes a whole number (`5`, `5.0`, `5e0`, `-0.0`) and refuses a fraction,
-//! as pydantic does ("got a number with a fractional part"). Two rules are
-//! ours and stricter: no feature may be non-finite (the model has no answer
-//! for NaN), and an integer feature (a count, an hour, a flag) may not be
-//! negative.
+//! The value rules are the subnet's: Python's `json.loads`, then pydantic v2
+//! in lax mode on the synapse's `int` and `float` fields (mapped out with
+//! pydantic 2.11.4 and 2.14; `tests/interop/pydantic_meaning.py` checks the
+//! miner against the real thing). For a JSON number:
+//! - an int feature takes any integer literal (negative, or beyond i64:
+//!   Python's int has no bound), and a float literal only when it is whole
+//!   and strictly inside (-2^63, 2^63) (`5.0`, `-0.0`, `1e1`; not `0.5`,
+//!   not `1e20`, not `1e400`, which is infinite);
+//! - a float feature takes any float literal, `1e400` (infinity), `NaN`,
+//!   `Infinity` and `-Infinity` included, and an integer literal that a
+//!   float can hold (not one of 309 digits or more, which rounds past
+//!   f64::MAX: Python's `float(int)` overflows);
+//! - an integer literal of more than 4,300 digits is no JSON for Python
+//!   (`json.loads` refuses it), so it refuses the body.
+//!
+//! `true` and `false` are 1 and 0 for both kinds, and numeric strings are
+//! read by `lax.rs`. The value the model gets is the f64 narrowed to f32 (an
+//! int's -0 as 0): beyond f32 it is infinite, and a NaN stays NaN. Nothing
+//! here bounds it further: the kernels clamp every network input into
+//! +-`INPUT_LIMIT` and take NaN as 0 (`kernels::clamp_input`), one rule for
+//! every value, and the answer obeys the output rules whatever the input.
 
 use super::scan::Reader;
 use super::{FieldError, JsonError};
 use crate::schema::IS_INTEGER;
+
+/// 2^63: a float literal is an int only strictly inside (-2^63, 2^63), the
+/// range pydantic's float-to-int conversion takes (`i64::MIN as f64 < v <
+/// i64::MAX as f64`).
+const I64_BOUND: f64 = 9_223_372_036_854_775_808.0;
+/// Most digits Python's `int()` (so `json.loads`) reads in an integer
+/// literal (`sys.get_int_max_str_digits()`, 4300 by default).
+pub const MAX_INT_DIGITS: usize = 4300;
 
 /// Powers of ten that are exact in an f64.
 const POW10: [f64; 23] = [
@@ -146,28 +169,87 @@ fn end_or(b: &[u8], i: usize, e: JsonError) -> JsonError {
     }
 }
 
-/// Check the value of feature `i` and narrow it to f32.
+/// Whether feature `i` is an int.
 #[inline(always)]
-pub(super) fn check_value(i: usize, v: f64) -> Result<f32, FieldError> {
-    if !v.is_finite() {
-        return Err(FieldError::NonFinite);
+pub(super) fn is_int(i: usize) -> bool {
+    IS_INTEGER.get(i).copied().unwrap_or(false)
+}
+
+/// The value of feature `i` given as the JSON number `text` whose f64 is
+/// `v`, narrowed to f32; `Err` only if Python's `json` refuses the literal.
+#[inline(always)]
+pub(super) fn check_value(
+    i: usize,
+    v: f64,
+    text: &[u8],
+) -> Result<Result<f32, FieldError>, JsonError> {
+    // The common cases, decided from the value alone.
+    if is_int(i) {
+        if libm::trunc(v) == v && v.abs() < I64_BOUND {
+            return Ok(Ok(int_f32(v)));
+        }
+    } else if v.is_finite() {
+        return Ok(Ok(v as f32));
     }
-    let x = if IS_INTEGER.get(i).copied().unwrap_or(false) {
-        if libm::trunc(v) != v {
-            return Err(FieldError::NotWhole);
+    beyond(i, v, text)
+}
+
+/// [`check_value`] for a value that is no whole number inside the i64 range
+/// (int features) or infinite (float features): the answer depends on
+/// whether the literal is an integer.
+#[cold]
+#[inline(never)]
+fn beyond(i: usize, v: f64, text: &[u8]) -> Result<Result<f32, FieldError>, JsonError> {
+    let integer = !text.iter().any(|c| matches!(c, b'.' | b'e' | b'E'));
+    if integer {
+        let digits = text.iter().filter(|c| c.is_ascii_digit()).count();
+        if digits > MAX_INT_DIGITS {
+            return Err(JsonError::LongInteger);
         }
-        if v < 0.0 {
-            return Err(FieldError::Negative);
+        return Ok(if is_int(i) {
+            Ok(int_f32(v))
+        } else {
+            // Python's `float(int)` overflows.
+            Err(FieldError::OutOfRange)
+        });
+    }
+    Ok(if is_int(i) {
+        if !v.is_finite() {
+            Err(FieldError::NonFinite)
+        } else if libm::trunc(v) != v {
+            Err(FieldError::NotWhole)
+        } else {
+            Err(FieldError::OutOfRange)
         }
-        // `-0.0` is the integer 0.
-        (v + 0.0) as f32
+    } else {
+        // A float literal past f64::MAX is infinity to Python.
+        Ok(v as f32)
+    })
+}
+
+/// `NaN`, `Infinity` or `-Infinity` (as `v`) for feature `i`: a float
+/// takes it, an int does not.
+pub(super) fn non_finite(i: usize, v: f64) -> Result<f32, FieldError> {
+    if is_int(i) {
+        Err(FieldError::NonFinite)
+    } else {
+        Ok(v as f32)
+    }
+}
+
+/// A value from a numeric string, or `true`/`false` (1/0), for feature `i`.
+pub(super) fn lax_value(i: usize, v: f64) -> f32 {
+    if is_int(i) {
+        int_f32(v)
     } else {
         v as f32
-    };
-    if !x.is_finite() {
-        return Err(FieldError::NonFinite);
     }
-    Ok(x)
+}
+
+/// An int's f32: `-0` is 0 (an int has no sign of zero).
+#[inline(always)]
+fn int_f32(v: f64) -> f32 {
+    (v + 0.0) as f32
 }
 
 #[cfg(test)]
@@ -269,24 +351,99 @@ mod tests {
         }
     }
 
-    /// Integer features: whole numbers in any spelling, no fractions, no
-    /// negatives; float features take any finite value.
+    /// The value rules for JSON numbers, with what pydantic 2.11.4 and 2.14
+    /// gave for the same literal after `json.loads`.
     #[test]
     fn value_rules() {
         use crate::schema::idx;
         let count = idx::USER_MESSAGES_COUNT;
         let ratio = idx::MESSAGE_RATIO;
-        assert_eq!(check_value(count, 5.0), Ok(5.0));
-        assert_eq!(check_value(count, -0.0).map(f32::to_bits), Ok(0));
-        assert_eq!(check_value(count, 5.5), Err(FieldError::NotWhole));
-        assert_eq!(check_value(count, -0.5), Err(FieldError::NotWhole));
-        assert_eq!(check_value(count, -1.0), Err(FieldError::Negative));
-        assert_eq!(check_value(count, f64::NAN), Err(FieldError::NonFinite));
-        assert_eq!(check_value(ratio, -0.5), Ok(-0.5));
-        assert_eq!(check_value(ratio, 1e300), Err(FieldError::NonFinite));
+        let check = |i: usize, text: &str| {
+            let v: f64 = text.parse().unwrap();
+            check_value(i, v, text.as_bytes()).map(|r| r.map(f32::to_bits))
+        };
+        let ok = |x: f32| Ok(Ok(x.to_bits()));
+        // Int features: whole numbers in any spelling, negatives too.
+        assert_eq!(check(count, "5"), ok(5.0));
+        assert_eq!(check(count, "5.0"), ok(5.0));
+        assert_eq!(check(count, "5e0"), ok(5.0));
+        assert_eq!(check(count, "1e1"), ok(10.0));
+        assert_eq!(check(count, "-0.0"), ok(0.0));
+        assert_eq!(check(count, "-0"), ok(0.0));
+        assert_eq!(check(count, "-3"), ok(-3.0));
+        assert_eq!(check(count, "-1.0"), ok(-1.0));
+        assert_eq!(check(count, "9.2e18"), ok(9.2e18));
+        // 2^63 - 1024, the largest f64 below 2^63.
         assert_eq!(
-            check_value(ratio, f64::INFINITY),
-            Err(FieldError::NonFinite)
+            check(count, "9223372036854774784.0"),
+            ok(9223372036854774784.0)
         );
+        // An integer literal has no bound (Python's int).
+        assert_eq!(
+            check(count, "9223372036854775808"),
+            ok(9223372036854775808.0)
+        );
+        assert_eq!(
+            check(count, "-9223372036854775809"),
+            ok(-9223372036854775808.0)
+        );
+        assert_eq!(check(count, "1180591620717411303424"), ok(1.1805916e21));
+        let huge = "1".repeat(MAX_INT_DIGITS);
+        assert_eq!(check(count, &huge), ok(f32::INFINITY));
+        assert_eq!(
+            check(count, &std::format!("-{huge}")),
+            ok(f32::NEG_INFINITY)
+        );
+        // Fractions (int_from_float), floats outside (-2^63, 2^63)
+        // (int_parsing_size), infinite floats (finite_number).
+        assert_eq!(check(count, "5.5"), Ok(Err(FieldError::NotWhole)));
+        assert_eq!(check(count, "-0.5"), Ok(Err(FieldError::NotWhole)));
+        assert_eq!(check(count, "1e-1"), Ok(Err(FieldError::NotWhole)));
+        assert_eq!(check(count, "1e20"), Ok(Err(FieldError::OutOfRange)));
+        assert_eq!(check(count, "9.3e18"), Ok(Err(FieldError::OutOfRange)));
+        assert_eq!(
+            check(count, "-9223372036854775808.0"),
+            Ok(Err(FieldError::OutOfRange))
+        );
+        assert_eq!(
+            check(count, "9223372036854775807.0"),
+            Ok(Err(FieldError::OutOfRange))
+        );
+        assert_eq!(check(count, "1e308"), Ok(Err(FieldError::OutOfRange)));
+        assert_eq!(check(count, "1e400"), Ok(Err(FieldError::NonFinite)));
+        assert_eq!(check(count, "-1e400"), Ok(Err(FieldError::NonFinite)));
+        assert_eq!(non_finite(count, f64::NAN), Err(FieldError::NonFinite));
+        assert_eq!(non_finite(count, f64::INFINITY), Err(FieldError::NonFinite));
+        // Float features: any float literal, past f64 too; integer
+        // literals that a float holds.
+        assert_eq!(check(ratio, "-0.5"), ok(-0.5));
+        assert_eq!(check(ratio, "-0.0"), ok(-0.0));
+        assert_eq!(check(ratio, "1e20"), ok(1e20));
+        assert_eq!(check(ratio, "1e300"), ok(f32::INFINITY));
+        assert_eq!(check(ratio, "3.5e38"), ok(f32::INFINITY));
+        assert_eq!(check(ratio, "1e400"), ok(f32::INFINITY));
+        assert_eq!(check(ratio, "-1e400"), ok(f32::NEG_INFINITY));
+        assert_eq!(check(ratio, "1e-400"), ok(0.0));
+        let max = "179769313486231570814527423731704356798070567525844996598917476803157260780028538760589558632766878171540458953514382464234321326889464182768467546703537516986049910576551282076245490090389328944075868508455133942304583236903222948165808559332123348274797826204144723168738177180919299881250404026184124858368";
+        assert_eq!(check(ratio, max), ok(f32::INFINITY));
+        // 2^1024 - 2^970 rounds to 2^1024: `float(int)` overflows (float_type).
+        let over = "179769313486231580793728971405303415079934132710037826936173778980444968292764750946649017977587207096330286416692887910946555547851940402630657488671505820681908902000708383676273854845817711531764475730270069855571366959622842914819860834936475292719074168444365510704342711559699508093042880177904174497792";
+        assert_eq!(check(ratio, over), Ok(Err(FieldError::OutOfRange)));
+        assert_eq!(non_finite(ratio, f64::NAN).map(f32::is_nan), Ok(true));
+        assert_eq!(non_finite(ratio, f64::NEG_INFINITY), Ok(f32::NEG_INFINITY));
+        // Past 4,300 digits Python's json refuses the body, for either kind.
+        let long = "1".repeat(MAX_INT_DIGITS + 1);
+        for i in [count, ratio] {
+            assert_eq!(check(i, &long), Err(JsonError::LongInteger));
+            assert_eq!(
+                check(i, &std::format!("-{long}")),
+                Err(JsonError::LongInteger)
+            );
+            // A float literal has no such limit.
+            assert!(check(i, &std::format!("{long}.0")).is_ok());
+        }
+        // Lax values: ints lose the sign of zero.
+        assert_eq!(lax_value(count, -0.0).to_bits(), 0);
+        assert_eq!(lax_value(ratio, -0.0).to_bits(), (-0.0f32).to_bits());
     }
 }
