@@ -570,6 +570,84 @@ proptest! {
     }
 }
 
+/// Values the synapse accepts but the model has no meaning for (NaN and
+/// infinities in float features, integers far beyond f32) reach the model
+/// as they are: through the feature transform (ratios, sin/cos of the hour
+/// and day) and the kernels' input clamp, every answer still obeys the
+/// output rules, on every kernel, whether one feature or all of them is
+/// extreme. Then the same values sent in bodies, in each lax spelling.
+#[test]
+fn extreme_accepted_values_predict_valid_answers_on_every_kernel() {
+    let extremes = [
+        f32::NAN,
+        -f32::NAN,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::MAX,
+        -f32::MAX,
+        1e30,
+        -1e30,
+        -0.0,
+        f32::MIN_POSITIVE / 2.0,
+    ];
+    let all = (1u64 << N_FEATURES) - 1;
+    let fill = model().fill;
+    for &x in &extremes {
+        check_all_kernels(&[x; N_FEATURES], all).expect("all features extreme");
+        for i in 0..N_FEATURES {
+            let mut raw = fill;
+            raw[i] = x;
+            check_all_kernels(&raw, all)
+                .unwrap_or_else(|e| panic!("{} = {x}: {e}", FEATURE_NAMES[i]));
+            // Only this one present: the rest (and minutes, from seconds) filled.
+            let required: u64 = REQUIRED.iter().map(|&r| 1u64 << r).sum();
+            check_all_kernels(&raw, required | (1 << i))
+                .unwrap_or_else(|e| panic!("{} = {x} alone: {e}", FEATURE_NAMES[i]));
+        }
+    }
+    let big_int = "9".repeat(300);
+    for i in 0..N_FEATURES {
+        let spellings: Vec<String> = if IS_INTEGER[i] {
+            vec![
+                big_int.clone(),
+                format!("-{big_int}"),
+                format!("\"{}\"", &big_int[..250]),
+                "-7".into(),
+                "true".into(),
+            ]
+        } else {
+            [
+                "NaN",
+                "Infinity",
+                "-Infinity",
+                "1e400",
+                "-1e400",
+                "\"nan\"",
+                "\"-inf\"",
+                "\" 1e39 \"",
+                "1e300",
+            ]
+            .map(String::from)
+            .to_vec()
+        };
+        for v in spellings {
+            let mut m = Map::new();
+            m.insert(SESSION_ID.into(), Value::from("extreme"));
+            for &r in REQUIRED.iter() {
+                m.insert(FEATURE_NAMES[r].into(), Value::from(1));
+            }
+            m.insert(FEATURE_NAMES[i].into(), Value::from("__SLOT__"));
+            let body = serde_json::to_string(&Value::Object(m))
+                .expect("serializes")
+                .replace("\"__SLOT__\"", &v);
+            let f = check_body(body.as_bytes())
+                .unwrap_or_else(|e| panic!("{body}: {e}"))
+                .unwrap_or_else(|| panic!("refused: {body}"));
+            assert!(f.is_present(i), "{body}");
+        }
+    }
+}
+
 /// The properties above check the class-1 rules only if class 1 happens:
 /// show that typical inputs give both answers.
 #[test]
