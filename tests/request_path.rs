@@ -211,6 +211,50 @@ fn bodies_mean_what_python_makes_of_them() {
     let s = signed(&rig, "/ConversionSynapse", 4, synapse_fields(whole));
     assert_eq!(answer(&send(&rig, "/ConversionSynapse", &s)), predicted(&a));
 
+    // Lax values mean what the synapse's pydantic makes of them: numeric
+    // strings (whitespace, `_`, `.0`), booleans for 0/1 flags; the same
+    // answer as the plain numbers (tests/interop/pydantic_meaning.py checks
+    // thousands of such bodies against pydantic itself).
+    let mut lax = a.clone();
+    for (k, v) in a.as_object().unwrap() {
+        let name = k.as_str();
+        let Some(i) = cm_core::schema::FEATURE_NAMES
+            .iter()
+            .position(|n| *n == name)
+        else {
+            continue;
+        };
+        let x = v.as_f64().unwrap();
+        lax[name] = if cm_core::schema::IS_INTEGER[i] && (x == 0.0 || x == 1.0) {
+            Value::Bool(x == 1.0)
+        } else if cm_core::schema::IS_INTEGER[i] {
+            Value::String(format!(" {x:.0}.00\u{3000}"))
+        } else {
+            Value::String(format!("{x:e}"))
+        };
+    }
+    let s = signed(&rig, "/ConversionSynapse", 6, synapse_fields(lax));
+    assert_eq!(answer(&send(&rig, "/ConversionSynapse", &s)), predicted(&a));
+    // A negative count is an int to pydantic, so it is answered.
+    let mut neg = a.clone();
+    neg["total_messages"] = serde_json::json!(-3);
+    let s = signed(&rig, "/ConversionSynapse", 7, synapse_fields(neg.clone()));
+    assert_eq!(
+        answer(&send(&rig, "/ConversionSynapse", &s)),
+        predicted(&neg)
+    );
+    // A string pydantic cannot read as an int is refused, naming the field.
+    let mut hex = a.clone();
+    hex["total_messages"] = serde_json::json!("0x10");
+    let s = signed(&rig, "/ConversionSynapse", 8, synapse_fields(hex));
+    let r = send(&rig, "/ConversionSynapse", &s);
+    assert_eq!(r.status, 400, "{}", r.text());
+    let msg = r.json()["message"].as_str().unwrap().to_string();
+    assert!(
+        msg.contains("total_messages: a string that is not an integer"),
+        "{msg}"
+    );
+
     // Header values that are not printable ASCII are not echoed raw.
     let mut s = signed(&rig, "/ConversionSynapse", 5, synapse_fields(a.clone()));
     for (k, v) in s.headers.iter_mut() {
