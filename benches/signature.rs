@@ -20,6 +20,9 @@
 //!   and one yield to the runtime; that part is not timed here.
 //! - `verify/cached_key`: the verification alone, key already decompressed
 //!   (a caller the server has seen before: the normal case).
+//! - `verify/key_table`: the same verification from a fixed-base table
+//!   precomputed for the caller's key (`sig_table::KeyTable`), the candidate
+//!   for allow-listed validators; compare with `verify/cached_key`.
 //! - `verify/decoded_key`: the verification alone from the 32 key bytes,
 //!   decompressing the Ristretto point each time (a caller's first request).
 //! - `stage/{parse_auth,ss58_decode,message}`: the cheap parts of `check/full`,
@@ -39,6 +42,7 @@ use hyper::header::{HeaderMap, HeaderName, HeaderValue};
 use cm_host::gate::{self, EMPTY_BODY_HASH};
 use cm_host::sig::{self, Message};
 use cm_host::sig_batch::KeyCache;
+use cm_host::sig_table::KeyTable;
 use cm_host::ss58;
 use cm_host::wallet::Hotkey;
 use cm_probe::DENDRITE_VERSION;
@@ -145,6 +149,19 @@ fn bench_signature(c: &mut Criterion<CpuClock>) {
                     black_box(messages[i].as_bytes()),
                     &a.signature,
                 )
+                .expect("verifies")
+        })
+    });
+    // The same verification from a table precomputed for the caller's key
+    // (cm_host::sig_table), against `verify/cached_key` in the same run.
+    let public = schnorrkel::PublicKey::from_bytes(&validator.public).expect("valid key");
+    let table = KeyTable::new(public);
+    g.bench_function("verify/key_table", |b| {
+        let mut i = 0;
+        b.iter(|| {
+            i = (i + 1) % N_REQUESTS;
+            table
+                .verify(black_box(messages[i].as_bytes()), &auths[i].signature)
                 .expect("verifies")
         })
     });

@@ -1,32 +1,40 @@
 //! Fuzz target `gate`: the axon's request gate, on headers a client chose.
 //!
-//! It calls the functions the server calls, in the server's order:
-//! `gate::admit` (headers, clock, allow-list and nonce state in; an
-//! admitted request or a refusal out), the server's signature check
-//! (`Auth::verify_batched` through a `KeyCache`), and `gate::settle`
-//! (nonce commit, rate limit, in-flight cap). Headers are given as plain
-//! name/value pairs through the gate's `Headers` trait, so any bytes can
-//! reach it. The input is structured (`arbitrary`): a list of header edits
-//! applied either to nothing or to the real request of AXON.md §9, so the
-//! fuzzer spends its time past the ss58 checksum instead of rediscovering a
-//! valid address. A signing mode replaces the hotkey and signature with ones
-//! the harness makes over the parsed fields (a fixed test key,
-//! deterministic nonce), which proves that anything the gate admits and an
-//! honest dendrite signed does verify and settle, that one flipped bit never
-//! verifies, and that the same request admitted again is a replay. A second
-//! part runs sequences of nonce commits over several hotkeys and uuids with
-//! a small capacity and checks the documented guarantee: no nonce is ever
+//! Every input goes through `gate::pass`, the one function the server's
+//! axon route calls for a request (`host/src/server.rs`, `authenticate`):
+//! `gate::admit` under the nonce lock (headers, clock, allow-list and nonce
+//! state in), a place in the per-source verification budget for the
+//! source address the fuzzer chose, the server's batched sr25519 check
+//! (`Auth::verify_batched` through a `KeyCache`), then `gate::settle` (nonce
+//! commit, rate limit, stake-ranked in-flight cap). The shared state it runs
+//! against is the fuzzer's choice too: permits already held in the budget by
+//! several sources, its total and per-source limits, requests already in
+//! flight and the cap, a rate-limit bucket already partly spent. Headers are
+//! given as plain name/value pairs through the gate's `Headers` trait, so
+//! any bytes can reach it. The input is structured (`arbitrary`): a list of
+//! header edits applied either to nothing or to the real request of AXON.md
+//! §9, so the fuzzer spends its time past the ss58 checksum instead of
+//! rediscovering a valid address. A signing mode replaces the hotkey and
+//! signature with ones the harness makes over the parsed fields (a fixed
+//! test key, deterministic nonce), which proves that anything the gate
+//! admits and an honest dendrite signed does verify and settle (or is
+//! refused only for a documented reason), that one flipped bit never
+//! verifies, and that the same request again is a replay. A second part
+//! runs sequences of nonce commits over several hotkeys and uuids with a
+//! small capacity and checks the documented guarantee: no nonce is ever
 //! accepted twice for one `hotkey:uuid`, whatever was evicted. A third feeds
 //! raw strings to the leaf decoders (ss58, signature hex, float header,
 //! validators file).
 #![no_main]
 
+use std::cell::{Cell, RefCell};
 use std::collections::HashSet;
-use std::sync::OnceLock;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::{Mutex, OnceLock};
 
 use arbitrary::Arbitrary;
 use cm_host::gate::{self, Auth};
-use cm_host::limits::RateLimiter;
+use cm_host::limits::{InFlight, RateLimiter, VerifyBudget};
 use cm_host::nonce::{self, NonceError, NonceMap};
 use cm_host::reason::Reason;
 use cm_host::sig::{self, SigError};
@@ -54,12 +62,19 @@ const N_UUIDS: u8 = 4;
 const MAX_CAPACITY: u8 = 16;
 /// Seed of the harness's own signing key.
 const TEST_SEED: [u8; 32] = [7; 32];
-/// One input in this many runs the curve work (the harness's signing, the
-/// server's signature check and what follows it, the raw `sig::verify`).
-/// sr25519 costs far more than the rest of the gate: with it on every
-/// input the target ran at about 4,100 exec/s here, too slow for 10 million
-/// runs in a session; the other inputs stop after `gate::admit`.
-const CURVE_ONE_IN: u8 = 4;
+/// Addresses `Source::Known` picks from, so that the request's source and
+/// the holders of the budget's permits often coincide.
+const KNOWN_SOURCES: [IpAddr; 4] = [
+    IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
+    IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)),
+    IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7)),
+    IpAddr::V6(Ipv6Addr::LOCALHOST),
+];
+/// Most permits held in the verification budget before the request.
+const MAX_HELD: usize = 64;
+/// Rate of the rate limiter when the input enables it: slow enough that no
+/// token refills during one input, so a bucket's level is what was spent.
+const RATE_PER_S: f64 = 1e-6;
 
 #[derive(Arbitrary, Debug, Clone, Copy)]
 enum Name<'a> {
@@ -126,17 +141,43 @@ struct Loose<'a> {
     raw_verify: Option<([u8; 32], [u8; 64], &'a [u8])>,
 }
 
+/// A source address.
+#[derive(Arbitrary, Debug, Clone, Copy)]
+enum Source {
+    Known(u8),
+    V4([u8; 4]),
+    V6([u8; 16]),
+}
+
+impl Source {
+    fn ip(self) -> IpAddr {
+        match self {
+            Source::Known(i) => KNOWN_SOURCES[usize::from(i) % KNOWN_SOURCES.len()],
+            Source::V4(b) => IpAddr::from(b),
+            Source::V6(b) => IpAddr::from(b),
+        }
+    }
+}
+
 #[derive(Arbitrary, Debug)]
 struct Input<'a> {
-    /// `curve % CURVE_ONE_IN == 0` runs the signature steps.
-    curve: u8,
     from_real_request: bool,
     edits: Vec<Edit<'a>>,
     signing: Signing,
     /// Clock at the gate relative to the request's nonce, in NEAR_STEP_NS.
     clock_offset: i32,
-    max_inflight: u16,
-    inflight: u16,
+    /// The request's source address.
+    source: Source,
+    /// Permits already held in the verification budget, one per entry.
+    held: Vec<Source>,
+    /// The budget's limits, all sources together and per source (0 = none).
+    verify_total: u8,
+    verify_per_source: u8,
+    /// The in-flight cap (0 = none) and verified requests already in flight.
+    max_inflight: u8,
+    inflight: u8,
+    /// The rate limit: bucket size, and tokens the caller already spent.
+    rate: Option<(u8, u8)>,
     rank: f64,
     /// Whether the caller is on the allow-list (rank `rank`).
     listed: bool,
@@ -164,13 +205,8 @@ fuzz_target!(|input: Input<'_>| {
     gate_steps(&mut headers, &input);
     nonce_sequence(&input);
     admission(&input);
-    leaf_decoders(&input.loose, with_curve(&input));
+    leaf_decoders(&input.loose);
 });
-
-/// Whether this input runs the sr25519 steps.
-fn with_curve(input: &Input<'_>) -> bool {
-    input.curve % CURVE_ONE_IN == 0
-}
 
 fn real_request() -> [(&'static str, &'static str); 7] {
     [
@@ -288,20 +324,58 @@ fn to_hex(bytes: &[u8], upper: bool) -> String {
     s
 }
 
-/// The server's gate, step by step.
+/// What `gate::pass` reported along the way, with the checks that need the
+/// admitted request made as it is reported.
+#[derive(Default)]
+struct Seen {
+    /// The clock the request was given.
+    now: u64,
+    /// `admit` passed: the caller's rank and hotkey.
+    admitted: RefCell<Option<(f64, [u8; 32])>>,
+    checked: Cell<bool>,
+    proven: Cell<bool>,
+}
+
+impl gate::Observer for Seen {
+    fn admitted(&self, a: &gate::Admitted<'_>) {
+        assert!(self.admitted.borrow().is_none(), "admitted twice");
+        assert!(!self.checked.get() && !self.proven.get(), "out of order");
+        assert_eq!(a.now_ns, self.now);
+        assert_eq!(a.key, nonce::endpoint_key(&a.auth.hotkey, a.auth.uuid));
+        assert!(a.auth.body_hash.eq_ignore_ascii_case(gate::EMPTY_BODY_HASH));
+        check_auth(&a.auth);
+        *self.admitted.borrow_mut() = Some((a.rank, a.auth.hotkey));
+    }
+    fn checked(&self, _took: std::time::Duration) {
+        assert!(self.admitted.borrow().is_some() && !self.checked.get());
+        self.checked.set(true);
+    }
+    fn proven(&self) {
+        assert!(self.checked.get() && !self.proven.get());
+        self.proven.set(true);
+    }
+}
+
+/// A budget message of `gate::verify_permit`'s.
+const BUDGET_SOURCE: &str =
+    "too many requests from this address are waiting for signature verification";
+const BUDGET_TOTAL: &str = "too many requests are waiting for signature verification";
+
+/// The server's gate, `gate::pass`, on one request against state the input
+/// chose, then the same request again.
 fn gate_steps(headers: &mut Pairs, input: &Input<'_>) {
     // The clock is set relative to the request's own nonce, so that small
     // offsets land inside the window.
     let pairs = view(headers);
     let first = gate::parse_auth(pairs.as_slice());
-    let (nonce_v, uuid, body_hash) = match &first {
+    let (nonce_v, uuid, body_hash, mut hotkey) = match &first {
         Ok(a) => {
             check_auth(a);
-            (a.nonce, a.uuid.to_owned(), a.body_hash.to_owned())
+            (a.nonce, a.uuid.to_owned(), a.body_hash.to_owned(), a.hotkey)
         }
         Err(rej) => {
             check_reject_shape(rej);
-            (0, String::new(), String::new())
+            (0, String::new(), String::new(), [0; 32])
         }
     };
     let parsed = first.is_ok();
@@ -310,8 +384,7 @@ fn gate_steps(headers: &mut Pairs, input: &Input<'_>) {
 
     // Put the harness's own signature in, over the fields as parsed.
     let mut expect_valid = None;
-    let curve = with_curve(input);
-    if let (true, true, Signing::Ours { flip, upper }) = (curve, parsed, &input.signing) {
+    if let (true, Signing::Ours { flip, upper }) = (parsed, &input.signing) {
         let (kp, kp_ss58) = test_key();
         let msg = match sig::Message::new(nonce_v, kp_ss58, BOB, &uuid, &body_hash) {
             Ok(m) => m,
@@ -329,103 +402,175 @@ fn gate_steps(headers: &mut Pairs, input: &Input<'_>) {
         }
         set(headers, gate::H_HOTKEY, kp_ss58);
         set(headers, gate::H_SIGNATURE, &to_hex(&bytes, *upper));
+        hotkey = kp.public.to_bytes();
         expect_valid = Some(flip.is_none());
     }
 
-    let pairs = view(headers);
+    // The server's shared state, as the input chose it.
     let now = nonce_v.saturating_add_signed(i64::from(input.clock_offset) * NEAR_STEP_NS);
     let capacity = usize::from(input.nonce_capacity % MAX_CAPACITY) + 1;
-    let mut nonces = NonceMap::new(capacity, nonce::DEFAULT_FUTURE_SKEW_NS)
-        .per_hotkey(usize::from(input.per_hotkey));
+    let nonces = Mutex::new(
+        NonceMap::new(capacity, nonce::DEFAULT_FUTURE_SKEW_NS)
+            .per_hotkey(usize::from(input.per_hotkey)),
+    );
+    let budget = VerifyBudget::new(
+        usize::from(input.verify_total),
+        usize::from(input.verify_per_source),
+    );
+    let source = input.source.ip();
+    // Permits other requests hold (one may be refused: two sources can share
+    // a counter, and the total may be reached).
+    let mut held = Vec::new();
+    let mut held_here = 0usize;
+    for s in input.held.iter().take(MAX_HELD) {
+        if let Ok(p) = budget.enter(s.ip()) {
+            held.push(p);
+            held_here += usize::from(s.ip() == source);
+        }
+    }
+    let held_total = held.len();
+    assert_eq!(budget.current(), held_total);
+    let inflight = InFlight::default();
+    let others: Vec<_> = (0..input.inflight).map(|_| inflight.enter()).collect();
+    let rate = match input.rate {
+        Some((burst, _)) => RateLimiter::with_capacity(RATE_PER_S, f64::from(burst), 1),
+        None => RateLimiter::new(0.0, 0.0),
+    };
+    // The bucket of the hotkey the request carries, partly spent.
+    // A bucket holds `burst` tokens (at least one) and nothing refills
+    // meanwhile, so a token is left exactly when fewer were spent.
+    let spent_now = std::time::Instant::now();
+    let mut rate_left = true;
+    if let Some((burst, spent)) = input.rate {
+        for i in 0..spent {
+            assert_eq!(rate.allow(&hotkey, spent_now), i < burst.max(1));
+        }
+        rate_left = spent < burst.max(1);
+    }
     let rank_of = |_: &[u8; 32]| input.listed.then_some(input.rank);
-    let max_body = usize::from(input.max_body);
-    let gate_view = gate::View {
-        max_body,
+    // A fresh key cache, so every run of an input is the same.
+    let keys = KeyCache::default();
+    let shared = gate::Shared {
+        own_hotkey_ss58: BOB,
+        max_body: usize::from(input.max_body),
         rank: &rank_of,
         nonces: &nonces,
+        verify: &budget,
+        keys: &keys,
+        rate: &rate,
+        inflight: &inflight,
+        max_inflight: usize::from(input.max_inflight),
     };
-    let admitted = match gate::admit(pairs.as_slice(), now, &gate_view) {
-        Ok(a) => a,
-        Err(rej) => {
-            check_reject_shape(&rej);
-            if let Some(true) = expect_valid {
-                // An honest request is refused only for a documented reason.
-                assert!(
-                    matches!(
-                        rej.reason,
-                        Reason::BodyTooLarge
-                            | Reason::Blacklisted
-                            | Reason::BodyHash
-                            | Reason::NonceStale
-                            | Reason::NonceFuture
-                    ),
-                    "honest request refused: {}",
-                    rej.message()
-                );
-            }
-            return;
-        }
+    let seen = Seen {
+        now,
+        ..Seen::default()
     };
-    assert!(input.listed, "an unlisted caller was admitted");
-    assert_eq!(admitted.now_ns, now);
-    assert_eq!(
-        admitted.key,
-        nonce::endpoint_key(&admitted.auth.hotkey, admitted.auth.uuid)
-    );
-    assert!(admitted
-        .auth
-        .body_hash
-        .eq_ignore_ascii_case(gate::EMPTY_BODY_HASH));
-    check_auth(&admitted.auth);
-    if !curve {
-        return;
-    }
 
-    // The server's own check: the batched verification through a key cache
-    // (a fresh one, so every run of an input is the same), driven to its
-    // end on a current-thread runtime, as a request alone in the queue is.
-    let keys = KeyCache::default();
-    let verified = runtime().block_on(admitted.auth.verify_batched(BOB, &keys));
-    if let Err(rej) = &verified {
+    // The server's gate, driven to its end on a current-thread runtime, as a
+    // request alone in the verification queue is.
+    let pairs = view(headers);
+    let passed = runtime().block_on(gate::pass(&shared, pairs.as_slice(), source, now, &seen));
+    assert_eq!(budget.current(), held_total, "a verification permit leaked");
+    if let Err(rej) = &passed {
         check_reject_shape(rej);
     }
-    match expect_valid {
-        Some(true) => assert!(verified.is_ok(), "honest signature refused: {:?}", verified),
-        Some(false) => assert!(verified.is_err(), "flipped signature accepted"),
-        None => {}
-    }
-    if verified.is_err() {
+    let admitted = *seen.admitted.borrow();
+    let Some((rank, admitted_key)) = admitted else {
+        // Refused by `admit`.
+        let rej = passed.as_ref().err().expect("neither admitted nor refused");
+        if let Some(true) = expect_valid {
+            // An honest request is refused only for a documented reason.
+            assert!(
+                matches!(
+                    rej.reason,
+                    Reason::BodyTooLarge
+                        | Reason::Blacklisted
+                        | Reason::BodyHash
+                        | Reason::NonceStale
+                        | Reason::NonceFuture
+                ),
+                "honest request refused: {}",
+                rej.message()
+            );
+        }
+        assert!(gate::lock_nonces(&nonces).is_empty());
+        return;
+    };
+    assert!(input.listed, "an unlisted caller was admitted");
+    assert_eq!(admitted_key, hotkey);
+
+    // The verification budget: full for this source or in total exactly
+    // when the permits held say so.
+    let per_source = usize::from(input.verify_per_source);
+    let total = usize::from(input.verify_total);
+    let must_wait =
+        (per_source != 0 && held_here >= per_source) || (total != 0 && held_total >= total);
+    if !seen.checked.get() {
+        let rej = passed
+            .as_ref()
+            .err()
+            .expect("admitted, unchecked, yet passed");
+        assert_eq!(rej.reason, Reason::Overloaded, "{}", rej.message());
+        match rej.detail.as_str() {
+            BUDGET_SOURCE => assert!(per_source != 0 && held_total >= per_source),
+            BUDGET_TOTAL => assert!(total != 0 && held_total >= total),
+            other => panic!("refused between admit and the check: {other}"),
+        }
+        assert!(gate::lock_nonces(&nonces).is_empty());
         return;
     }
-    let rate = RateLimiter::new(0.0, 0.0);
-    let cap = usize::from(input.max_inflight);
-    let inflight = usize::from(input.inflight).max(1);
-    let settled = gate::settle(
-        &admitted,
-        gate::Settle {
-            nonces: &mut nonces,
-            rate: &rate,
-            now: std::time::Instant::now(),
-            inflight,
-            max_inflight: cap,
-        },
-    );
-    match &settled {
-        Ok(()) => assert!(limits::admit(cap, inflight, input.rank)),
+    assert!(!must_wait, "the budget let in a request over its share");
+
+    // The signature check, and settle.
+    if !seen.proven.get() {
+        let rej = passed
+            .as_ref()
+            .err()
+            .expect("checked, unproven, yet passed");
+        assert!(
+            matches!(
+                rej.reason,
+                Reason::SignatureMismatch | Reason::SignatureMalformed
+            ),
+            "{}",
+            rej.message()
+        );
+        assert_ne!(
+            expect_valid,
+            Some(true),
+            "honest signature refused: {}",
+            rej.message()
+        );
+        assert!(gate::lock_nonces(&nonces).is_empty());
+        return;
+    }
+    assert_ne!(expect_valid, Some(false), "flipped signature accepted");
+    let load_ok = limits::admit(usize::from(input.max_inflight), others.len() + 1, rank);
+    match &passed {
+        Ok(_) => {
+            assert!(rate_left && load_ok);
+            assert_eq!(inflight.current(), others.len() + 1);
+        }
+        Err(rej) if rej.reason == Reason::RateLimited => assert!(!rate_left),
         Err(rej) => {
             assert_eq!(rej.reason, Reason::Overloaded, "{}", rej.message());
-            assert!(!limits::admit(cap, inflight, input.rank));
+            assert!(rate_left && !load_ok);
         }
     }
-    // Committed either way: the same request again is a replay.
-    assert_eq!(nonces.len(), 1);
-    let again = gate::View {
-        max_body,
-        rank: &rank_of,
-        nonces: &nonces,
+    drop(passed);
+    assert_eq!(inflight.current(), others.len());
+    // Committed either way: the same request again is a replay, refused by
+    // `admit` before any signature work.
+    assert_eq!(gate::lock_nonces(&nonces).len(), 1);
+    let again = Seen {
+        now,
+        ..Seen::default()
     };
-    let replay = gate::admit(pairs.as_slice(), now, &again).map(|_| ());
-    assert_eq!(replay.map_err(|r| r.reason), Err(Reason::NonceReplay));
+    let replay = runtime().block_on(gate::pass(&shared, pairs.as_slice(), source, now, &again));
+    assert_eq!(replay.err().map(|r| r.reason), Some(Reason::NonceReplay));
+    assert!(again.admitted.borrow().is_none());
+    drop(held);
+    assert_eq!(budget.current(), 0);
 }
 
 fn check_auth(a: &Auth<'_>) {
@@ -503,7 +648,7 @@ fn admission(input: &Input<'_>) {
     let _ = limits::admit(cap, usize::from(input.inflight), input.rank);
 }
 
-fn leaf_decoders(l: &Loose<'_>, curve: bool) {
+fn leaf_decoders(l: &Loose<'_>) {
     match ss58::decode(l.ss58) {
         Ok((prefix, key)) => assert_eq!(ss58::encode_with_prefix(prefix, &key), l.ss58),
         Err(e) => assert!(!e.to_string().is_empty()),
@@ -521,7 +666,7 @@ fn leaf_decoders(l: &Loose<'_>, curve: bool) {
     if let Err(e) = validators::AllowList::parse(l.validators_file) {
         assert!(e.line >= 1);
     }
-    if let (true, Some((pk, s, msg))) = (curve, &l.raw_verify) {
+    if let Some((pk, s, msg)) = &l.raw_verify {
         let _ = sig::verify(pk, msg, s);
     }
 }

@@ -6,8 +6,12 @@
 //! state and answers an [`Admitted`] request or a [`Reject`]; after the
 //! signature verified, [`settle`] records the nonce, charges the rate limit
 //! and applies the stake-ranked in-flight cap. Neither needs a runtime or a
-//! hyper type: headers come through the small [`Headers`] trait, so the fuzz
-//! target calls exactly what the server calls.
+//! hyper type: headers come through the small [`Headers`] trait. [`pass`]
+//! strings the whole sequence together with the server's shared state
+//! ([`Shared`]) and the source address: admit, a place in the per-source
+//! verification budget, the batched signature check, settle. The server's
+//! axon route and the `gate` fuzz target both call it, so the fuzzer runs
+//! the server's gate, not a copy of its order.
 //!
 //! Order (DESIGN.md, AXON.md §5-6): body size from `Content-Length`, header
 //! presence and syntax, the allow-list (a hash lookup), the body-hash
@@ -21,12 +25,18 @@
 //! server bounds verification work separately, per source). The body is read
 //! after all of this: an unauthenticated request never gets its body buffered.
 
-use crate::limits::{self, RateLimiter};
+use crate::limits::{
+    self, BudgetFull, InFlight, InFlightGuard, RateLimiter, VerifyBudget, VerifyPermit,
+};
 use crate::nonce::NonceMap;
 use crate::nonce::{self, NonceError};
 use crate::reason::Reason;
 use crate::sig::{self, SigError};
+use crate::sig_batch::KeyCache;
 use crate::ss58;
+use std::net::IpAddr;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 /// `computed_body_hash` of a synapse without `required_hash_fields`: SHA3-256("").
 pub const EMPTY_BODY_HASH: &str =
@@ -387,6 +397,124 @@ pub fn settle(a: &Admitted<'_>, s: Settle<'_>) -> Result<(), Reject> {
     Ok(())
 }
 
+/// The server's shared state, as the whole gate ([`pass`]) reads and
+/// changes it. Built by the server for each request (a few references), and
+/// by the `gate` fuzz target with state of its own choosing. `'g` is the
+/// in-flight counter's, which the admitted request's guard borrows.
+pub struct Shared<'a, 'g> {
+    /// This miner's hotkey: the axon slot of the message the dendrite signed.
+    pub own_hotkey_ss58: &'a str,
+    /// Largest body accepted, in bytes.
+    pub max_body: usize,
+    /// Stake rank of an allowed caller; `None` refuses it (see [`View::rank`]).
+    pub rank: &'a (dyn Fn(&[u8; 32]) -> Option<f64> + Sync),
+    /// The replay state.
+    pub nonces: &'a Mutex<NonceMap>,
+    /// Requests waiting for their signature check, per source.
+    pub verify: &'a VerifyBudget,
+    /// Decompressed keys and the batching queue of the signature check.
+    pub keys: &'a KeyCache,
+    pub rate: &'a RateLimiter,
+    /// Verified requests in flight.
+    pub inflight: &'g InFlight,
+    /// The in-flight cap (0 = none).
+    pub max_inflight: usize,
+}
+
+/// What the caller of [`pass`] records along the way (the server: its
+/// metrics and the connection's standing). Every hook defaults to nothing.
+pub trait Observer {
+    /// [`admit`] passed; the signature check comes next.
+    fn admitted(&self, _a: &Admitted<'_>) {}
+    /// The signature check ran (whatever its verdict) and took `took`.
+    fn checked(&self, _took: Duration) {}
+    /// The caller proved its key with a fresh nonce: [`settle`] accepted the
+    /// request, or refused it only for load (rate limit, in-flight cap).
+    fn proven(&self) {}
+}
+
+/// The replay state, locked (a panic elsewhere while it was held leaves a
+/// map that is still consistent: every change to it is one call).
+pub fn lock_nonces(m: &Mutex<NonceMap>) -> MutexGuard<'_, NonceMap> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+/// A place in the verification budget for a request from `source`, or the
+/// 503 that says which share is full. Both protocols wait here before their
+/// signature check.
+pub fn verify_permit(budget: &VerifyBudget, source: IpAddr) -> Result<VerifyPermit<'_>, Reject> {
+    budget.enter(source).map_err(|full| {
+        Reject::new(
+            Reason::Overloaded,
+            match full {
+                BudgetFull::Source => {
+                    "too many requests from this address are waiting for signature verification"
+                }
+                BudgetFull::Total => "too many requests are waiting for signature verification",
+            },
+        )
+    })
+}
+
+/// The whole gate of an axon request from `source`, as the server runs it:
+/// [`admit`] (under the nonce lock), a place in the verification budget
+/// ([`verify_permit`]), the batched signature check
+/// ([`Auth::verify_batched`]), then [`settle`] counted among the verified
+/// requests in flight. Returns the request's place in flight.
+pub async fn pass<'g, H: Headers + ?Sized, O: Observer + ?Sized>(
+    s: &Shared<'_, 'g>,
+    h: &H,
+    source: IpAddr,
+    now_ns: u64,
+    obs: &O,
+) -> Result<InFlightGuard<'g>, Reject> {
+    let admitted = {
+        let nonces = lock_nonces(s.nonces);
+        let view = View {
+            max_body: s.max_body,
+            rank: s.rank,
+            nonces: &nonces,
+        };
+        admit(h, now_ns, &view)?
+    };
+    obs.admitted(&admitted);
+
+    let permit = verify_permit(s.verify, source)?;
+    let tv = Instant::now();
+    let verified = admitted
+        .auth
+        .verify_batched(s.own_hotkey_ss58, s.keys)
+        .await;
+    obs.checked(tv.elapsed());
+    drop(permit);
+    verified?;
+
+    let guard = s.inflight.enter();
+    let settled = settle(
+        &admitted,
+        Settle {
+            nonces: &mut lock_nonces(s.nonces),
+            rate: s.rate,
+            now: Instant::now(),
+            inflight: s.inflight.current(),
+            max_inflight: s.max_inflight,
+        },
+    );
+    // A fresh, verified request proves its caller even when refused for
+    // load; a duplicate nonce does not.
+    if settled.is_ok()
+        || settled
+            .as_ref()
+            .is_err_and(|r| matches!(r.reason, Reason::RateLimited | Reason::Overloaded))
+    {
+        obs.proven();
+    }
+    settled.map(|()| guard)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -487,6 +615,85 @@ mod tests {
         let a_h = without("timeout");
         assert_eq!(parse_auth(&a_h).unwrap().timeout_s, DEFAULT_TIMEOUT_S);
         assert!(parse_auth(&without(H_VERSION)).is_ok());
+    }
+
+    /// Which of [`Observer`]'s hooks [`pass`] called.
+    #[derive(Default)]
+    struct Hooks(std::cell::Cell<[bool; 3]>);
+
+    impl Observer for Hooks {
+        fn admitted(&self, _: &Admitted<'_>) {
+            let [_, c, p] = self.0.get();
+            self.0.set([true, c, p]);
+        }
+        fn checked(&self, _: Duration) {
+            let [a, _, p] = self.0.get();
+            self.0.set([a, true, p]);
+        }
+        fn proven(&self) {
+            let [a, c, _] = self.0.get();
+            self.0.set([a, c, true]);
+        }
+    }
+
+    #[test]
+    fn pass_runs_admit_budget_check_settle_in_order() {
+        let now = 1_795_626_734_383_137_861 + 1_000_000;
+        let rank = |k: &[u8; 32]| (ss58::encode(k) == ALICE).then_some(1.0);
+        let nonces = Mutex::new(NonceMap::new(16, nonce::DEFAULT_FUTURE_SKEW_NS));
+        let verify = VerifyBudget::new(4, 1);
+        let keys = KeyCache::default();
+        let rate = RateLimiter::new(0.0, 0.0);
+        let inflight = InFlight::default();
+        let shared = Shared {
+            own_hotkey_ss58: BOB,
+            max_body: 1024,
+            rank: &rank,
+            nonces: &nonces,
+            verify: &verify,
+            keys: &keys,
+            rate: &rate,
+            inflight: &inflight,
+            max_inflight: 8,
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let run = |h: &HeaderMap, src: &str| {
+            let hooks = Hooks::default();
+            let r = rt.block_on(pass(&shared, h, src.parse().unwrap(), now, &hooks));
+            (r.map(|_in| inflight.current()), hooks.0.get())
+        };
+        let (a, b) = ("10.0.0.1", "10.0.0.2");
+        // This source's share is taken: refused after admit, before the check.
+        let held = verify.enter(a.parse().unwrap()).unwrap();
+        assert!(SIG.ends_with('b'));
+        let (r, hooks) = run(&headers(&axon_md_request()), a);
+        assert_eq!(
+            r.unwrap_err().detail,
+            "too many requests from this address are waiting for signature verification"
+        );
+        assert_eq!(hooks, [true, false, false]);
+        // A bit flipped: checked, refused, nothing recorded.
+        let forged = with(H_SIGNATURE, &format!("{}c", &SIG[..SIG.len() - 1]));
+        let (r, hooks) = run(&forged, b);
+        assert_eq!(r.unwrap_err().reason, Reason::SignatureMismatch);
+        assert_eq!(hooks, [true, true, false]);
+        assert!(lock_nonces(&nonces).is_empty());
+        // From another source it passes, counted in flight while held.
+        let (r, hooks) = run(&headers(&axon_md_request()), b);
+        assert_eq!(r.unwrap(), 1);
+        assert_eq!(hooks, [true, true, true]);
+        assert_eq!((inflight.current(), verify.current()), (0, 1));
+        drop(held);
+        // And again it is a replay, refused by admit.
+        let (r, hooks) = run(&headers(&axon_md_request()), a);
+        assert_eq!(r.unwrap_err().reason, Reason::NonceReplay);
+        assert_eq!(hooks, [false, false, false]);
+        // An unlisted caller never reaches the budget.
+        let (r, hooks) = run(&with(H_HOTKEY, BOB), b);
+        assert_eq!(r.unwrap_err().reason, Reason::Blacklisted);
+        assert_eq!(hooks, [false, false, false]);
     }
 
     #[test]

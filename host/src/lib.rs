@@ -34,6 +34,7 @@ pub mod reqlog;
 pub mod server;
 pub mod sig;
 pub mod sig_batch;
+pub mod sig_table;
 pub mod ss58;
 pub mod synapse;
 pub mod validators;

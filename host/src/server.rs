@@ -15,7 +15,7 @@ use crate::accounting::{self, Outcome};
 use crate::btauth::{self, replay::ReplayStore, BtauthError, Protocol};
 use crate::conn::{self, Conn};
 use crate::gate::{self, Reject};
-use crate::limits::{BudgetFull, InFlight, InFlightGuard, RateLimiter, VerifyBudget, VerifyPermit};
+use crate::limits::{InFlight, InFlightGuard, RateLimiter, VerifyBudget, VerifyPermit};
 use crate::metrics::{Metrics, Route};
 use crate::nonce::NonceMap;
 use crate::reason::Reason;
@@ -162,10 +162,7 @@ impl State {
     }
 
     fn nonce_lock(&self) -> std::sync::MutexGuard<'_, NonceMap> {
-        match self.nonces.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        }
+        gate::lock_nonces(&self.nonces)
     }
 
     fn btauth_lock(&self) -> std::sync::MutexGuard<'_, ReplayStore> {
@@ -330,76 +327,55 @@ pub async fn handle_ops(state: Arc<State>, req: Request<Incoming>) -> Result<Res
     })
 }
 
-/// A place in the verification budget for this connection's source, or the
-/// 503 that says which share is full; both protocols wait here before their
-/// signature check.
+/// A place in the verification budget for this connection's source
+/// ([`gate::verify_permit`]), for the btauth/1 gate.
 fn verify_permit<'s>(state: &'s State, conn: &Conn) -> Result<VerifyPermit<'s>, Reject> {
-    state.verify.enter(conn.peer.ip()).map_err(|full| {
-        Reject::new(
-            Reason::Overloaded,
-            match full {
-                BudgetFull::Source => {
-                    "too many requests from this address are waiting for signature verification"
-                }
-                BudgetFull::Total => "too many requests are waiting for signature verification",
-            },
-        )
-    })
+    gate::verify_permit(&state.verify, conn.peer.ip())
 }
 
-/// The gate, with the server's state: [`gate::admit`], a place in the
-/// verification budget, the batched signature check, then [`gate::settle`].
-/// Returns the request's place among the verified requests in flight.
+/// What the server records along the axon gate: the gate and verification
+/// times, and the connection's proof of a validator.
+struct Watch<'a> {
+    state: &'a State,
+    conn: &'a Conn,
+    t0: Instant,
+}
+
+impl gate::Observer for Watch<'_> {
+    fn admitted(&self, _: &gate::Admitted<'_>) {
+        self.state.metrics.gate.observe(self.t0.elapsed());
+    }
+    fn checked(&self, took: Duration) {
+        self.state.metrics.verify.observe(took);
+    }
+    fn proven(&self) {
+        self.conn.mark_verified();
+    }
+}
+
+/// The axon gate ([`gate::pass`]) with the server's state and the
+/// connection's source address. Returns the request's place among the
+/// verified requests in flight.
 async fn authenticate<'s>(
     state: &'s State,
     conn: &Conn,
     headers: &hyper::HeaderMap,
     t0: Instant,
 ) -> Result<InFlightGuard<'s>, Reject> {
-    let now = now_ns();
     let rank = |k: &[u8; 32]| state.admission(k);
-    let admitted = {
-        let nonces = state.nonce_lock();
-        let view = gate::View {
-            max_body: state.max_body,
-            rank: &rank,
-            nonces: &nonces,
-        };
-        gate::admit(headers, now, &view)?
+    let shared = gate::Shared {
+        own_hotkey_ss58: &state.hotkey_ss58,
+        max_body: state.max_body,
+        rank: &rank,
+        nonces: &state.nonces,
+        verify: &state.verify,
+        keys: &state.keys,
+        rate: &state.rate,
+        inflight: &state.inflight,
+        max_inflight: state.max_inflight,
     };
-    state.metrics.gate.observe(t0.elapsed());
-
-    let permit = verify_permit(state, conn)?;
-    let tv = Instant::now();
-    let verified = admitted
-        .auth
-        .verify_batched(&state.hotkey_ss58, &state.keys)
-        .await;
-    state.metrics.verify.observe(tv.elapsed());
-    drop(permit);
-    verified?;
-
-    let guard = state.inflight.enter();
-    let settled = gate::settle(
-        &admitted,
-        gate::Settle {
-            nonces: &mut state.nonce_lock(),
-            rate: &state.rate,
-            now: Instant::now(),
-            inflight: state.inflight.current(),
-            max_inflight: state.max_inflight,
-        },
-    );
-    // A caller with a fresh, verified request holds its connection (even when
-    // refused for load); a duplicate nonce does not count.
-    if settled.is_ok()
-        || settled
-            .as_ref()
-            .is_err_and(|r| matches!(r.reason, Reason::RateLimited | Reason::Overloaded))
-    {
-        conn.mark_verified();
-    }
-    settled.map(|()| guard)
+    let watch = Watch { state, conn, t0 };
+    gate::pass(&shared, headers, conn.peer.ip(), now_ns(), &watch).await
 }
 
 fn btauth_reject(e: BtauthError) -> Reject {
