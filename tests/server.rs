@@ -587,5 +587,29 @@ fn validators_file_admits_only_listed_hotkeys() {
         r.text()
     );
     rig.assert_serves();
+    // The listed key's sr25519 table is built in the background at start;
+    // from then on its lone signatures are checked from the table, and
+    // still verify.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let from_table = |rig: &Rig| {
+        metric_value(
+            &rig.server.metrics_text(),
+            "cm_verify_table_signatures_total ",
+        )
+        .unwrap_or(0.0)
+    };
+    while from_table(&rig) < 1.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no signature was checked from the validator's table; output:\n{}",
+            rig.server.log_text()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        rig.assert_serves();
+    }
+    assert!(
+        rig.server.log_text().contains("sr25519 tables built"),
+        "the start-up log says the tables were built"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

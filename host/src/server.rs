@@ -804,6 +804,12 @@ impl State {
             sigs,
         )?;
         counter(e, "cm_verify_unbatched_signatures", "Signatures of multi-request batches checked one by one because too many recent signatures failed.", self.keys.unbatched())?;
+        counter(
+            e,
+            "cm_verify_table_signatures",
+            "Signatures checked alone from the signer's precomputed table (allow-listed validators).",
+            self.keys.table_checks(),
+        )?;
         gauge(
             e,
             "cm_verify_pending",

@@ -18,9 +18,11 @@
 //! (thread CPU time, both ids in one run, 2026-12-07, shared 2-vCPU Intel
 //! Xeon with AVX-512 IFMA, load average about 8): median 47.6 µs for
 //! schnorrkel's check with the decompressed key cached (`verify/cached_key`),
-//! 29.9 µs from the table (`verify/key_table`), 37% less. The server does not
-//! use it yet: the tables would be built for the allow-list's keys when the
-//! list is loaded, and the single-signature path would look them up.
+//! 29.9 µs from the table (`verify/key_table`), 37% less. The server builds
+//! tables for the allow-list's keys when the list is loaded or reloaded
+//! ([`crate::sig_batch::KeyCache::set_tables`], off the request path), and
+//! a signature checked alone looks its signer's table up; batches keep
+//! schnorrkel's batch equation.
 
 use curve25519_dalek::ristretto::{CompressedRistretto, RistrettoBasepointTable, RistrettoPoint};
 use curve25519_dalek::scalar::Scalar;

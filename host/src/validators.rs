@@ -102,6 +102,15 @@ impl AllowList {
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
+
+    /// The listed keys, highest stake first (ties in key order, so the
+    /// order is the same on every load of the same file).
+    pub fn keys_by_stake(&self) -> Vec<[u8; 32]> {
+        let mut keys: Vec<([u8; 32], f64)> =
+            self.entries.iter().map(|(k, e)| (*k, e.stake)).collect();
+        keys.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        keys.into_iter().map(|(k, _)| k).collect()
+    }
 }
 
 /// Reads and parses a validators file.
@@ -165,8 +174,14 @@ fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
     Some((m.modified().ok()?, m.len()))
 }
 
-/// Polls `path` and swaps in a new list whenever the file changes and parses.
-pub async fn watch(path: PathBuf, shared: Arc<Shared>, poll: Duration) {
+/// Polls `path` and swaps in a new list whenever the file changes and
+/// parses; `on_change` sees each new list before it is swapped in.
+pub async fn watch(
+    path: PathBuf,
+    shared: Arc<Shared>,
+    poll: Duration,
+    on_change: impl Fn(&AllowList) + Send + 'static,
+) {
     let mut last = stamp(&path);
     let mut ticker = tokio::time::interval(poll);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -180,6 +195,7 @@ pub async fn watch(path: PathBuf, shared: Arc<Shared>, poll: Duration) {
         match load(&path) {
             Ok(list) => {
                 tracing::info!(path = %path.display(), validators = list.len(), "validators file reloaded");
+                on_change(&list);
                 shared.replace(list);
             }
             Err(e) => {
@@ -196,6 +212,13 @@ mod tests {
     const ALICE: &str = "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY";
     const BOB: &str = "5FHneW46xGXgs5mUiveU4sbTyGBzmstUspZC92UhjJM694ty";
     const CHARLIE: &str = "5FLSigC9HGRKVhB9FiEo4Y3koPsNmBmLJbpXg2mp1hXcS59Y";
+
+    #[test]
+    fn keys_by_stake_lists_the_highest_stake_first() {
+        let list = AllowList::parse(&format!("{ALICE},5\n{BOB},50\n{CHARLIE},7\n")).unwrap();
+        let order: Vec<String> = list.keys_by_stake().iter().map(ss58::encode).collect();
+        assert_eq!(order, [BOB, CHARLIE, ALICE]);
+    }
 
     #[test]
     fn parses_stakes_comments_and_ranks() {
