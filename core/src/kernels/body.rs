@@ -44,19 +44,26 @@
 //!   the kernel first builds a bit mask of the positive layer-1 units and
 //!   runs only their rows of `w2` (41% of them for the trained classifier on
 //!   validator requests). With f32 weights it prefetches those rows ahead.
-//!   All `H2` outputs stay in registers; when they are too few vectors to
-//!   hide the FMA latency (AVX-512: 4 zmm) two accumulator sets alternate.
-//! - Output (`H2` -> 1): four partial dot products, then one horizontal sum.
+//!   All `H2` outputs stay in registers. The canonical rule splits the
+//!   active rows into an even and an odd part (`kernels` module docs, rule
+//!   5): with `L2_SETS == 2` (AVX-512, whose 4 zmm of outputs are too few
+//!   to hide the FMA latency) the two parts run side by side in two
+//!   accumulator sets; with `L2_SETS == 1` (AVX2, NEON) the even part runs
+//!   first, its sums wait in the output buffer, then the odd part.
+//! - Output (`H2` -> 1): 16 partial sums held in `16 / LANES` vectors, then
+//!   the fixed tree of `sum_parts` ([`Lanes::sum16`]).
 
-use super::{clamp_inputs, Mlp, W};
+use super::{clamp_inputs, Mlp, L2_PARTS, OUT_PARTS, W};
 use crate::schema::{H1, H2, N_INPUTS};
 
 /// Accumulator vectors per layer-1 tile.
 pub(super) const L1_ACC: usize = 8;
 /// Most accumulator vectors any ISA needs for layer 2 (`H2` / 4 lanes).
 const L2_MAX_ACC: usize = 16;
-/// Partial sums in the output dot product.
-const OUT_ACC: usize = 4;
+/// Most vectors the output's 16 partial sums take (4 lanes: 4 vectors).
+const OUT_MAX_VECS: usize = OUT_PARTS / 4;
+/// Mask bits of the even rows (layer 2's part 0).
+const EVEN_ROWS: u64 = 0x5555_5555_5555_5555;
 /// Bits per word of the active-unit mask.
 const MASK_BITS: usize = u64::BITS as usize;
 /// Words in the active-unit mask.
@@ -81,7 +88,9 @@ const L2_AHEAD: usize = 4;
 pub(super) unsafe trait Lanes: Copy {
     /// f32 lanes per vector.
     const LANES: usize;
-    /// Accumulator sets used in layer 2 (1 or 2), see the module docs.
+    /// Layer 2's two parts side by side in two accumulator sets (2), or one
+    /// after the other in one (1); see the module docs. Either way the sums
+    /// are the canonical ones.
     const L2_SETS: usize;
     /// All lanes zero.
     unsafe fn zero() -> Self;
@@ -101,8 +110,10 @@ pub(super) unsafe trait Lanes: Copy {
     unsafe fn relu(self) -> Self;
     /// Bit `k` set iff lane `k` is `> 0` (false for NaN).
     unsafe fn positive_mask(self) -> u64;
-    /// Sum of all lanes.
-    unsafe fn hsum(self) -> f32;
+    /// The output's 16 partial sums, held in `parts` (`16 / LANES`
+    /// vectors; lane `l` of `parts[a]` is partial `a * LANES + l`), added
+    /// in the tree of `kernels::sum_parts`, bit for bit.
+    unsafe fn sum16(parts: &[Self]) -> f32;
     /// Hint that the cache line holding `p` will be read soon. A hint only:
     /// it never faults, and an ISA without a useful one may do nothing.
     unsafe fn prefetch(p: *const u8);
@@ -174,7 +185,43 @@ impl<'a> Active<'a> {
     }
 }
 
-/// `h2 = relu(W2 · relu(h1) + b2)`, running only the rows of positive `h1`.
+/// The active rows of one layer-2 part, in order, prefetching their rows of
+/// `w2` [`L2_AHEAD`] rows ahead when [`PREFETCH_W2`]: which rows are needed
+/// is data dependent, so the hardware prefetchers cannot guess it.
+struct Rows<'a> {
+    cur: Active<'a>,
+    ahead: Active<'a>,
+}
+
+impl<'a> Rows<'a> {
+    #[inline(always)]
+    fn new(mask: &'a [u64; MASK_WORDS], fetch: impl Fn(usize)) -> Self {
+        let cur = Active::new(mask);
+        let mut ahead = cur;
+        if PREFETCH_W2 {
+            for _ in 0..L2_AHEAD {
+                if let Some(i) = ahead.next() {
+                    fetch(i);
+                }
+            }
+        }
+        Rows { cur, ahead }
+    }
+
+    #[inline(always)]
+    fn next(&mut self, fetch: impl Fn(usize)) -> Option<usize> {
+        let i = self.cur.next()?;
+        if PREFETCH_W2 {
+            if let Some(k) = self.ahead.next() {
+                fetch(k);
+            }
+        }
+        Some(i)
+    }
+}
+
+/// `h2 = relu(W2 · relu(h1) + b2)`, running only the rows of positive `h1`,
+/// in the canonical two parts (even rows from the bias, odd rows from 0).
 ///
 /// # Safety
 /// `V`'s target features must be enabled.
@@ -185,6 +232,7 @@ pub(super) unsafe fn layer2<V: Lanes>(m: &Mlp, h1: &[f32; H1], h2: &mut [f32; H2
         assert!(H2 / V::LANES <= L2_MAX_ACC);
         assert!(MASK_BITS.is_multiple_of(V::LANES));
         assert!(V::L2_SETS == 1 || V::L2_SETS == 2);
+        assert!(L2_PARTS == 2 && MASK_BITS.is_multiple_of(L2_PARTS));
     };
     let nv = H2 / V::LANES;
 
@@ -194,6 +242,18 @@ pub(super) unsafe fn layer2<V: Lanes>(m: &Mlp, h1: &[f32; H1], h2: &mut [f32; H2
         let bits = unsafe { V::load(h1.as_ptr().add(c)).positive_mask() };
         mask[c / MASK_BITS] |= bits << (c % MASK_BITS);
     }
+    // Bit i of a word is row word * 64 + i, so the parity of the row is the
+    // parity of the bit.
+    let even = mask.map(|w| w & EVEN_ROWS);
+    let odd = mask.map(|w| w & !EVEN_ROWS);
+
+    let fetch = |i: usize| {
+        let p = m.w2[i].as_ptr().cast::<u8>();
+        for off in (0..H2 * size_of::<W>()).step_by(CACHE_LINE) {
+            // SAFETY: off < the row's byte length; features per contract.
+            unsafe { V::prefetch(p.add(off)) };
+        }
+    };
 
     // SAFETY: features only.
     let zero = unsafe { V::zero() };
@@ -216,93 +276,97 @@ pub(super) unsafe fn layer2<V: Lanes>(m: &Mlp, h1: &[f32; H1], h2: &mut [f32; H2
         }
     }
 
-    if !PREFETCH_W2 {
-        for (word, &bits) in mask.iter().enumerate() {
-            let mut bits = bits;
-            let base = word * MASK_BITS;
-            while bits != 0 {
-                let i = base + bits.trailing_zeros() as usize;
-                bits &= bits - 1;
-                // SAFETY: features per this fn's contract.
-                unsafe { row::<V>(&mut a, nv, h1[i], &m.w2[i]) };
-                if V::L2_SETS == 2 && bits != 0 {
-                    let i = base + bits.trailing_zeros() as usize;
-                    bits &= bits - 1;
-                    // SAFETY: as above.
-                    unsafe { row::<V>(&mut b, nv, h1[i], &m.w2[i]) };
+    let mut ev = Rows::new(&even, fetch);
+    let mut od = Rows::new(&odd, fetch);
+    if V::L2_SETS == 2 {
+        // Both parts side by side while both have rows, then the rest.
+        loop {
+            match (ev.next(fetch), od.next(fetch)) {
+                (Some(i), Some(k)) => {
+                    // SAFETY: features per this fn's contract.
+                    unsafe {
+                        row::<V>(&mut a, nv, h1[i], &m.w2[i]);
+                        row::<V>(&mut b, nv, h1[k], &m.w2[k]);
+                    }
                 }
+                (Some(i), None) => {
+                    // SAFETY: as above.
+                    unsafe { row::<V>(&mut a, nv, h1[i], &m.w2[i]) };
+                    while let Some(i) = ev.next(fetch) {
+                        // SAFETY: as above.
+                        unsafe { row::<V>(&mut a, nv, h1[i], &m.w2[i]) };
+                    }
+                    break;
+                }
+                (None, Some(k)) => {
+                    // SAFETY: as above.
+                    unsafe { row::<V>(&mut b, nv, h1[k], &m.w2[k]) };
+                    while let Some(k) = od.next(fetch) {
+                        // SAFETY: as above.
+                        unsafe { row::<V>(&mut b, nv, h1[k], &m.w2[k]) };
+                    }
+                    break;
+                }
+                (None, None) => break,
             }
         }
     } else {
-        // Two cursors walk the active rows: `ahead` runs `L2_AHEAD` rows in
-        // front and prefetches them, since which rows of `w2` are needed is data
-        // dependent and the hardware prefetchers cannot guess it.
-        let fetch = |i: usize| {
-            let p = m.w2[i].as_ptr().cast::<u8>();
-            for off in (0..H2 * size_of::<W>()).step_by(CACHE_LINE) {
-                // SAFETY: off < the row's byte length; features per contract.
-                unsafe { V::prefetch(p.add(off)) };
-            }
-        };
-        let mut cur = Active::new(&mask);
-        let mut ahead = cur;
-        for _ in 0..L2_AHEAD {
-            if let Some(i) = ahead.next() {
-                fetch(i);
-            }
-        }
-        while let Some(i) = cur.next() {
-            if let Some(k) = ahead.next() {
-                fetch(k);
-            }
+        // The even part, parked in the output buffer; then the odd part.
+        while let Some(i) = ev.next(fetch) {
             // SAFETY: features per this fn's contract.
             unsafe { row::<V>(&mut a, nv, h1[i], &m.w2[i]) };
-            if V::L2_SETS == 2 {
-                if let Some(i) = cur.next() {
-                    if let Some(k) = ahead.next() {
-                        fetch(k);
-                    }
-                    // SAFETY: as above.
-                    unsafe { row::<V>(&mut b, nv, h1[i], &m.w2[i]) };
-                }
-            }
+        }
+        for (k, acc) in a.iter().enumerate().take(nv) {
+            // SAFETY: (k + 1) * LANES <= H2.
+            unsafe { acc.store(h2.as_mut_ptr().add(k * V::LANES)) };
+        }
+        while let Some(k) = od.next(fetch) {
+            // SAFETY: as above.
+            unsafe { row::<V>(&mut b, nv, h1[k], &m.w2[k]) };
+        }
+        for (k, acc) in a.iter_mut().enumerate().take(nv) {
+            // SAFETY: (k + 1) * LANES <= H2.
+            *acc = unsafe { V::load(h2.as_ptr().add(k * V::LANES)) };
         }
     }
 
     for (k, (acc, other)) in a.iter().zip(b.iter()).enumerate().take(nv) {
         // SAFETY: (k + 1) * LANES <= H2; features per contract.
         unsafe {
-            let s = if V::L2_SETS == 2 {
-                acc.add(*other)
-            } else {
-                *acc
-            };
-            s.relu().store(h2.as_mut_ptr().add(k * V::LANES));
-        }
+            acc.add(*other)
+                .relu()
+                .store(h2.as_mut_ptr().add(k * V::LANES))
+        };
     }
 }
 
-/// `w3 · h2 + b3`.
+/// `w3 · h2 + b3`: 16 partial sums (vector `k` into set `k mod 16/LANES`,
+/// so lane `l` of set `a` is partial `a * LANES + l`), the fixed tree, the
+/// bias.
 ///
 /// # Safety
 /// `V`'s target features must be enabled.
 #[inline(always)]
 pub(super) unsafe fn output<V: Lanes>(m: &Mlp, h2: &[f32; H2]) -> f32 {
-    const { assert!(H2.is_multiple_of(V::LANES)) };
+    const {
+        assert!(H2.is_multiple_of(V::LANES) && OUT_PARTS.is_multiple_of(V::LANES));
+        assert!(H2.is_multiple_of(OUT_PARTS) && OUT_PARTS / V::LANES <= OUT_MAX_VECS);
+    };
+    let sets = OUT_PARTS / V::LANES;
     // SAFETY: features only.
-    let mut s = [unsafe { V::zero() }; OUT_ACC];
+    let mut s = [unsafe { V::zero() }; OUT_MAX_VECS];
     for k in 0..H2 / V::LANES {
         let off = k * V::LANES;
         // SAFETY: off + LANES <= H2 for both arrays.
-        s[k % OUT_ACC] = unsafe {
-            s[k % OUT_ACC].mul_add(
+        s[k % sets] = unsafe {
+            s[k % sets].mul_add(
                 V::load(h2.as_ptr().add(off)),
                 V::load(m.w3.as_ptr().add(off)),
             )
         };
     }
-    // SAFETY: features only.
-    unsafe { s[0].add(s[1]).add(s[2].add(s[3])).hsum() + m.b3 }
+    // SAFETY: features only; `sets` vectors as `sum16` wants.
+    unsafe { V::sum16(&s[..sets]) + m.b3 }
 }
 
 /// The whole network, layer by layer on stack buffers.
