@@ -13,9 +13,17 @@
 //! 376 the two FMA units need. Part of the gap is the per-row broadcast of
 //! `x[i]`, which competes with the weight rows for the load ports (a C
 //! model of one tile ran at 240 cycles with it, 196 without). Skipping rows
-//! of zero inputs, as layer 2 does for inactive units, was tried and
-//! dropped: with 20% zero inputs it saved 4%, with none it cost 12%, and
-//! validator requests have about 10%. The whole network does not fit a
+//! of zero inputs, as layer 2 does for inactive units, was first tried
+//! inside layer 1 and dropped (EPYC: with 20% zero inputs it saved 4%, with
+//! none it cost 12%; validator requests have about 10%). It is done now
+//! because the list of non-zero inputs is built once per prediction
+//! ([`super::Inputs`], shared by the 3 to 5 networks, with the clamp), and
+//! on the Xeon (AVX-512, where each f16 row costs a `vcvtph2ps` on the FMA
+//! ports) the ensemble answer measured 2 to 11% faster in four paired
+//! runs of `cargo bench --bench predict -- stage/ensemble/avx512f`
+//! (1.97/1.91/2.39/2.12 µs before, 1.91/1.87/2.12/1.96 µs after; 2026-12-07,
+//! machine shared, load 6 to 9, so the spread is wide); AVX2 moved by less
+//! than the noise. The whole network does not fit a
 //! 32 KB L1 with f32 weights (56 KB), so the fused forward (386 ns on the
 //! trained classifier) is slower than its layers timed alone (312 ns); with
 //! `f16-weights` (28 KB) it takes 260 ns.
@@ -53,8 +61,8 @@
 //! - Output (`H2` -> 1): 16 partial sums held in `16 / LANES` vectors, then
 //!   the fixed tree of `sum_parts` ([`Lanes::sum16`]).
 
-use super::{clamp_inputs, Mlp, L2_PARTS, OUT_PARTS, W};
-use crate::schema::{H1, H2, N_INPUTS};
+use super::{Inputs, Mlp, L2_PARTS, OUT_PARTS, W};
+use crate::schema::{H1, H2};
 
 /// Accumulator vectors per layer-1 tile.
 pub(super) const L1_ACC: usize = 8;
@@ -119,16 +127,16 @@ pub(super) unsafe trait Lanes: Copy {
     unsafe fn prefetch(p: *const u8);
 }
 
-/// `h1 = relu(W1 · x + b1)`, `x` clamped by `clamp_inputs` first.
+/// `h1 = relu(W1 · x + b1)` on the prepared (clamped) inputs, running only
+/// the rows of the non-zero inputs (`inputs.rs` says why that is exact).
 ///
 /// # Safety
 /// `V`'s target features must be enabled.
 #[inline(always)]
-pub(super) unsafe fn layer1<V: Lanes>(m: &Mlp, x: &[f32; N_INPUTS], h1: &mut [f32; H1]) {
-    // The core's rule for extreme inputs (module docs of `kernels`).
-    let x = &clamp_inputs(x);
+pub(super) unsafe fn layer1<V: Lanes>(m: &Mlp, x: &Inputs, h1: &mut [f32; H1]) {
     let tile = L1_ACC * V::LANES;
     const { assert!(H1.is_multiple_of(L1_ACC * V::LANES)) };
+    let (xs, nz) = (x.values(), x.nonzero());
     for t in (0..H1).step_by(tile) {
         let mut acc = [
             // SAFETY: features per this fn's contract (all `unsafe` below too).
@@ -139,9 +147,11 @@ pub(super) unsafe fn layer1<V: Lanes>(m: &Mlp, x: &[f32; N_INPUTS], h1: &mut [f3
             // SAFETY: t + (k + 1) * LANES <= H1 by the tile assertion.
             *a = unsafe { V::load(m.b1.as_ptr().add(t + k * V::LANES)) };
         }
-        for (xi, row) in x.iter().zip(m.w1.iter()) {
+        for &i in nz {
+            let i = usize::from(i);
             // SAFETY: features only.
-            let xv = unsafe { V::splat(*xi) };
+            let xv = unsafe { V::splat(xs[i]) };
+            let row = &m.w1[i];
             for (k, a) in acc.iter_mut().enumerate() {
                 // SAFETY: the row has H1 weights; t + (k + 1) * LANES <= H1.
                 *a = unsafe { a.mul_add(xv, V::load_w(row.as_ptr().add(t + k * V::LANES))) };
@@ -374,7 +384,7 @@ pub(super) unsafe fn output<V: Lanes>(m: &Mlp, h2: &[f32; H2]) -> f32 {
 /// # Safety
 /// `V`'s target features must be enabled.
 #[inline(always)]
-pub(super) unsafe fn forward<V: Lanes>(m: &Mlp, x: &[f32; N_INPUTS]) -> f32 {
+pub(super) unsafe fn forward<V: Lanes>(m: &Mlp, x: &Inputs) -> f32 {
     let mut h1 = [0.0; H1];
     let mut h2 = [0.0; H2];
     // SAFETY: features per this fn's contract.
@@ -408,15 +418,15 @@ macro_rules! isa_kernel {
         #[doc = concat!("Entry points compiled with `", $features, "` for this build's weight storage.")]
         pub(super) mod $name {
             use super::$lanes as V;
-            use $crate::kernels::{body, Mlp};
-            use $crate::schema::{H1, H2, N_INPUTS};
+            use $crate::kernels::{body, Inputs, Mlp};
+            use $crate::schema::{H1, H2};
 
             /// Whole network.
             ///
             /// # Safety
             #[doc = concat!("The CPU must support `", $features, "` (this ISA's token).")]
             #[target_feature(enable = $features)]
-            pub(crate) unsafe fn forward(m: &Mlp, x: &[f32; N_INPUTS]) -> f32 {
+            pub(crate) unsafe fn forward(m: &Mlp, x: &Inputs) -> f32 {
                 // SAFETY: this function enables exactly V's features.
                 unsafe { body::forward::<V>(m, x) }
             }
@@ -426,7 +436,7 @@ macro_rules! isa_kernel {
             /// # Safety
             /// As [`forward`].
             #[target_feature(enable = $features)]
-            pub(crate) unsafe fn layer1(m: &Mlp, x: &[f32; N_INPUTS]) -> [f32; H1] {
+            pub(crate) unsafe fn layer1(m: &Mlp, x: &Inputs) -> [f32; H1] {
                 let mut h1 = [0.0; H1];
                 // SAFETY: this function enables exactly V's features.
                 unsafe { body::layer1::<V>(m, x, &mut h1) };

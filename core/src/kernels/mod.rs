@@ -86,6 +86,7 @@
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 mod body;
 pub mod dispatch;
+mod inputs;
 pub mod scalar;
 
 #[cfg(target_arch = "x86_64")]
@@ -103,6 +104,7 @@ pub use dispatch::NeonToken;
 #[cfg(target_arch = "x86_64")]
 pub use dispatch::{Avx2FmaF16c, Avx512F};
 pub use dispatch::{CpuFeatures, Kernel, KernelError};
+pub use inputs::Inputs;
 
 use crate::schema::{H1, H2, N_INPUTS};
 
@@ -271,25 +273,27 @@ pub fn weight_to_f32(w: W) -> f32 {
     }
     #[cfg(feature = "f16-weights")]
     {
-        // The exact shift-and-scale the NEON kernel uses. `half`'s software
-        // conversion (used without F16C at compile time) made the scalar
-        // forward 21x slower than with f32 weights; with this it is 6x (6.83 vs
-        // 1.14 µs per forward, docs/MEASUREMENTS.md) (a branch-free select of the special case measured 2x slower than
-        // this early return). Tested against `half` on all 65536 patterns.
+        // The exact shift-and-scale the NEON kernel uses, with infinity and
+        // NaN chosen by a bit mask instead of a branch, so the scalar
+        // kernel's row loops (`scalar::fma_row`) vectorise. Tested against
+        // `half` on all 65536 patterns. (`half`'s software conversion made
+        // the scalar forward 21x slower than f32 weights; an early return
+        // for the special case measured faster than a select in the old
+        // scalar loops, before those loops were written to vectorise.)
         /// 2^112 = 2^(127 - 15): f32 exponent bias minus f16 bias.
         const REBIAS: f32 = f32::from_bits(0x7780_0000);
-        /// f16 exponent field all ones: infinity or NaN.
-        const F16_INF: u32 = 0x7c00;
         let b = u32::from(w.to_bits());
         let rest = b & 0x7fff;
         let sign = (b & 0x8000) << 16;
-        if rest >= F16_INF {
-            // Infinity and NaN: f32 exponent all ones, mantissa kept.
-            return f32::from_bits(sign | 0x7f80_0000 | ((b & 0x03ff) << 13));
-        }
-        // Normal and subnormal: exponent and mantissa moved into place, then
-        // re-biased by an exact multiplication.
-        f32::from_bits((f32::from_bits(rest << 13) * REBIAS).to_bits() | sign)
+        // Normal and subnormal: exponent and mantissa moved into place,
+        // then re-biased by an exact multiplication.
+        let finite = (f32::from_bits(rest << 13) * REBIAS).to_bits();
+        // Infinity and NaN: f32 exponent all ones, mantissa kept.
+        let special = 0x7f80_0000 | ((b & 0x03ff) << 13);
+        // All ones when the f16 exponent field is all ones (rest >= 0x7c00,
+        // so rest + 0x400 reaches bit 15), else zero.
+        let is_special = ((rest + 0x0400) >> 15).wrapping_neg();
+        f32::from_bits((finite & !is_special) | (special & is_special) | sign)
     }
 }
 
@@ -340,6 +344,13 @@ impl Mlp {
     /// with `x` clamped by [`clamp_input`] first.
     #[inline]
     pub fn forward(&self, kernel: Kernel, x: &[f32; N_INPUTS]) -> f32 {
+        dispatch::forward(self, kernel, &Inputs::new(x))
+    }
+
+    /// [`Mlp::forward`] on inputs already prepared ([`Inputs::new`]), so
+    /// the networks of one prediction share that work.
+    #[inline]
+    pub fn forward_inputs(&self, kernel: Kernel, x: &Inputs) -> f32 {
         dispatch::forward(self, kernel, x)
     }
 
@@ -347,7 +358,7 @@ impl Mlp {
     /// [`clamp_input`] first.
     #[inline]
     pub fn layer1(&self, kernel: Kernel, x: &[f32; N_INPUTS]) -> [f32; H1] {
-        dispatch::layer1(self, kernel, x)
+        dispatch::layer1(self, kernel, &Inputs::new(x))
     }
 
     /// Layer 2 alone: `relu(W2 · relu(h1) + b2)`.
