@@ -57,7 +57,13 @@
 //!   5): with `L2_SETS == 2` (AVX-512, whose 4 zmm of outputs are too few
 //!   to hide the FMA latency) the two parts run side by side in two
 //!   accumulator sets; with `L2_SETS == 1` (AVX2, NEON) the even part runs
-//!   first, its sums wait in the output buffer, then the odd part.
+//!   first, its sums wait in the output buffer, then the odd part. AVX-512
+//!   with one set (the parts one after the other) was tried on the Xeon with
+//!   f16 weights, where the `vcvtph2ps` per row already hides the FMA
+//!   latency: 2.14, 2.07, 1.90 µs per ensemble answer against 2.26, 2.00,
+//!   2.28 µs with two sets, alternating runs on the shared machine (load
+//!   about 6, `stage/ensemble/avx512f`), which is inside the noise; two sets
+//!   stay, for f32 weights where nothing else hides the latency.
 //! - Output (`H2` -> 1): 16 partial sums held in `16 / LANES` vectors, then
 //!   the fixed tree of `sum_parts` ([`Lanes::sum16`]).
 
