@@ -64,9 +64,17 @@
 //!    vectors in two registers and 4-lane ones in four, and halving the
 //!    register (or adding the registers) is exactly that tree.
 //!
-//! `tests.rs` checks it bit for bit (`f32::to_bits`) on every kernel the
-//! CPU runs, on the trained model as well as random ones, and
-//! `scripts/test-aarch64.sh` runs the same tests for NEON under qemu.
+//! A zero input (rule 4) or inactive row (rule 5) adds an exact zero, so a
+//! kernel may skip it without changing a bit: only the sign of a zero sum
+//! can differ, and ReLU gives +0 for both ([`Inputs`] skips zero inputs
+//! for the SIMD kernels; the scalar kernel runs them). Weights are finite
+//! (the model loaders refuse others, [`weight_fits`]).
+//!
+//! `tests.rs` checks the rule bit for bit (`f32::to_bits`) on every kernel
+//! the CPU runs, on random networks and inputs at the extremes;
+//! `tests/kernels_agree.rs` does the same on the compiled model, for the
+//! whole `predict` answer and the served bytes; `scripts/test-aarch64.sh`
+//! runs `tests.rs` for NEON under qemu.
 //!
 //! Weight storage is [`W`]: `f32` in this crate by default, IEEE half
 //! precision with the `f16-weights` feature (see `core/Cargo.toml`), which
