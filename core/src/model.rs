@@ -11,7 +11,7 @@
 //! `[time_min, time_max]` with `time_min > 0`, and confidence is in [0, 1].
 
 use crate::features;
-use crate::kernels::{Kernel, Mlp};
+use crate::kernels::{Inputs, Kernel, Mlp};
 use crate::parse::Features;
 use crate::schema::{idx, CALIB_KNOTS, N_CLASSIFIERS, N_FEATURES, N_INPUTS, N_REGRESSORS};
 
@@ -96,7 +96,9 @@ impl Model {
 
     /// Predict from network inputs (after the feature transform).
     pub fn predict_inputs(&self, x: &[f32; N_INPUTS], k: Kernel) -> Prediction {
-        let mut p = self.probability(x, k);
+        // Clamped and scanned for zeros once, for all the networks.
+        let x = &Inputs::new(x);
+        let mut p = self.probability_of(x, k);
         // The kernels clamp their inputs so that no activation overflows
         // (`kernels::INPUT_LIMIT`); a NaN could only come from weights whose
         // `Mlp::activation_bound` is not finite. Answer the class that needs
@@ -108,7 +110,7 @@ impl Model {
         if p >= DECISION_THRESHOLD {
             Prediction {
                 conversion_happened: 1,
-                time_to_conversion_seconds: self.clamp_time(self.seconds(x, k)),
+                time_to_conversion_seconds: self.clamp_time(self.seconds_of(x, k)),
                 confidence,
             }
         } else {
@@ -122,17 +124,25 @@ impl Model {
 
     /// Mean of the classifiers' probabilities (uncalibrated).
     pub fn probability(&self, x: &[f32; N_INPUTS], k: Kernel) -> f32 {
+        self.probability_of(&Inputs::new(x), k)
+    }
+
+    fn probability_of(&self, x: &Inputs, k: Kernel) -> f32 {
         let sum: f32 = self
             .classifiers
             .iter()
-            .map(|m| sigmoid(m.forward(k, x)))
+            .map(|m| sigmoid(m.forward_inputs(k, x)))
             .sum();
         sum / N_CLASSIFIERS as f32
     }
 
     /// Mean of the regressors' outputs, seconds (unclamped).
     pub fn seconds(&self, x: &[f32; N_INPUTS], k: Kernel) -> f32 {
-        let sum: f32 = self.regressors.iter().map(|m| m.forward(k, x)).sum();
+        self.seconds_of(&Inputs::new(x), k)
+    }
+
+    fn seconds_of(&self, x: &Inputs, k: Kernel) -> f32 {
+        let sum: f32 = self.regressors.iter().map(|m| m.forward_inputs(k, x)).sum();
         sum / N_REGRESSORS as f32
     }
 

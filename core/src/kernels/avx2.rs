@@ -82,21 +82,32 @@ unsafe impl Lanes for Ymm {
         u64::from(m as u32)
     }
     #[inline(always)]
-    unsafe fn hsum(self) -> f32 {
-        // SAFETY: AVX (and the SSE3 it implies) enabled.
-        unsafe {
-            let s = _mm_add_ps(
-                _mm256_castps256_ps128(self.0),
-                _mm256_extractf128_ps::<1>(self.0),
-            );
-            let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-            _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)))
-        }
+    unsafe fn sum16(parts: &[Self]) -> f32 {
+        // Partials j and j + 8 sit in the same lane of the two vectors.
+        // SAFETY: AVX enabled; `parts` has 2 vectors for 8 lanes.
+        unsafe { sum8(_mm256_add_ps(parts[0].0, parts[1].0)) }
     }
     #[inline(always)]
     unsafe fn prefetch(p: *const u8) {
         // SAFETY: SSE enabled (implied by AVX); prefetch never faults.
         unsafe { _mm_prefetch::<_MM_HINT_T0>(p.cast::<i8>()) }
+    }
+}
+
+/// Lanes `j` of `v` added as `kernels::sum_parts` adds its `a` (its steps
+/// after the first): `j` with `j + 4` (the two 128-bit halves), then with
+/// `j + 2` (`movehl`), then lane 0 with lane 1 (`movehdup`). AVX-512's
+/// `sum16` ends with this too.
+///
+/// # Safety
+/// AVX (and the SSE3 it implies) must be enabled.
+#[inline(always)]
+pub(super) unsafe fn sum8(v: __m256) -> f32 {
+    // SAFETY: AVX enabled per the contract.
+    unsafe {
+        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)))
     }
 }
 

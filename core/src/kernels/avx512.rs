@@ -2,8 +2,8 @@
 //!
 //! [`Zmm`] implements the body's vector trait with 512-bit intrinsics. One
 //! layer-1 tile of 8 zmm accumulators covers all 128 units; layer 2 has only
-//! 4 zmm outputs, so it alternates two accumulator sets to keep 8 FMAs in
-//! flight. AVX-512F includes `vcvtph2ps zmm`, so f16 weights need nothing
+//! 4 zmm outputs, so it runs the canonical even and odd parts in two
+//! accumulator sets side by side, to keep 8 FMAs in flight. AVX-512F includes `vcvtph2ps zmm`, so f16 weights need nothing
 //! more. The development machine (AMD Zen 3) has no AVX-512: this kernel is
 //! built and its tests run only where the CPU has it. Emulation is no way
 //! round that here: Debian's qemu-x86_64 (7.2) refuses `-cpu
@@ -12,6 +12,7 @@
 
 use core::arch::x86_64::*;
 
+use super::avx2::sum8;
 use super::body::{self, Lanes};
 use super::W;
 
@@ -84,9 +85,16 @@ unsafe impl Lanes for Zmm {
         u64::from(m)
     }
     #[inline(always)]
-    unsafe fn hsum(self) -> f32 {
-        // SAFETY: AVX-512F enabled (trait contract).
-        unsafe { _mm512_reduce_add_ps(self.0) }
+    unsafe fn sum16(parts: &[Self]) -> f32 {
+        // One vector holds all 16 partials: add the upper 8 lanes to the
+        // lower 8 (j with j + 8), then AVX2's tree. Not
+        // `_mm512_reduce_add_ps`, whose order is the compiler's choice.
+        // SAFETY: AVX-512F (which implies AVX) enabled; one vector.
+        unsafe {
+            let v = parts[0].0;
+            let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v)));
+            sum8(_mm256_add_ps(_mm512_castps512_ps256(v), hi))
+        }
     }
     #[inline(always)]
     unsafe fn prefetch(p: *const u8) {

@@ -13,9 +13,17 @@
 //! 376 the two FMA units need. Part of the gap is the per-row broadcast of
 //! `x[i]`, which competes with the weight rows for the load ports (a C
 //! model of one tile ran at 240 cycles with it, 196 without). Skipping rows
-//! of zero inputs, as layer 2 does for inactive units, was tried and
-//! dropped: with 20% zero inputs it saved 4%, with none it cost 12%, and
-//! validator requests have about 10%. The whole network does not fit a
+//! of zero inputs, as layer 2 does for inactive units, was first tried
+//! inside layer 1 and dropped (EPYC: with 20% zero inputs it saved 4%, with
+//! none it cost 12%; validator requests have about 10%). It is done now
+//! because the list of non-zero inputs is built once per prediction
+//! ([`super::Inputs`], shared by the 3 to 5 networks, with the clamp), and
+//! on the Xeon (AVX-512, where each f16 row costs a `vcvtph2ps` on the FMA
+//! ports) the ensemble answer measured 2 to 11% faster in four paired
+//! runs of `cargo bench --bench predict -- stage/ensemble/avx512f`
+//! (1.97/1.91/2.39/2.12 µs before, 1.91/1.87/2.12/1.96 µs after; 2026-12-07,
+//! machine shared, load 6 to 9, so the spread is wide); AVX2 moved by less
+//! than the noise. The whole network does not fit a
 //! 32 KB L1 with f32 weights (56 KB), so the fused forward (386 ns on the
 //! trained classifier) is slower than its layers timed alone (312 ns); with
 //! `f16-weights` (28 KB) it takes 260 ns.
@@ -44,19 +52,32 @@
 //!   the kernel first builds a bit mask of the positive layer-1 units and
 //!   runs only their rows of `w2` (41% of them for the trained classifier on
 //!   validator requests). With f32 weights it prefetches those rows ahead.
-//!   All `H2` outputs stay in registers; when they are too few vectors to
-//!   hide the FMA latency (AVX-512: 4 zmm) two accumulator sets alternate.
-//! - Output (`H2` -> 1): four partial dot products, then one horizontal sum.
+//!   All `H2` outputs stay in registers. The canonical rule splits the
+//!   active rows into an even and an odd part (`kernels` module docs, rule
+//!   5): with `L2_SETS == 2` (AVX-512, whose 4 zmm of outputs are too few
+//!   to hide the FMA latency) the two parts run side by side in two
+//!   accumulator sets; with `L2_SETS == 1` (AVX2, NEON) the even part runs
+//!   first, its sums wait in the output buffer, then the odd part. AVX-512
+//!   with one set (the parts one after the other) was tried on the Xeon with
+//!   f16 weights, where the `vcvtph2ps` per row already hides the FMA
+//!   latency: 2.14, 2.07, 1.90 µs per ensemble answer against 2.26, 2.00,
+//!   2.28 µs with two sets, alternating runs on the shared machine (load
+//!   about 6, `stage/ensemble/avx512f`), which is inside the noise; two sets
+//!   stay, for f32 weights where nothing else hides the latency.
+//! - Output (`H2` -> 1): 16 partial sums held in `16 / LANES` vectors, then
+//!   the fixed tree of `sum_parts` ([`Lanes::sum16`]).
 
-use super::{clamp_inputs, Mlp, W};
-use crate::schema::{H1, H2, N_INPUTS};
+use super::{Inputs, Mlp, L2_PARTS, OUT_PARTS, W};
+use crate::schema::{H1, H2};
 
 /// Accumulator vectors per layer-1 tile.
 pub(super) const L1_ACC: usize = 8;
 /// Most accumulator vectors any ISA needs for layer 2 (`H2` / 4 lanes).
 const L2_MAX_ACC: usize = 16;
-/// Partial sums in the output dot product.
-const OUT_ACC: usize = 4;
+/// Most vectors the output's 16 partial sums take (4 lanes: 4 vectors).
+const OUT_MAX_VECS: usize = OUT_PARTS / 4;
+/// Mask bits of the even rows (layer 2's part 0).
+const EVEN_ROWS: u64 = 0x5555_5555_5555_5555;
 /// Bits per word of the active-unit mask.
 const MASK_BITS: usize = u64::BITS as usize;
 /// Words in the active-unit mask.
@@ -81,7 +102,9 @@ const L2_AHEAD: usize = 4;
 pub(super) unsafe trait Lanes: Copy {
     /// f32 lanes per vector.
     const LANES: usize;
-    /// Accumulator sets used in layer 2 (1 or 2), see the module docs.
+    /// Layer 2's two parts side by side in two accumulator sets (2), or one
+    /// after the other in one (1); see the module docs. Either way the sums
+    /// are the canonical ones.
     const L2_SETS: usize;
     /// All lanes zero.
     unsafe fn zero() -> Self;
@@ -101,23 +124,25 @@ pub(super) unsafe trait Lanes: Copy {
     unsafe fn relu(self) -> Self;
     /// Bit `k` set iff lane `k` is `> 0` (false for NaN).
     unsafe fn positive_mask(self) -> u64;
-    /// Sum of all lanes.
-    unsafe fn hsum(self) -> f32;
+    /// The output's 16 partial sums, held in `parts` (`16 / LANES`
+    /// vectors; lane `l` of `parts[a]` is partial `a * LANES + l`), added
+    /// in the tree of `kernels::sum_parts`, bit for bit.
+    unsafe fn sum16(parts: &[Self]) -> f32;
     /// Hint that the cache line holding `p` will be read soon. A hint only:
     /// it never faults, and an ISA without a useful one may do nothing.
     unsafe fn prefetch(p: *const u8);
 }
 
-/// `h1 = relu(W1 · x + b1)`, `x` clamped by `clamp_inputs` first.
+/// `h1 = relu(W1 · x + b1)` on the prepared (clamped) inputs, running only
+/// the rows of the non-zero inputs (`inputs.rs` says why that is exact).
 ///
 /// # Safety
 /// `V`'s target features must be enabled.
 #[inline(always)]
-pub(super) unsafe fn layer1<V: Lanes>(m: &Mlp, x: &[f32; N_INPUTS], h1: &mut [f32; H1]) {
-    // The core's rule for extreme inputs (module docs of `kernels`).
-    let x = &clamp_inputs(x);
+pub(super) unsafe fn layer1<V: Lanes>(m: &Mlp, x: &Inputs, h1: &mut [f32; H1]) {
     let tile = L1_ACC * V::LANES;
     const { assert!(H1.is_multiple_of(L1_ACC * V::LANES)) };
+    let (xs, nz) = (x.values(), x.nonzero());
     for t in (0..H1).step_by(tile) {
         let mut acc = [
             // SAFETY: features per this fn's contract (all `unsafe` below too).
@@ -128,9 +153,11 @@ pub(super) unsafe fn layer1<V: Lanes>(m: &Mlp, x: &[f32; N_INPUTS], h1: &mut [f3
             // SAFETY: t + (k + 1) * LANES <= H1 by the tile assertion.
             *a = unsafe { V::load(m.b1.as_ptr().add(t + k * V::LANES)) };
         }
-        for (xi, row) in x.iter().zip(m.w1.iter()) {
+        for &i in nz {
+            let i = usize::from(i);
             // SAFETY: features only.
-            let xv = unsafe { V::splat(*xi) };
+            let xv = unsafe { V::splat(xs[i]) };
+            let row = &m.w1[i];
             for (k, a) in acc.iter_mut().enumerate() {
                 // SAFETY: the row has H1 weights; t + (k + 1) * LANES <= H1.
                 *a = unsafe { a.mul_add(xv, V::load_w(row.as_ptr().add(t + k * V::LANES))) };
@@ -174,7 +201,43 @@ impl<'a> Active<'a> {
     }
 }
 
-/// `h2 = relu(W2 · relu(h1) + b2)`, running only the rows of positive `h1`.
+/// The active rows of one layer-2 part, in order, prefetching their rows of
+/// `w2` [`L2_AHEAD`] rows ahead when [`PREFETCH_W2`]: which rows are needed
+/// is data dependent, so the hardware prefetchers cannot guess it.
+struct Rows<'a> {
+    cur: Active<'a>,
+    ahead: Active<'a>,
+}
+
+impl<'a> Rows<'a> {
+    #[inline(always)]
+    fn new(mask: &'a [u64; MASK_WORDS], fetch: impl Fn(usize)) -> Self {
+        let cur = Active::new(mask);
+        let mut ahead = cur;
+        if PREFETCH_W2 {
+            for _ in 0..L2_AHEAD {
+                if let Some(i) = ahead.next() {
+                    fetch(i);
+                }
+            }
+        }
+        Rows { cur, ahead }
+    }
+
+    #[inline(always)]
+    fn next(&mut self, fetch: impl Fn(usize)) -> Option<usize> {
+        let i = self.cur.next()?;
+        if PREFETCH_W2 {
+            if let Some(k) = self.ahead.next() {
+                fetch(k);
+            }
+        }
+        Some(i)
+    }
+}
+
+/// `h2 = relu(W2 · relu(h1) + b2)`, running only the rows of positive `h1`,
+/// in the canonical two parts (even rows from the bias, odd rows from 0).
 ///
 /// # Safety
 /// `V`'s target features must be enabled.
@@ -185,6 +248,7 @@ pub(super) unsafe fn layer2<V: Lanes>(m: &Mlp, h1: &[f32; H1], h2: &mut [f32; H2
         assert!(H2 / V::LANES <= L2_MAX_ACC);
         assert!(MASK_BITS.is_multiple_of(V::LANES));
         assert!(V::L2_SETS == 1 || V::L2_SETS == 2);
+        assert!(L2_PARTS == 2 && MASK_BITS.is_multiple_of(L2_PARTS));
     };
     let nv = H2 / V::LANES;
 
@@ -194,6 +258,18 @@ pub(super) unsafe fn layer2<V: Lanes>(m: &Mlp, h1: &[f32; H1], h2: &mut [f32; H2
         let bits = unsafe { V::load(h1.as_ptr().add(c)).positive_mask() };
         mask[c / MASK_BITS] |= bits << (c % MASK_BITS);
     }
+    // Bit i of a word is row word * 64 + i, so the parity of the row is the
+    // parity of the bit.
+    let even = mask.map(|w| w & EVEN_ROWS);
+    let odd = mask.map(|w| w & !EVEN_ROWS);
+
+    let fetch = |i: usize| {
+        let p = m.w2[i].as_ptr().cast::<u8>();
+        for off in (0..H2 * size_of::<W>()).step_by(CACHE_LINE) {
+            // SAFETY: off < the row's byte length; features per contract.
+            unsafe { V::prefetch(p.add(off)) };
+        }
+    };
 
     // SAFETY: features only.
     let zero = unsafe { V::zero() };
@@ -216,93 +292,97 @@ pub(super) unsafe fn layer2<V: Lanes>(m: &Mlp, h1: &[f32; H1], h2: &mut [f32; H2
         }
     }
 
-    if !PREFETCH_W2 {
-        for (word, &bits) in mask.iter().enumerate() {
-            let mut bits = bits;
-            let base = word * MASK_BITS;
-            while bits != 0 {
-                let i = base + bits.trailing_zeros() as usize;
-                bits &= bits - 1;
-                // SAFETY: features per this fn's contract.
-                unsafe { row::<V>(&mut a, nv, h1[i], &m.w2[i]) };
-                if V::L2_SETS == 2 && bits != 0 {
-                    let i = base + bits.trailing_zeros() as usize;
-                    bits &= bits - 1;
-                    // SAFETY: as above.
-                    unsafe { row::<V>(&mut b, nv, h1[i], &m.w2[i]) };
+    let mut ev = Rows::new(&even, fetch);
+    let mut od = Rows::new(&odd, fetch);
+    if V::L2_SETS == 2 {
+        // Both parts side by side while both have rows, then the rest.
+        loop {
+            match (ev.next(fetch), od.next(fetch)) {
+                (Some(i), Some(k)) => {
+                    // SAFETY: features per this fn's contract.
+                    unsafe {
+                        row::<V>(&mut a, nv, h1[i], &m.w2[i]);
+                        row::<V>(&mut b, nv, h1[k], &m.w2[k]);
+                    }
                 }
+                (Some(i), None) => {
+                    // SAFETY: as above.
+                    unsafe { row::<V>(&mut a, nv, h1[i], &m.w2[i]) };
+                    while let Some(i) = ev.next(fetch) {
+                        // SAFETY: as above.
+                        unsafe { row::<V>(&mut a, nv, h1[i], &m.w2[i]) };
+                    }
+                    break;
+                }
+                (None, Some(k)) => {
+                    // SAFETY: as above.
+                    unsafe { row::<V>(&mut b, nv, h1[k], &m.w2[k]) };
+                    while let Some(k) = od.next(fetch) {
+                        // SAFETY: as above.
+                        unsafe { row::<V>(&mut b, nv, h1[k], &m.w2[k]) };
+                    }
+                    break;
+                }
+                (None, None) => break,
             }
         }
     } else {
-        // Two cursors walk the active rows: `ahead` runs `L2_AHEAD` rows in
-        // front and prefetches them, since which rows of `w2` are needed is data
-        // dependent and the hardware prefetchers cannot guess it.
-        let fetch = |i: usize| {
-            let p = m.w2[i].as_ptr().cast::<u8>();
-            for off in (0..H2 * size_of::<W>()).step_by(CACHE_LINE) {
-                // SAFETY: off < the row's byte length; features per contract.
-                unsafe { V::prefetch(p.add(off)) };
-            }
-        };
-        let mut cur = Active::new(&mask);
-        let mut ahead = cur;
-        for _ in 0..L2_AHEAD {
-            if let Some(i) = ahead.next() {
-                fetch(i);
-            }
-        }
-        while let Some(i) = cur.next() {
-            if let Some(k) = ahead.next() {
-                fetch(k);
-            }
+        // The even part, parked in the output buffer; then the odd part.
+        while let Some(i) = ev.next(fetch) {
             // SAFETY: features per this fn's contract.
             unsafe { row::<V>(&mut a, nv, h1[i], &m.w2[i]) };
-            if V::L2_SETS == 2 {
-                if let Some(i) = cur.next() {
-                    if let Some(k) = ahead.next() {
-                        fetch(k);
-                    }
-                    // SAFETY: as above.
-                    unsafe { row::<V>(&mut b, nv, h1[i], &m.w2[i]) };
-                }
-            }
+        }
+        for (k, acc) in a.iter().enumerate().take(nv) {
+            // SAFETY: (k + 1) * LANES <= H2.
+            unsafe { acc.store(h2.as_mut_ptr().add(k * V::LANES)) };
+        }
+        while let Some(k) = od.next(fetch) {
+            // SAFETY: as above.
+            unsafe { row::<V>(&mut b, nv, h1[k], &m.w2[k]) };
+        }
+        for (k, acc) in a.iter_mut().enumerate().take(nv) {
+            // SAFETY: (k + 1) * LANES <= H2.
+            *acc = unsafe { V::load(h2.as_ptr().add(k * V::LANES)) };
         }
     }
 
     for (k, (acc, other)) in a.iter().zip(b.iter()).enumerate().take(nv) {
         // SAFETY: (k + 1) * LANES <= H2; features per contract.
         unsafe {
-            let s = if V::L2_SETS == 2 {
-                acc.add(*other)
-            } else {
-                *acc
-            };
-            s.relu().store(h2.as_mut_ptr().add(k * V::LANES));
-        }
+            acc.add(*other)
+                .relu()
+                .store(h2.as_mut_ptr().add(k * V::LANES))
+        };
     }
 }
 
-/// `w3 · h2 + b3`.
+/// `w3 · h2 + b3`: 16 partial sums (vector `k` into set `k mod 16/LANES`,
+/// so lane `l` of set `a` is partial `a * LANES + l`), the fixed tree, the
+/// bias.
 ///
 /// # Safety
 /// `V`'s target features must be enabled.
 #[inline(always)]
 pub(super) unsafe fn output<V: Lanes>(m: &Mlp, h2: &[f32; H2]) -> f32 {
-    const { assert!(H2.is_multiple_of(V::LANES)) };
+    const {
+        assert!(H2.is_multiple_of(V::LANES) && OUT_PARTS.is_multiple_of(V::LANES));
+        assert!(H2.is_multiple_of(OUT_PARTS) && OUT_PARTS / V::LANES <= OUT_MAX_VECS);
+    };
+    let sets = OUT_PARTS / V::LANES;
     // SAFETY: features only.
-    let mut s = [unsafe { V::zero() }; OUT_ACC];
+    let mut s = [unsafe { V::zero() }; OUT_MAX_VECS];
     for k in 0..H2 / V::LANES {
         let off = k * V::LANES;
         // SAFETY: off + LANES <= H2 for both arrays.
-        s[k % OUT_ACC] = unsafe {
-            s[k % OUT_ACC].mul_add(
+        s[k % sets] = unsafe {
+            s[k % sets].mul_add(
                 V::load(h2.as_ptr().add(off)),
                 V::load(m.w3.as_ptr().add(off)),
             )
         };
     }
-    // SAFETY: features only.
-    unsafe { s[0].add(s[1]).add(s[2].add(s[3])).hsum() + m.b3 }
+    // SAFETY: features only; `sets` vectors as `sum16` wants.
+    unsafe { V::sum16(&s[..sets]) + m.b3 }
 }
 
 /// The whole network, layer by layer on stack buffers.
@@ -310,7 +390,7 @@ pub(super) unsafe fn output<V: Lanes>(m: &Mlp, h2: &[f32; H2]) -> f32 {
 /// # Safety
 /// `V`'s target features must be enabled.
 #[inline(always)]
-pub(super) unsafe fn forward<V: Lanes>(m: &Mlp, x: &[f32; N_INPUTS]) -> f32 {
+pub(super) unsafe fn forward<V: Lanes>(m: &Mlp, x: &Inputs) -> f32 {
     let mut h1 = [0.0; H1];
     let mut h2 = [0.0; H2];
     // SAFETY: features per this fn's contract.
@@ -344,15 +424,15 @@ macro_rules! isa_kernel {
         #[doc = concat!("Entry points compiled with `", $features, "` for this build's weight storage.")]
         pub(super) mod $name {
             use super::$lanes as V;
-            use $crate::kernels::{body, Mlp};
-            use $crate::schema::{H1, H2, N_INPUTS};
+            use $crate::kernels::{body, Inputs, Mlp};
+            use $crate::schema::{H1, H2};
 
             /// Whole network.
             ///
             /// # Safety
             #[doc = concat!("The CPU must support `", $features, "` (this ISA's token).")]
             #[target_feature(enable = $features)]
-            pub(crate) unsafe fn forward(m: &Mlp, x: &[f32; N_INPUTS]) -> f32 {
+            pub(crate) unsafe fn forward(m: &Mlp, x: &Inputs) -> f32 {
                 // SAFETY: this function enables exactly V's features.
                 unsafe { body::forward::<V>(m, x) }
             }
@@ -362,7 +442,7 @@ macro_rules! isa_kernel {
             /// # Safety
             /// As [`forward`].
             #[target_feature(enable = $features)]
-            pub(crate) unsafe fn layer1(m: &Mlp, x: &[f32; N_INPUTS]) -> [f32; H1] {
+            pub(crate) unsafe fn layer1(m: &Mlp, x: &Inputs) -> [f32; H1] {
                 let mut h1 = [0.0; H1];
                 // SAFETY: this function enables exactly V's features.
                 unsafe { body::layer1::<V>(m, x, &mut h1) };

@@ -27,8 +27,8 @@
 
 use core::fmt;
 
-use super::{scalar, Mlp};
-use crate::schema::{H1, H2, N_INPUTS};
+use super::{Inputs, Mlp};
+use crate::schema::{H1, H2};
 
 /// Proof that the CPU has AVX2, FMA and F16C.
 #[cfg(target_arch = "x86_64")]
@@ -381,7 +381,7 @@ impl Kernel {
 macro_rules! dispatch {
     ($kernel:expr, $f:ident($($arg:expr),*)) => {
         match $kernel {
-            Kernel::Scalar => scalar::$f($($arg),*),
+            Kernel::Scalar => scalar_entry::$f($($arg),*),
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx2FmaF16c(_) => {
                 #[cfg(test)]
@@ -407,13 +407,30 @@ macro_rules! dispatch {
     };
 }
 
+/// The scalar kernel with the SIMD kernels' signatures: it takes the
+/// prepared inputs' clamped values (and clamps them again, which changes
+/// nothing) and runs every input, zero or not.
+mod scalar_entry {
+    use super::super::{scalar, Inputs, Mlp};
+    use crate::schema::H1;
+    pub(super) use scalar::{layer2, output};
+
+    pub(super) fn forward(m: &Mlp, x: &Inputs) -> f32 {
+        scalar::forward(m, x.values())
+    }
+
+    pub(super) fn layer1(m: &Mlp, x: &Inputs) -> [f32; H1] {
+        scalar::layer1(m, x.values())
+    }
+}
+
 #[inline]
-pub(super) fn forward(m: &Mlp, k: Kernel, x: &[f32; N_INPUTS]) -> f32 {
+pub(super) fn forward(m: &Mlp, k: Kernel, x: &Inputs) -> f32 {
     dispatch!(k, forward(m, x))
 }
 
 #[inline]
-pub(super) fn layer1(m: &Mlp, k: Kernel, x: &[f32; N_INPUTS]) -> [f32; H1] {
+pub(super) fn layer1(m: &Mlp, k: Kernel, x: &Inputs) -> [f32; H1] {
     dispatch!(k, layer1(m, x))
 }
 

@@ -6,8 +6,8 @@
 //! and a ReLU unit that is zero can skip its whole row of the next layer.
 //!
 //! Layout of this folder, one concept per file:
-//! - [`scalar`]: plain loops, the reference every other kernel is tested
-//!   against. It never skips work and never fuses multiply and add.
+//! - [`scalar`]: plain loops that spell out the canonical arithmetic below,
+//!   the reference every other kernel is tested against bit for bit.
 //! - `body`: the one SIMD kernel, written once, `#[inline(always)]`, generic
 //!   over a small vector trait (`Lanes`). Each ISA file implements that trait
 //!   with `core::arch` intrinsics and instantiates the body with one
@@ -23,18 +23,58 @@
 //!   kernel is reachable only through a token that proves its ISA is
 //!   present.
 //!
-//! Inputs are clamped before the first layer, in every kernel: this is the
-//! core's one rule for values that could make an activation overflow. Each
-//! network input goes through [`clamp_input`] (into
-//! `[-INPUT_LIMIT, INPUT_LIMIT]`, NaN to 0) at the start of every kernel's
-//! layer 1, so a kernel never sees an infinite or NaN input, and for a
-//! network whose [`Mlp::activation_bound`] is finite no partial sum of any
-//! layer can overflow, whatever order a kernel adds in. Without it inputs
-//! near `f32::MAX` overflowed in one kernel's order and not another's, and
-//! the same request got different classes on different CPUs. Within the
-//! limit the kernels differ only by rounding; beyond it every input answers
-//! as it would at the limit, which no real feature comes near (validator
-//! features are below 10^4).
+//! # One answer per input: the canonical arithmetic
+//!
+//! Every kernel computes the same f32 operations in the same order, so a
+//! forward pass gives the same bits on every CPU (and the server answers the
+//! same bytes whatever kernel it picked). The rule, written here once:
+//!
+//! 1. **Inputs** go through [`clamp_input`] first (into
+//!    `[-INPUT_LIMIT, INPUT_LIMIT]`, NaN to 0): the core's one rule for
+//!    non-finite and huge values. With it no kernel ever sees an infinite
+//!    or NaN input, and for a network whose [`Mlp::activation_bound`] is
+//!    finite no partial sum of any layer can overflow (before the rule,
+//!    inputs near `f32::MAX` overflowed in one kernel's order and not
+//!    another's, and the same request got different classes on different
+//!    CPUs). Beyond the limit every input answers as it would at the
+//!    limit, which no real feature comes near (validator features are
+//!    below 10^4).
+//! 2. **Multiply-adds are fused**: every product is added with one
+//!    rounding, `fma(a, b, acc)`, as the FMA instructions of AVX2, AVX-512
+//!    and NEON do (the scalar kernel emulates it exactly, [`scalar::fma`]).
+//!    Weights are widened to f32 exactly ([`weight_to_f32`]).
+//! 3. **ReLU** is [`relu`]: `v` if `v > 0`, else +0 (so -0 and NaN give +0).
+//! 4. **Layer 1**, unit `j`: start at `b1[j]`, then `fma(x[i], w1[i][j], acc)`
+//!    for `i = 0, 1, ..., N_INPUTS - 1`; then ReLU. (Each SIMD lane is one
+//!    unit, so the vector kernels follow this naturally.)
+//! 5. **Layer 2**, unit `j`: only the *active* rows count, those with
+//!    `h1[i] > 0` (an inactive row is skipped, not multiplied by zero: this
+//!    is what lets the SIMD kernels skip it and still agree). The active
+//!    rows are split into [`L2_PARTS`] = 2 parts by parity: part 0 starts at
+//!    `b2[j]` and takes the even rows, part 1 starts at +0 and takes the odd
+//!    rows, each in increasing row order; the unit is
+//!    `relu(part0 + part1)`. Two chains let AVX-512 (4 zmm of outputs) keep
+//!    8 FMAs in flight by running the parts side by side, while AVX2 and
+//!    NEON, whose outputs already fill 8 or 16 registers, run one part after
+//!    the other without spilling.
+//! 6. **Output**: [`OUT_PARTS`] = 16 partial sums, partial `j` the fma chain
+//!    from +0 over `h2[i] * w3[i]` for `i ≡ j (mod 16)` in increasing `i`;
+//!    then [`sum_parts`] (`j` with `j + 8`, then `+ 4`, `+ 2`, `+ 1`), then
+//!    `+ b3`. A 16-lane vector holds the partials in its lanes, 8-lane
+//!    vectors in two registers and 4-lane ones in four, and halving the
+//!    register (or adding the registers) is exactly that tree.
+//!
+//! A zero input (rule 4) or inactive row (rule 5) adds an exact zero, so a
+//! kernel may skip it without changing a bit: only the sign of a zero sum
+//! can differ, and ReLU gives +0 for both ([`Inputs`] skips zero inputs
+//! for the SIMD kernels; the scalar kernel runs them). Weights are finite
+//! (the model loaders refuse others, [`weight_fits`]).
+//!
+//! `tests.rs` checks the rule bit for bit (`f32::to_bits`) on every kernel
+//! the CPU runs, on random networks and inputs at the extremes;
+//! `tests/kernels_agree.rs` does the same on the compiled model, for the
+//! whole `predict` answer and the served bytes; `scripts/test-aarch64.sh`
+//! runs `tests.rs` for NEON under qemu.
 //!
 //! Weight storage is [`W`]: `f32` in this crate by default, IEEE half
 //! precision with the `f16-weights` feature (see `core/Cargo.toml`), which
@@ -54,6 +94,7 @@
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 mod body;
 pub mod dispatch;
+mod inputs;
 pub mod scalar;
 
 #[cfg(target_arch = "x86_64")]
@@ -71,6 +112,7 @@ pub use dispatch::NeonToken;
 #[cfg(target_arch = "x86_64")]
 pub use dispatch::{Avx2FmaF16c, Avx512F};
 pub use dispatch::{CpuFeatures, Kernel, KernelError};
+pub use inputs::Inputs;
 
 use crate::schema::{H1, H2, N_INPUTS};
 
@@ -104,6 +146,34 @@ pub fn clamp_input(x: f32) -> f32 {
 #[inline(always)]
 pub fn clamp_inputs(x: &[f32; N_INPUTS]) -> [f32; N_INPUTS] {
     x.map(clamp_input)
+}
+
+/// Parts the active rows of layer 2 are split into, by row parity (rule 5
+/// of the module docs).
+pub const L2_PARTS: usize = 2;
+
+/// Partial sums of the output dot product (rule 6 of the module docs).
+pub const OUT_PARTS: usize = 16;
+
+/// The ReLU of every kernel: `v` if `v > 0`, else +0 (-0 and NaN give +0).
+#[inline(always)]
+pub fn relu(v: f32) -> f32 {
+    if v > 0.0 {
+        v
+    } else {
+        0.0
+    }
+}
+
+/// Adds the output's [`OUT_PARTS`] partial sums in the one fixed tree every
+/// kernel follows: `p[j] + p[j + 8]`, then the same with 4, 2 and 1.
+#[inline(always)]
+pub fn sum_parts(p: &[f32; OUT_PARTS]) -> f32 {
+    const { assert!(OUT_PARTS == 16) };
+    let a: [f32; 8] = core::array::from_fn(|j| p[j] + p[j + 8]);
+    let b: [f32; 4] = core::array::from_fn(|j| a[j] + a[j + 4]);
+    let c: [f32; 2] = core::array::from_fn(|j| b[j] + b[j + 2]);
+    c[0] + c[1]
 }
 
 /// Bytes per stored weight, for documentation and benches.
@@ -211,25 +281,27 @@ pub fn weight_to_f32(w: W) -> f32 {
     }
     #[cfg(feature = "f16-weights")]
     {
-        // The exact shift-and-scale the NEON kernel uses. `half`'s software
-        // conversion (used without F16C at compile time) made the scalar
-        // forward 21x slower than with f32 weights; with this it is 6x (6.83 vs
-        // 1.14 µs per forward, docs/MEASUREMENTS.md) (a branch-free select of the special case measured 2x slower than
-        // this early return). Tested against `half` on all 65536 patterns.
+        // The exact shift-and-scale the NEON kernel uses, with infinity and
+        // NaN chosen by a bit mask instead of a branch, so the scalar
+        // kernel's row loops (`scalar::fma_row`) vectorise. Tested against
+        // `half` on all 65536 patterns. (`half`'s software conversion made
+        // the scalar forward 21x slower than f32 weights; an early return
+        // for the special case measured faster than a select in the old
+        // scalar loops, before those loops were written to vectorise.)
         /// 2^112 = 2^(127 - 15): f32 exponent bias minus f16 bias.
         const REBIAS: f32 = f32::from_bits(0x7780_0000);
-        /// f16 exponent field all ones: infinity or NaN.
-        const F16_INF: u32 = 0x7c00;
         let b = u32::from(w.to_bits());
         let rest = b & 0x7fff;
         let sign = (b & 0x8000) << 16;
-        if rest >= F16_INF {
-            // Infinity and NaN: f32 exponent all ones, mantissa kept.
-            return f32::from_bits(sign | 0x7f80_0000 | ((b & 0x03ff) << 13));
-        }
-        // Normal and subnormal: exponent and mantissa moved into place, then
-        // re-biased by an exact multiplication.
-        f32::from_bits((f32::from_bits(rest << 13) * REBIAS).to_bits() | sign)
+        // Normal and subnormal: exponent and mantissa moved into place,
+        // then re-biased by an exact multiplication.
+        let finite = (f32::from_bits(rest << 13) * REBIAS).to_bits();
+        // Infinity and NaN: f32 exponent all ones, mantissa kept.
+        let special = 0x7f80_0000 | ((b & 0x03ff) << 13);
+        // All ones when the f16 exponent field is all ones (rest >= 0x7c00,
+        // so rest + 0x400 reaches bit 15), else zero.
+        let is_special = ((rest + 0x0400) >> 15).wrapping_neg();
+        f32::from_bits((finite & !is_special) | (special & is_special) | sign)
     }
 }
 
@@ -280,6 +352,13 @@ impl Mlp {
     /// with `x` clamped by [`clamp_input`] first.
     #[inline]
     pub fn forward(&self, kernel: Kernel, x: &[f32; N_INPUTS]) -> f32 {
+        dispatch::forward(self, kernel, &Inputs::new(x))
+    }
+
+    /// [`Mlp::forward`] on inputs already prepared ([`Inputs::new`]), so
+    /// the networks of one prediction share that work.
+    #[inline]
+    pub fn forward_inputs(&self, kernel: Kernel, x: &Inputs) -> f32 {
         dispatch::forward(self, kernel, x)
     }
 
@@ -287,7 +366,7 @@ impl Mlp {
     /// [`clamp_input`] first.
     #[inline]
     pub fn layer1(&self, kernel: Kernel, x: &[f32; N_INPUTS]) -> [f32; H1] {
-        dispatch::layer1(self, kernel, x)
+        dispatch::layer1(self, kernel, &Inputs::new(x))
     }
 
     /// Layer 2 alone: `relu(W2 · relu(h1) + b2)`.

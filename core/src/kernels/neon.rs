@@ -104,9 +104,19 @@ unsafe impl Lanes for Q {
         u64::from(m)
     }
     #[inline(always)]
-    unsafe fn hsum(self) -> f32 {
-        // SAFETY: NEON enabled (trait contract).
-        unsafe { vaddvq_f32(self.0) }
+    unsafe fn sum16(parts: &[Self]) -> f32 {
+        // Four vectors of partials 0-3, 4-7, 8-11, 12-15: j with j + 8 is
+        // parts 0 + 2 and 1 + 3, j with j + 4 adds those two, j with j + 2
+        // the halves, and the last step the two lanes left. Not
+        // `vaddvq_f32`, which adds pairwise ((0 + 1) + (2 + 3)).
+        // SAFETY: NEON enabled; `parts` has 4 vectors for 4 lanes.
+        unsafe {
+            let lo = vaddq_f32(parts[0].0, parts[2].0);
+            let hi = vaddq_f32(parts[1].0, parts[3].0);
+            let b = vaddq_f32(lo, hi);
+            let c = vadd_f32(vget_low_f32(b), vget_high_f32(b));
+            vget_lane_f32::<0>(c) + vget_lane_f32::<1>(c)
+        }
     }
     #[inline(always)]
     unsafe fn prefetch(_p: *const u8) {

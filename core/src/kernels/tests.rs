@@ -1,25 +1,28 @@
-//! Every SIMD kernel against the scalar reference, on the same weights and
-//! inputs, with a tolerance derived from floating-point error analysis.
+//! Every SIMD kernel against the scalar reference, bit for bit
+//! (`f32::to_bits`), on the same weights and inputs: the canonical
+//! arithmetic of the module docs (`kernels`) leaves no room for rounding
+//! differences. Each test names the kernels it compared and the ones this
+//! CPU cannot run (skipped, and said so on stderr).
 //!
-//! Tolerance: a dot product of `n` terms plus a bias, summed in any order
-//! with or without FMA, is within `γ(n+1) · (Σ|w·x| + |b|)` of the exact
-//! value, where `γ(k) = k·u / (1 − k·u)` and `u = 2^-24` (Higham, Accuracy
-//! and Stability of Numerical Algorithms, §3.1). Two such results differ by
-//! at most twice that, so each layer output is checked against
-//! `2·γ(fan_in+1)·(Σ|w·x| + |b|)`. Through three layers (ReLU is
+//! The scalar kernel itself is checked against an f64 evaluation with a
+//! tolerance from floating-point error analysis: a dot product of `n` terms
+//! plus a bias, summed in any order with or without FMA, is within
+//! `γ(n+1) · (Σ|w·x| + |b|)` of the exact value, where
+//! `γ(k) = k·u / (1 − k·u)` and `u = 2^-24` (Higham, Accuracy and Stability
+//! of Numerical Algorithms, §3.1). Through three layers (ReLU is
 //! 1-Lipschitz) the error of the whole network is at most
 //! `((1+γ)^3 − 1)·A ≈ 3γ·A`, with `A` the output of the "absolute" network
-//! (every weight, bias and input replaced by its magnitude), so whole
-//! forwards are checked against `2·3.01·γ(H1+1)·A`. A wrong index or a
-//! skipped row misses these bounds by orders of magnitude; rounding cannot
-//! reach them. On the random cases below the observed error is about 1e-7
-//! relative to `A`.
+//! (every weight, bias and input replaced by its magnitude). A wrong index
+//! or a skipped row misses that bound by orders of magnitude; rounding
+//! cannot reach it. Its [`scalar::fma`] is checked against `libm::fmaf`,
+//! std's `f32::mul_add` and hand-made double-rounding traps.
 
 extern crate std;
 
 use std::boxed::Box;
 use std::format;
 use std::string::String;
+use std::vec;
 use std::vec::Vec;
 
 use super::dispatch::calls;
@@ -178,42 +181,31 @@ fn first_mismatch(what: &str, got: &[f32], want: &[f32], tol: &[f64]) -> Result<
     Ok(())
 }
 
-/// Compares one kernel with scalar on every layer and the whole network.
+/// First element whose bits differ between `got` and `want`.
+fn first_bit_mismatch(what: &str, got: &[f32], want: &[f32]) -> Result<(), String> {
+    for (j, (g, e)) in got.iter().zip(want).enumerate() {
+        if g.to_bits() != e.to_bits() {
+            return Err(format!(
+                "{what}[{j}]: kernel {g:e} ({:#010x}) vs scalar {e:e} ({:#010x})",
+                g.to_bits(),
+                e.to_bits()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Compares one kernel with scalar, bit for bit, on every layer (each fed
+/// the scalar kernel's previous layer) and on the whole network.
 fn compare(k: Kernel, m: &Mlp, name: &str, x: &[f32; N_INPUTS]) -> Result<(), String> {
     let ctx = |e: String| format!("kernel {}, input {name}: {e}", k.name());
     let h1 = scalar::layer1(m, x);
-    let t1: Vec<f64> = layer1_scale(m, x)
-        .iter()
-        .map(|s| 2.0 * gamma(N_INPUTS + 1) * s)
-        .collect();
-    first_mismatch("layer1", &m.layer1(k, x), &h1, &t1).map_err(ctx)?;
-
+    first_bit_mismatch("layer1", &m.layer1(k, x), &h1).map_err(ctx)?;
     let h2 = scalar::layer2(m, &h1);
-    let t2: Vec<f64> = layer2_scale(m, &h1)
-        .iter()
-        .map(|s| 2.0 * gamma(H1 + 1) * s)
-        .collect();
-    first_mismatch("layer2", &m.layer2(k, &h1), &h2, &t2).map_err(ctx)?;
-
-    let t3 = 2.0
-        * gamma(H2 + 1)
-        * (f64::from(m.b3.abs())
-            + h2.iter()
-                .zip(&m.w3)
-                .map(|(h, w)| f64::from((h * w).abs()))
-                .sum::<f64>());
-    first_mismatch(
-        "output",
-        &[m.output(k, &h2)],
-        &[scalar::output(m, &h2)],
-        &[t3],
-    )
-    .map_err(ctx)?;
-
-    let tf = 2.0 * 3.01 * gamma(H1 + 1) * abs_network(m, x);
+    first_bit_mismatch("layer2", &m.layer2(k, &h1), &h2).map_err(ctx)?;
+    first_bit_mismatch("output", &[m.output(k, &h2)], &[scalar::output(m, &h2)]).map_err(ctx)?;
     let y = m.forward(k, x);
-    first_mismatch("forward", &[y], &[scalar::forward(m, x)], &[tf]).map_err(ctx)?;
-
+    first_bit_mismatch("forward", &[y], &[scalar::forward(m, x)]).map_err(ctx)?;
     // The fused forward runs the same instructions as the three layer
     // calls, so it must agree with them bit for bit.
     let composed = m.output(k, &m.layer2(k, &m.layer1(k, x)));
@@ -225,10 +217,60 @@ fn compare(k: Kernel, m: &Mlp, name: &str, x: &[f32; N_INPUTS]) -> Result<(), St
     Ok(())
 }
 
+/// The scalar kernel against f64 arithmetic, within the error bound of the
+/// module docs, layer by layer and whole.
+fn scalar_within_rounding(m: &Mlp, name: &str, x: &[f32; N_INPUTS]) -> Result<(), String> {
+    let x = &clamp_inputs(x);
+    let ctx = |e: String| format!("scalar vs f64, input {name}: {e}");
+    let h1 = scalar::layer1(m, x);
+    let exact1: Vec<f32> = (0..H1)
+        .map(|j| {
+            let s = f64::from(m.b1[j])
+                + (0..N_INPUTS)
+                    .map(|i| w(m.w1[i][j]) * f64::from(x[i]))
+                    .sum::<f64>();
+            s.max(0.0) as f32
+        })
+        .collect();
+    let t1: Vec<f64> = layer1_scale(m, x)
+        .iter()
+        .map(|s| gamma(N_INPUTS + 1) * s + f64::from(f32::EPSILON) * s)
+        .collect();
+    first_mismatch("layer1", &h1, &exact1, &t1).map_err(ctx)?;
+    let h2 = scalar::layer2(m, &h1);
+    let exact2: Vec<f32> = (0..H2)
+        .map(|j| {
+            let s = f64::from(m.b2[j])
+                + (0..H1)
+                    .map(|i| w(m.w2[i][j]) * f64::from(h1[i].max(0.0)))
+                    .sum::<f64>();
+            s.max(0.0) as f32
+        })
+        .collect();
+    let t2: Vec<f64> = layer2_scale(m, &h1)
+        .iter()
+        .map(|s| gamma(H1 + 1) * s + f64::from(f32::EPSILON) * s)
+        .collect();
+    first_mismatch("layer2", &h2, &exact2, &t2).map_err(ctx)?;
+    let exact_out = f64::from(m.b3)
+        + h2.iter()
+            .zip(&m.w3)
+            .map(|(h, w)| f64::from(*h) * f64::from(*w))
+            .sum::<f64>();
+    let t3 = 3.01 * gamma(H1 + 1) * abs_network(m, x);
+    let y = scalar::forward(m, x);
+    if (f64::from(y) - exact_out).abs() > t3 + f64::from(f32::EPSILON) * exact_out.abs() {
+        return Err(ctx(format!(
+            "output {y:e} vs {exact_out:e}, tolerance {t3:e}"
+        )));
+    }
+    Ok(())
+}
+
 fn check_kernel(k: Kernel) {
     for seed in [1u64, 2, 3, 0xDEAD_BEEF] {
         let m = random_mlp(seed);
-        for (name, x) in inputs(seed) {
+        for (name, x) in inputs(seed).into_iter().chain(edge_inputs(seed)) {
             if let Err(e) = compare(k, &m, &name, &x) {
                 panic!("seed {seed}: {e}");
             }
@@ -258,15 +300,160 @@ fn scalar_matches_itself_and_is_exact_on_a_tiny_case() {
     assert_eq!(scalar::forward(&m, &x), 4.0 * 10.0 + 0.25);
 }
 
-#[test]
-fn every_simd_kernel_matches_scalar() {
+/// Says on stderr which kernels a test compares and which it cannot run
+/// here, and returns the SIMD ones to compare with scalar.
+fn announce(test: &str) -> Vec<Kernel> {
     let ks = simd_kernels();
+    let skipped: Vec<&str> = Kernel::NAMES
+        .iter()
+        .copied()
+        .filter(|n| Kernel::from_name(n, detected()).is_err())
+        .collect();
     std::eprintln!(
-        "SIMD kernels on this CPU: {:?}",
+        "{test}: compared scalar with {:?}; skipped (this CPU or build cannot run them) {skipped:?}",
         ks.iter().map(|k| k.name()).collect::<Vec<_>>()
     );
-    for k in ks {
+    ks
+}
+
+#[test]
+fn every_simd_kernel_matches_scalar_bit_for_bit() {
+    for k in announce("every_simd_kernel_matches_scalar_bit_for_bit") {
         check_kernel(k);
+    }
+}
+
+#[test]
+fn scalar_is_within_rounding_of_f64() {
+    for seed in [1u64, 2, 3, 0xDEAD_BEEF] {
+        let m = random_mlp(seed);
+        for (name, x) in inputs(seed).into_iter().chain(edge_inputs(seed)) {
+            if let Err(e) = scalar_within_rounding(&m, &name, &x) {
+                panic!("seed {seed}: {e}");
+            }
+        }
+    }
+}
+
+/// Many random networks and inputs, more than `check_kernel`'s few: the
+/// bits of every layer and of the whole forward agree on every kernel.
+#[test]
+fn random_networks_agree_bit_for_bit() {
+    let ks = announce("random_networks_agree_bit_for_bit");
+    let mut r = Rng(0x5EED);
+    for seed in 100..140u64 {
+        let m = random_mlp(seed);
+        for n in 0..25 {
+            // Scales from 1e-3 to 1e3, a few exact zeros, both signs.
+            let scale = 10f64.powi((r.next_u64() % 7) as i32 - 3);
+            let x: [f32; N_INPUTS] = core::array::from_fn(|_| {
+                if r.next_u64().is_multiple_of(10) {
+                    0.0
+                } else {
+                    (r.sym() * scale) as f32
+                }
+            });
+            for &k in &ks {
+                if let Err(e) = compare(k, &m, &format!("seed {seed} #{n}"), &x) {
+                    panic!("{e}");
+                }
+            }
+        }
+    }
+}
+
+/// `scalar::fma` is one correctly rounded `a * b + c`: the same bits as
+/// `libm::fmaf` and std's `f32::mul_add` (both use the FMA instruction where
+/// the CPU has one), on random operands of every scale and on cases where
+/// rounding the f64 sum twice would be wrong.
+#[test]
+fn scalar_fma_is_correctly_rounded() {
+    let same = |a: f32, b: f32, c: f32| {
+        let got = scalar::fma(a, b, c);
+        for (want, by) in [
+            (libm::fmaf(a, b, c), "libm::fmaf"),
+            (a.mul_add(b, c), "f32::mul_add"),
+        ] {
+            assert!(
+                got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
+                "fma({a:e}, {b:e}, {c:e}) = {got:e}, {by} says {want:e}"
+            );
+        }
+        got
+    };
+    // Double-rounding traps: a * b = 2^-24 - 2^-70 is exact in f64, and
+    // 1 + 2^-23 + a * b rounds in f64 to the midpoint 1 + 2^-23 + 2^-24,
+    // which ties to even (1 + 2^-22) in f32; the exact sum is below the
+    // midpoint, so the right answer is 1 + 2^-23.
+    let a = f32::from_bits(0x3980_0001); // 2^-12 (1 + 2^-23)
+    let b = f32::from_bits(0x397f_fffe); // 2^-12 (1 - 2^-23)
+    let one_up = f32::from_bits(0x3f80_0001); // 1 + 2^-23
+    let p = f64::from(a) * f64::from(b);
+    let naive = (p + f64::from(one_up)) as f32;
+    let exact = same(a, b, one_up);
+    assert_eq!(exact, one_up, "product {p:e}");
+    assert_ne!(
+        naive.to_bits(),
+        exact.to_bits(),
+        "the trap must trap the naive sum"
+    );
+    for (a, b, c) in [
+        (a, b, one_up),
+        (-a, b, -one_up),
+        (a, -b, -one_up),
+        (a, b, -1.0),
+    ] {
+        same(a, b, c);
+    }
+    // Random operands: every exponent range, both signs, exact cancellation,
+    // subnormal results, zeros of both signs, infinities and NaN.
+    let special = [
+        0.0,
+        -0.0,
+        f32::MIN_POSITIVE,
+        f32::from_bits(1),
+        f32::MAX,
+        f32::INFINITY,
+        f32::NAN,
+    ];
+    for &a in &special {
+        for &b in &special {
+            for &c in &special {
+                same(a, b, c);
+                same(-a, b, c);
+                same(a, b, -c);
+            }
+        }
+    }
+    let mut r = Rng(0xF3A);
+    let any = |r: &mut Rng| -> f32 {
+        let e = (r.next_u64() % 120) as i32 - 60;
+        (r.sym() * 2f64.powi(e)) as f32
+    };
+    for _ in 0..400_000 {
+        let (a, b) = (any(&mut r), any(&mut r));
+        let c = match r.next_u64() % 4 {
+            // Cancels most of the product: the hard cases for rounding.
+            0 => -(a * b),
+            1 => -(a * b) * (1.0 + (r.sym() as f32) * 1e-6),
+            2 => f32::from_bits((r.next_u64() as u32) & 0x807f_ffff), // subnormal
+            _ => any(&mut r),
+        };
+        same(a, b, c);
+    }
+    // The row form (fast f64 path, rows with a suspect sum redone) gives
+    // `fma`'s bits, on rows whose sums cancel, are tiny or are ordinary.
+    for n in 0..3000 {
+        let x = any(&mut r);
+        let w: [W; H2] = core::array::from_fn(|_| weight_from_f64(r.sym()));
+        let mut acc: [f32; H2] = core::array::from_fn(|j| match n % 3 {
+            0 => -(x * weight_to_f32(w[j])),
+            1 => f32::from_bits((r.next_u64() as u32) & 0x807f_ffff),
+            _ => any(&mut r),
+        });
+        let want: [f32; H2] = core::array::from_fn(|j| scalar::fma(x, weight_to_f32(w[j]), acc[j]));
+        scalar::fma_row(x, &w, &mut acc);
+        first_bit_mismatch("fma_row", &acc, &want).unwrap();
     }
 }
 
@@ -281,12 +468,9 @@ fn layer2_treats_non_positive_and_nan_inputs_as_zero() {
     let want = scalar::layer2(&m, &h1);
     assert!(want.iter().all(|v| v.is_finite()));
     let clean: [f32; H1] = core::array::from_fn(|i| if h1[i] > 0.0 { h1[i] } else { 0.0 });
-    let tol: Vec<f64> = layer2_scale(&m, &clean)
-        .iter()
-        .map(|s| 2.0 * gamma(H1 + 1) * s)
-        .collect();
-    for k in simd_kernels() {
-        if let Err(e) = first_mismatch("layer2", &m.layer2(k, &h1), &want, &tol) {
+    first_bit_mismatch("layer2 on cleaned h1", &scalar::layer2(&m, &clean), &want).unwrap();
+    for k in announce("layer2_treats_non_positive_and_nan_inputs_as_zero") {
+        if let Err(e) = first_bit_mismatch("layer2", &m.layer2(k, &h1), &want) {
             panic!("kernel {}: {e}", k.name());
         }
     }
@@ -296,9 +480,10 @@ fn layer2_treats_non_positive_and_nan_inputs_as_zero() {
 fn all_dead_and_all_active_relu() {
     let mut m = random_mlp(11);
     let x = [1.0; N_INPUTS];
+    let ks = announce("all_dead_and_all_active_relu");
     for bias in [-1.0e6f32, 1.0e3] {
         m.b1 = [bias; H1];
-        for k in simd_kernels() {
+        for &k in &ks {
             if let Err(e) = compare(k, &m, &format!("b1={bias}"), &x) {
                 panic!("{e}");
             }
@@ -481,9 +666,65 @@ fn extreme_inputs() -> Vec<(String, [f32; N_INPUTS])> {
     out
 }
 
+/// Finite inputs at the edges the clamp leaves alone, named: at and near
+/// `INPUT_LIMIT`, zeros, tiny values (subnormals), and mixed signs and
+/// scales. The sums then sit far from ordinary magnitudes, where a
+/// different order of additions shows most.
+fn edge_inputs(seed: u64) -> Vec<(String, [f32; N_INPUTS])> {
+    let mut r = Rng(seed ^ 0x0EDE);
+    let near = f32::from_bits(INPUT_LIMIT.to_bits() - 1);
+    let mut out = vec![
+        ("limit".into(), [INPUT_LIMIT; N_INPUTS]),
+        ("-limit".into(), [-INPUT_LIMIT; N_INPUTS]),
+        ("just below limit".into(), [near; N_INPUTS]),
+        ("-0".into(), [-0.0; N_INPUTS]),
+        ("smallest subnormal".into(), [f32::from_bits(1); N_INPUTS]),
+        ("smallest normal".into(), [-f32::MIN_POSITIVE; N_INPUTS]),
+    ];
+    out.push((
+        "zeros of both signs among values".into(),
+        core::array::from_fn(|i| match i % 3 {
+            0 => 0.0,
+            1 => -0.0,
+            _ => (r.sym() * 2.0) as f32,
+        }),
+    ));
+    out.push((
+        "alternating ±limit".into(),
+        core::array::from_fn(|i| {
+            if i % 2 == 0 {
+                INPUT_LIMIT
+            } else {
+                -INPUT_LIMIT
+            }
+        }),
+    ));
+    for n in 0..6 {
+        out.push((
+            format!("mixed scales and signs #{n}"),
+            core::array::from_fn(|_| {
+                let e = (r.next_u64() % 80) as i32 - 50; // 1e-15 .. 1e9
+                let v = r.sym() * 2f64.powi(e);
+                (v.clamp(-1.0e9, 1.0e9)) as f32
+            }),
+        ));
+        out.push((
+            format!("one huge among tiny #{n}"),
+            core::array::from_fn(|i| {
+                if i == (r.next_u64() as usize) % N_INPUTS {
+                    INPUT_LIMIT * r.sym().signum() as f32
+                } else {
+                    (r.sym() * 1e-30) as f32
+                }
+            }),
+        ));
+    }
+    out
+}
+
 /// The rule of the module docs (`kernels`): every kernel runs on the
 /// clamped inputs, so extreme inputs give finite outputs, bit for bit the
-/// output on the clamped inputs, and within rounding of the scalar kernel.
+/// output on the clamped inputs, and bit for bit the scalar kernel's.
 #[test]
 fn extreme_inputs_are_clamped_in_every_kernel() {
     assert_eq!(clamp_input(f32::MAX), INPUT_LIMIT);
@@ -492,23 +733,45 @@ fn extreme_inputs_are_clamped_in_every_kernel() {
     assert_eq!(clamp_input(-3.5), -3.5);
     let tiny = f32::from_bits(1);
     assert_eq!(clamp_input(tiny).to_bits(), tiny.to_bits());
+    let ks = announce("extreme_inputs_are_clamped_in_every_kernel");
     for seed in [1u64, 2, 3] {
         let m = random_mlp(seed);
         let bound = m.activation_bound();
         assert!(bound < f64::from(f32::MAX) / 1e6, "bound {bound:e}");
-        for (name, x) in extreme_inputs() {
+        for (name, x) in extreme_inputs().into_iter().chain(edge_inputs(seed)) {
             let clamped = clamp_inputs(&x);
-            for k in Kernel::runnable(detected()) {
-                let y = m.forward(k, &x);
-                assert!(y.is_finite(), "kernel {} on {name}: {y}", k.name());
-                let on_clamped = m.forward(k, &clamped);
-                assert_eq!(y.to_bits(), on_clamped.to_bits(), "{name}");
-                if k != Kernel::Scalar {
-                    if let Err(e) = compare(k, &m, &name, &clamped) {
-                        panic!("seed {seed}: {e}");
-                    }
+            let want = scalar::forward(&m, &x);
+            assert!(want.is_finite(), "scalar on {name}: {want}");
+            assert_eq!(
+                want.to_bits(),
+                scalar::forward(&m, &clamped).to_bits(),
+                "{name}"
+            );
+            for &k in &ks {
+                if let Err(e) = compare(k, &m, &name, &x) {
+                    panic!("seed {seed}: {e}");
                 }
             }
         }
     }
+}
+
+/// `relu` and `sum_parts` are the rule's: +0 for -0 and NaN, and the
+/// halving tree (checked on values where any other order gives other bits).
+#[test]
+fn relu_and_output_tree_are_the_rule() {
+    assert_eq!(relu(-0.0).to_bits(), 0);
+    assert_eq!(relu(f32::NAN).to_bits(), 0);
+    assert_eq!(relu(-1.0).to_bits(), 0);
+    assert_eq!(relu(2.5), 2.5);
+    // 1e8 + 1 - 1e8 and friends: the tree's pairs decide the result.
+    let mut p = [0.0f32; OUT_PARTS];
+    p[0] = 1.0e8;
+    p[8] = 1.0;
+    p[4] = -1.0e8;
+    p[12] = 1.0;
+    // (1e8 + 1) + (-1e8 + 1) = 1e8 + -1e8 = 0 in f32 (each +1 is lost).
+    assert_eq!(sum_parts(&p), 0.0);
+    let sequential: f32 = p.iter().sum();
+    assert_eq!(sequential, 2.0, "a different order gives different bits");
 }
