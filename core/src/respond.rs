@@ -185,9 +185,9 @@ impl Out<'_> {
         // One pass without early exit to see whether anything needs an
         // escape (the compiler vectorises it); the byte loop below only
         // runs for a string that does.
-        let plain = !b
-            .iter()
-            .fold(false, |bad, &c| bad | (c == b'"') | (c == b'\\') | (c < 0x20));
+        let plain = !b.iter().fold(false, |bad, &c| {
+            bad | (c == b'"') | (c == b'\\') | (c < 0x20)
+        });
         if plain {
             self.put(b"\"")?;
             self.put(b)?;

@@ -538,7 +538,11 @@ impl<'a> Reader<'a> {
         depth: usize,
     ) -> Result<Result<f32, FieldError>, ParseError> {
         match self.peek() {
-            Some(b'-' | b'0'..=b'9') => {
+            Some(b'0'..=b'9') => {
+                let s = self.number().map_err(json)?;
+                Ok(check_value(fi, self.value(&s)))
+            }
+            Some(b'-') => {
                 if self.minus_infinity()? {
                     return Ok(Err(FieldError::NonFinite));
                 }
@@ -993,8 +997,22 @@ mod tests {
             let b = bare(&std::format!(r#""unknown":[{v}]"#));
             assert!(parse_request(b.as_bytes()).is_ok(), "{v}");
         }
-        for v in ["Nan", "-Inf", "Infinite", "-", "-x"] {
+        for v in [
+            "Nan",
+            "-Inf",
+            "Infinite",
+            "-",
+            "-x",
+            "5Infinity",
+            "0Infinity",
+        ] {
             let b = bare(&std::format!(r#""unknown":{v}"#));
+            assert!(
+                matches!(parse_request(b.as_bytes()), Err(ParseError::Json(_))),
+                "{v}"
+            );
+            // The same text as a feature's value: still not JSON.
+            let b = bare(&std::format!(r#""response_gap_max":{v}"#));
             assert!(
                 matches!(parse_request(b.as_bytes()), Err(ParseError::Json(_))),
                 "{v}"

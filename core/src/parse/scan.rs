@@ -179,7 +179,7 @@ impl<'a> Reader<'a> {
     /// `-Infinity` if it starts at `i` (a `-` followed by `I`): consumed, true.
     #[inline(always)]
     pub fn minus_infinity(&mut self) -> Result<bool, ParseError> {
-        if self.b.get(self.i + 1) != Some(&b'I') {
+        if self.b.get(self.i) != Some(&b'-') || self.b.get(self.i + 1) != Some(&b'I') {
             return Ok(false);
         }
         self.i += 1;
@@ -189,8 +189,26 @@ impl<'a> Reader<'a> {
 
     /// Check and step over one value of any kind. `depth` is the nesting
     /// level of the object or array holding it (the top object is 1).
+    ///
+    /// A string, `null` or number (most values skipped) is read inline;
+    /// anything else goes to [`Reader::skip_any`], kept out of line so the
+    /// member loops that call this stay small.
     #[inline(always)]
     pub fn skip_value(&mut self, depth: usize) -> Result<(), ParseError> {
+        match self.peek() {
+            Some(b'"') => {
+                self.i += 1;
+                self.string_body().map(|_| ())
+            }
+            Some(b'n') => self.literal(b"null"),
+            Some(b'0'..=b'9') => self.number().map(|_| ()).map_err(json),
+            _ => self.skip_any(depth),
+        }
+    }
+
+    /// [`Reader::skip_value`] for a value of any kind.
+    #[inline(never)]
+    fn skip_any(&mut self, depth: usize) -> Result<(), ParseError> {
         // Bit k: whether the k-th open container (innermost = bit 0) is an object.
         let mut objects: u64 = 0;
         let mut open = 0usize;
