@@ -418,11 +418,17 @@ impl<'a> Reader<'a> {
         // The feature read last in this object (`N_FEATURES`: none yet).
         let mut prev = N_FEATURES;
         loop {
-            *members += 1;
-            let guess = order.guess(prev);
             // A synapse's top level holds no features: guess there only
             // once one was seen (a bare features object).
             let guessing = !top || prev != N_FEATURES;
+            if guessing {
+                let acc = if top { &mut out.top } else { &mut out.nested };
+                if !self.feature_run(acc, order, &mut prev, members)? {
+                    return Ok(());
+                }
+            }
+            *members += 1;
+            let guess = order.guess(prev);
             let member = if self.next_token()? == b'"'
                 && guessing
                 && is_quoted_name(self.b.get(self.i + 1..).unwrap_or_default(), guess)
@@ -495,6 +501,54 @@ impl<'a> Reader<'a> {
             }
             if !self.after_member()? {
                 return Ok(());
+            }
+        }
+    }
+
+    /// Read members of a features object from `i` (where a member starts)
+    /// for as long as each is the feature `order` expects next with a
+    /// value that starts with a digit: the common case, in a loop small
+    /// enough to keep its state in registers (inside [`Reader::members`]
+    /// it shared them with every other kind of member). Stops at the first
+    /// member it does not take, with `i` where that member starts, and
+    /// answers true; false once it has read the object's closing `}`. A
+    /// member it takes is read exactly as `members` reads it.
+    #[inline(never)]
+    fn feature_run(
+        &mut self,
+        acc: &mut Acc<'a>,
+        order: &KeyOrder,
+        prev: &mut usize,
+        members: &mut usize,
+    ) -> Result<bool, ParseError> {
+        loop {
+            let start = self.i;
+            let g = order.guess(*prev);
+            self.skip_ws();
+            if self.peek() != Some(b'"')
+                || !is_quoted_name(self.b.get(self.i + 1..).unwrap_or_default(), g)
+            {
+                self.i = start;
+                return Ok(true);
+            }
+            self.i += 2 + name(g).len();
+            self.skip_ws();
+            if self.peek() != Some(b':') {
+                self.i = start;
+                return Ok(true);
+            }
+            self.i += 1;
+            self.skip_ws();
+            if !matches!(self.peek(), Some(b'0'..=b'9')) {
+                self.i = start;
+                return Ok(true);
+            }
+            *members += 1;
+            let s = self.number().map_err(json)?;
+            acc.set(g, check_value(g, self.value(&s)));
+            *prev = g;
+            if !self.after_member()? {
+                return Ok(false);
             }
         }
     }
