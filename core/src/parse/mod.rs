@@ -554,6 +554,7 @@ impl<'a> Reader<'a> {
     }
 
     /// The top-level `axon` object whose `{` is at `i`.
+    #[inline(never)]
     fn read_axon(&mut self) -> Result<AxonLayout, ParseError> {
         let mut a = AxonLayout {
             object: true,
