@@ -32,6 +32,24 @@
 //! are `#[inline(always)]`: as separate calls they cost 13% of the parse of
 //! a 2.2 KB synapse (`predict/stage/parse` 1.57 -> 1.31 µs once inlined,
 //! 2026-11-26).
+//!
+//! Inlining everything into one member loop has a limit, though: past it
+//! the loop has more live values than registers and spends its time
+//! reloading them from the stack. So two rarer paths stay out of line
+//! (skipping an object or array, `Reader::skip_any`; the `axon` block,
+//! `read_axon`), and the common member of a features object (the feature
+//! the [`KeyOrder`] expects, with a value that starts with a digit) is read
+//! by a small loop of its own, `feature_run`, which hands anything else
+//! back to the general loop. Measured on the bench's 256 synapse bodies
+//! (2.2 KB, 40 features; a loop timing `parse_body` + `features` by thread
+//! CPU time, alternating with the previous build, Xeon 2.3 GHz shared with
+//! other builds, 2026-12-07): skipping strings, `null` and numbers inline
+//! and containers out of line, 1.59 -> 1.41 µs; `feature_run`, 1.45 -> 1.36
+//! µs; `read_axon` out of line, about 1%. Tried and dropped: classifying
+//! every key (features, synapse fields, terminal keys) by one hash probe
+//! instead of the hash plus a few compares (no change: the compares were
+//! not the cost), keeping escaped-key decoding out of line (no change), and
+//! a local copy of the cursor inside `feature_run` (4% slower).
 
 use core::fmt;
 

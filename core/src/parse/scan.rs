@@ -5,7 +5,9 @@
 //! string scan looks at a block of bytes per step for the only bytes that
 //! need attention (`"`, `\`, control characters, and non-ASCII until the
 //! first one is seen): 16 bytes with SSE2 on x86_64 (`sse2.rs`), 8 bytes as
-//! a `u64` elsewhere. Skipped values are walked with an explicit stack, not
+//! a `u64` elsewhere. A skipped string, `null` or number is read inline
+//! where it is met; objects and arrays go to one out-of-line routine (see
+//! the parent module's docs for why) and are walked with an explicit stack, not
 //! recursion, so a hostile `[[[[...` costs no stack and is refused at
 //! [`MAX_DEPTH`]. Like Python's `json.loads`, `NaN`, `Infinity` and
 //! `-Infinity` are values, and a lone surrogate escape (`"\ud800"`) is a
