@@ -5,6 +5,11 @@
 //! times or divided by an exact power of ten is one correctly rounded
 //! operation. Anything longer or more extreme goes to `core`'s correctly
 //! rounded parser, so every number gets the f64 Python's `float()` gives.
+//! The digits are read one byte at a time on purpose: an eight-digits-at-
+//! once (SWAR) reader measured 10% slower on a features object (993 -> 1106
+//! ns for 40 features, 2026-12-07). A feature's number is 1 to 6 digits, the
+//! CPU predicts the byte loop's exit well, and the SWAR reader puts three
+//! dependent multiplies between one number and the next key.
 //!
 //! The value rules are the subnet's: Python's `json.loads`, then pydantic v2
 //! in lax mode on the synapse's `int` and `float` fields (mapped out with

@@ -5,7 +5,9 @@
 //! string scan looks at a block of bytes per step for the only bytes that
 //! need attention (`"`, `\`, control characters, and non-ASCII until the
 //! first one is seen): 16 bytes with SSE2 on x86_64 (`sse2.rs`), 8 bytes as
-//! a `u64` elsewhere. Skipped values are walked with an explicit stack, not
+//! a `u64` elsewhere. A skipped string, `null` or number is read inline
+//! where it is met; objects and arrays go to one out-of-line routine (see
+//! the parent module's docs for why) and are walked with an explicit stack, not
 //! recursion, so a hostile `[[[[...` costs no stack and is refused at
 //! [`MAX_DEPTH`]. Like Python's `json.loads`, `NaN`, `Infinity` and
 //! `-Infinity` are values, and a lone surrogate escape (`"\ud800"`) is a
@@ -179,7 +181,7 @@ impl<'a> Reader<'a> {
     /// `-Infinity` if it starts at `i` (a `-` followed by `I`): consumed, true.
     #[inline(always)]
     pub fn minus_infinity(&mut self) -> Result<bool, ParseError> {
-        if self.b.get(self.i + 1) != Some(&b'I') {
+        if self.b.get(self.i) != Some(&b'-') || self.b.get(self.i + 1) != Some(&b'I') {
             return Ok(false);
         }
         self.i += 1;
@@ -189,8 +191,26 @@ impl<'a> Reader<'a> {
 
     /// Check and step over one value of any kind. `depth` is the nesting
     /// level of the object or array holding it (the top object is 1).
+    ///
+    /// A string, `null` or number (most values skipped) is read inline;
+    /// anything else goes to [`Reader::skip_any`], kept out of line so the
+    /// member loops that call this stay small.
     #[inline(always)]
     pub fn skip_value(&mut self, depth: usize) -> Result<(), ParseError> {
+        match self.peek() {
+            Some(b'"') => {
+                self.i += 1;
+                self.string_body().map(|_| ())
+            }
+            Some(b'n') => self.literal(b"null"),
+            Some(b'0'..=b'9') => self.number().map(|_| ()).map_err(json),
+            _ => self.skip_any(depth),
+        }
+    }
+
+    /// [`Reader::skip_value`] for a value of any kind.
+    #[inline(never)]
+    fn skip_any(&mut self, depth: usize) -> Result<(), ParseError> {
         // Bit k: whether the k-th open container (innermost = bit 0) is an object.
         let mut objects: u64 = 0;
         let mut open = 0usize;
