@@ -58,6 +58,7 @@ use core::fmt;
 
 use crate::schema::{FEATURE_NAMES, N_FEATURES, REQUIRED};
 
+mod fields;
 mod keys;
 mod lax;
 mod number;
@@ -65,7 +66,8 @@ mod scan;
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 mod sse2;
 
-use keys::{classify, is_quoted_name, terminal_index, Member};
+use fields::{FIELDS, F_AXON, F_CONFIDENCE, F_DENDRITE, F_RESPONSE_TIME, F_TOP};
+use keys::{classify, is_quoted_name, Member};
 pub use keys::{
     KeyOrder, FEATURES_KEY, N_SLOTS, N_STATUS, N_TERMINAL, SESSION_ID, SLOT_AXON, SLOT_CONFIDENCE,
     SLOT_DENDRITE, SLOT_KEYS, SLOT_NAME, SLOT_PREDICTION, SLOT_RESPONSE_TIME, TERMINAL_KEYS,
@@ -194,6 +196,18 @@ impl ParseError {
 
 impl fmt::Display for ParseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some((n, field)) = self.field().and_then(|n| Some((n, fields::by_name(n)?))) {
+            let what = match *self {
+                ParseError::MissingRequired(_) => "required field is missing",
+                ParseError::NonFinite(_) => "not a finite number",
+                ParseError::NotWhole(_) => "not a whole number",
+                ParseError::OutOfRange(_) => "out of range",
+                ParseError::BadNumericString(_) => "a string that does not read as one",
+                ParseError::NumericStringTooLong(_) => "a numeric string that is too long",
+                _ => "wrong JSON type",
+            };
+            return write!(f, "{n}: {what}; expected {}", fields::expected(field));
+        }
         match *self {
             ParseError::Json(k) => write!(f, "invalid JSON: {k}"),
             ParseError::NotAnObject => f.write_str("the body is not a JSON object"),
@@ -245,6 +259,8 @@ pub(crate) enum FieldError {
     OutOfRange,
     BadString,
     StringTooLong,
+    /// A required key of a nested model is missing.
+    Missing,
 }
 
 impl FieldError {
@@ -256,6 +272,7 @@ impl FieldError {
             FieldError::OutOfRange => ParseError::OutOfRange(field),
             FieldError::BadString => ParseError::BadNumericString(field),
             FieldError::StringTooLong => ParseError::NumericStringTooLong(field),
+            FieldError::Missing => ParseError::MissingRequired(field),
         }
     }
 }
@@ -400,6 +417,7 @@ pub struct Body<'a> {
     top: Acc<'a>,
     nested: Acc<'a>,
     features: FeaturesMember,
+    checks: fields::Checks,
 }
 
 impl<'a> Body<'a> {
@@ -410,7 +428,14 @@ impl<'a> Body<'a> {
     pub fn features(&self) -> Result<Features<'a>, ParseError> {
         match self.features {
             FeaturesMember::Absent => self.top.finish(),
-            FeaturesMember::Object => self.nested.finish(),
+            FeaturesMember::Object => {
+                let f = self.nested.finish()?;
+                // The rest of the synapse, checked only in a synapse body.
+                match self.checks.first() {
+                    Some((field, e)) => Err(e.named(field)),
+                    None => Ok(f),
+                }
+            }
             FeaturesMember::NotAnObject => Err(ParseError::WrongType(FEATURES_KEY)),
         }
     }
@@ -433,6 +458,7 @@ pub fn parse_body<'a>(body: &'a [u8], order: &mut KeyOrder) -> Result<Body<'a>, 
         top: Acc::EMPTY,
         nested: Acc::EMPTY,
         features: FeaturesMember::Absent,
+        checks: fields::Checks::EMPTY,
     };
     r.read_object(&mut out, order, true)?;
     r.skip_ws();
@@ -440,6 +466,12 @@ pub fn parse_body<'a>(body: &'a [u8], order: &mut KeyOrder) -> Result<Body<'a>, 
         return Err(json(JsonError::TrailingCharacters));
     }
     Ok(out)
+}
+
+/// Whether `name` is one of the synapse's fields (other than `features`)
+/// whose value is checked, in the dotted form errors use (`axon.port`).
+pub fn is_synapse_field(name: &str) -> bool {
+    fields::by_name(name).is_some()
 }
 
 /// Parse a synapse body or a bare features object into its features
@@ -546,22 +578,34 @@ impl<'a> Reader<'a> {
                 Member::Slot(s) => {
                     let start = self.i;
                     let is_object = self.peek() == Some(b'{');
-                    if s == SLOT_AXON {
-                        out.layout.axon = if is_object {
-                            self.read_axon()?
-                        } else {
-                            self.skip_value(depth)?;
-                            AxonLayout::default()
-                        };
-                    } else {
-                        if s == SLOT_DENDRITE {
+                    let checks = &mut out.checks;
+                    match s {
+                        SLOT_AXON => out.layout.axon = self.read_terminal(F_AXON, checks)?,
+                        SLOT_DENDRITE => {
                             out.layout.dendrite_object = is_object;
+                            self.read_terminal(F_DENDRITE, checks)?;
                         }
-                        self.skip_value(depth)?;
+                        SLOT_PREDICTION => self.read_prediction(checks)?,
+                        SLOT_CONFIDENCE | SLOT_RESPONSE_TIME => {
+                            let id = if s == SLOT_CONFIDENCE {
+                                F_CONFIDENCE
+                            } else {
+                                F_RESPONSE_TIME
+                            };
+                            let r = self.field_value(FIELDS[id], depth)?;
+                            checks.set(id, r);
+                        }
+                        // `name`: anything (the synapse overwrites it).
+                        _ => self.skip_value(depth)?,
                     }
                     if let Some(slot) = out.layout.slots.get_mut(s) {
                         *slot = Some(Span { start, end: self.i });
                     }
+                }
+                Member::Checked(c) => {
+                    let id = F_TOP + c;
+                    let r = self.field_value(FIELDS[id], depth)?;
+                    out.checks.set(id, r);
                 }
                 Member::Other => self.skip_value(depth)?,
             }
@@ -616,37 +660,6 @@ impl<'a> Reader<'a> {
             *prev = g;
             if !self.after_member()? {
                 return Ok(false);
-            }
-        }
-    }
-
-    /// The top-level `axon` object whose `{` is at `i`.
-    #[inline(never)]
-    fn read_axon(&mut self) -> Result<AxonLayout, ParseError> {
-        let mut a = AxonLayout {
-            object: true,
-            ..AxonLayout::default()
-        };
-        self.i += 1;
-        if self.next_token()? == b'}' {
-            self.i += 1;
-            return Ok(a);
-        }
-        loop {
-            let k = self.key()?;
-            self.skip_ws();
-            a.members += 1;
-            let start = self.i;
-            // A member of `axon` (level 2) holds level-3 values.
-            self.skip_value(2)?;
-            if let Some(t) = terminal_index(k) {
-                a.present |= 1 << t;
-                if let Some(slot) = a.status.get_mut(t) {
-                    *slot = Some(Span { start, end: self.i });
-                }
-            }
-            if !self.after_member()? {
-                return Ok(a);
             }
         }
     }
