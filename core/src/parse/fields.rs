@@ -267,21 +267,25 @@ impl Reader<'_> {
             Some(b'0'..=b'9' | b'-') => {
                 let s = self.number().map_err(json)?;
                 let text = self.b.get(s.start..s.end).unwrap_or_default();
-                let v = self.value(&s);
                 match kind {
-                    Kind::Int | Kind::Float | Kind::CastFloat => {
-                        number::check_number(kind == Kind::Int, v, text)
-                            .map_err(json)?
-                            .map(|_| ())
-                    }
-                    // Python's `int(float)` truncates; only NaN and
-                    // infinity (a float literal past f64::MAX) fail.
+                    // Python's `int(float)` truncates: only NaN and
+                    // infinity (a float literal past f64::MAX) fail. An
+                    // integer literal (the dendrite's 19-digit nonce) is
+                    // never converted.
                     Kind::CastInt => {
-                        if number::integer_literal(text).map_err(json)? || v.is_finite() {
+                        if s.fast.is_some()
+                            || number::integer_literal(text).map_err(json)?
+                            || self.value(&s).is_finite()
+                        {
                             Ok(())
                         } else {
                             Err(FieldError::NonFinite)
                         }
+                    }
+                    Kind::Int | Kind::Float | Kind::CastFloat => {
+                        number::check_number(kind == Kind::Int, self.value(&s), text)
+                            .map_err(json)?
+                            .map(|_| ())
                     }
                     Kind::Str | Kind::Object => {
                         number::integer_literal(text).map_err(json)?;
@@ -329,6 +333,17 @@ impl Reader<'_> {
             }
             None => return Err(json(JsonError::UnexpectedEnd)),
         })
+    }
+
+    /// Check the value at `i` as field `id` (a member of the top level) and
+    /// record the outcome: [`Reader::field_value`] out of line, so the
+    /// top-level member loop stays small.
+    #[inline(never)]
+    pub(super) fn check_field(&mut self, id: usize, checks: &mut Checks) -> Result<(), ParseError> {
+        let field = FIELDS.get(id).copied().unwrap_or(FIELDS[F_PREDICTION]);
+        let r = self.field_value(field, 1)?;
+        checks.set(id, r);
+        Ok(())
     }
 
     /// The top-level `prediction` value at `i`: an object with both keys.

@@ -66,7 +66,7 @@ mod scan;
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 mod sse2;
 
-use fields::{FIELDS, F_AXON, F_CONFIDENCE, F_DENDRITE, F_RESPONSE_TIME, F_TOP};
+use fields::{F_AXON, F_CONFIDENCE, F_DENDRITE, F_RESPONSE_TIME, F_TOP};
 use keys::{classify, is_quoted_name, Member};
 pub use keys::{
     KeyOrder, FEATURES_KEY, N_SLOTS, N_STATUS, N_TERMINAL, SESSION_ID, SLOT_AXON, SLOT_CONFIDENCE,
@@ -586,15 +586,8 @@ impl<'a> Reader<'a> {
                             self.read_terminal(F_DENDRITE, checks)?;
                         }
                         SLOT_PREDICTION => self.read_prediction(checks)?,
-                        SLOT_CONFIDENCE | SLOT_RESPONSE_TIME => {
-                            let id = if s == SLOT_CONFIDENCE {
-                                F_CONFIDENCE
-                            } else {
-                                F_RESPONSE_TIME
-                            };
-                            let r = self.field_value(FIELDS[id], depth)?;
-                            checks.set(id, r);
-                        }
+                        SLOT_CONFIDENCE => self.check_field(F_CONFIDENCE, checks)?,
+                        SLOT_RESPONSE_TIME => self.check_field(F_RESPONSE_TIME, checks)?,
                         // `name`: anything (the synapse overwrites it).
                         _ => self.skip_value(depth)?,
                     }
@@ -602,11 +595,7 @@ impl<'a> Reader<'a> {
                         *slot = Some(Span { start, end: self.i });
                     }
                 }
-                Member::Checked(c) => {
-                    let id = F_TOP + c;
-                    let r = self.field_value(FIELDS[id], depth)?;
-                    out.checks.set(id, r);
-                }
+                Member::Checked(c) => self.check_field(F_TOP + c, &mut out.checks)?,
                 Member::Other => self.skip_value(depth)?,
             }
             if !self.after_member()? {
