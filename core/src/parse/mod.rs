@@ -7,10 +7,12 @@
 //! object member by member: a `features` object into one accumulator,
 //! feature-named keys at the top level into another (the nested one wins if
 //! a `features` member was seen), the spans of the synapse fields the answer
-//! rewrites into the [`Layout`], and everything else (the `dendrite` block
-//! with its 19-digit nonce, keys added by later validator versions) checked
-//! for well-formedness and skipped, never converted. `respond.rs` then
-//! writes the answer from the body and the layout alone.
+//! rewrites into the [`Layout`], the values of the synapse's other known
+//! fields (`prediction`, `miner_uid`, `timeout`, the `dendrite` and `axon`
+//! members, ...) checked against what the synapse takes (`fields.rs`), and
+//! everything else (keys added by later validator versions) checked for
+//! well-formedness and skipped, never converted. `respond.rs` then writes
+//! the answer from the body and the layout alone.
 //!
 //! The meaning is the one the validator's side gives the same text: Python's
 //! `json.loads` followed by the subnet's pydantic `ConversionSynapse`. So a
@@ -19,7 +21,9 @@
 //! `NaN`/`Infinity` are numbers, a lone surrogate escape is a valid string,
 //! and a feature's value is read as pydantic's lax mode reads it for the
 //! synapse's `int` or `float` field (`true` is 1, `"14"` is 14, a float
-//! feature may be NaN; `number.rs` and `lax.rs` give the rules). Because
+//! feature may be NaN; `number.rs` and `lax.rs` give the rules), and the
+//! other fields as the synapse and bittensor's `TerminalInfo` read them
+//! (`fields.rs`: `"1.0"` is no `axon.port`, `1.7` is). Because
 //! of the last-wins rule, a member's bad value is an error only if no later
 //! member of the same name replaces it: such errors are recorded and
 //! reported by [`Body::features`] (a ping reads no features and never sees
@@ -31,7 +35,7 @@
 //! skipping values), `sse2.rs` (its x86_64 block compares), `keys.rs` (what
 //! a key names, and the learned feature order), `number.rs` (numbers and
 //! the feature value rules), `lax.rs` (numeric strings, read off the hot
-//! path). The string, number, literal and skip routines are
+//! path), `fields.rs` (the synapse's other fields). The string, number, literal and skip routines are
 //! `#[inline(always)]`: as separate calls they cost 13% of the parse of a
 //! 2.2 KB synapse (`predict/stage/parse` 1.57 -> 1.31 µs once inlined,
 //! 2026-11-26).
@@ -53,6 +57,12 @@
 //! instead of the hash plus a few compares (no change: the compares were
 //! not the cost), keeping escaped-key decoding out of line (no change), and
 //! a local copy of the cursor inside `feature_run` (4% slower).
+//!
+//! Checking the other fields costs the dendrite block most: it is now read
+//! member by member instead of skipped whole. To keep that small the checks
+//! run out of line (`check_field`, `read_terminal`, `read_prediction`), and
+//! an integer literal for an `int()` field (the 19-digit nonce) is never
+//! converted to a number.
 
 use core::fmt;
 
@@ -425,6 +435,8 @@ impl<'a> Body<'a> {
     /// one), or the top level of a bare features object. Requires the
     /// five fields the validator requires (`session_id` and [`REQUIRED`]);
     /// optional features may be missing (their `present` bit is clear).
+    /// In a synapse body, also refuses a value of another synapse field
+    /// that the synapse refuses (`miner_uid`, `axon.port`, ...).
     pub fn features(&self) -> Result<Features<'a>, ParseError> {
         match self.features {
             FeaturesMember::Absent => self.top.finish(),
