@@ -415,12 +415,23 @@ impl Reader<'_> {
             self.i += 1;
             return Ok(a);
         }
+        // Clients write the terminal keys in one order: try the one after
+        // the last before looking the key up.
+        let mut next = 0;
         loop {
             let k = self.key()?;
             self.skip_ws();
             a.members += 1;
             let start = self.i;
-            if let Some(t) = terminal_index(k) {
+            let guess = TERMINAL_KEYS
+                .get(next)
+                .filter(|t| !k.escaped && t.as_bytes() == k.raw);
+            let t = match guess {
+                Some(_) => Some(next),
+                None => terminal_index(k),
+            };
+            if let Some(t) = t {
+                next = t + 1;
                 let id = base + 1 + t;
                 let field = FIELDS.get(id).copied().unwrap_or(FIELDS[base]);
                 // A member of the block (level 2) holds level-3 values.

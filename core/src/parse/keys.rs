@@ -196,13 +196,13 @@ pub(super) fn terminal_index(k: Str<'_>) -> Option<usize> {
 }
 
 /// Index of the key `k` in `names`, by decoded value.
+#[inline(always)]
 pub(super) fn name_index(k: Str<'_>, names: &[&str]) -> Option<usize> {
+    if !k.escaped {
+        return names.iter().position(|t| t.as_bytes() == k.raw);
+    }
     let mut buf = [0u8; KEY_BUF];
-    let k = if k.escaped {
-        decode(k.raw, &mut buf)?
-    } else {
-        k.raw
-    };
+    let k = decode(k.raw, &mut buf)?;
     names.iter().position(|t| t.as_bytes() == k)
 }
 
