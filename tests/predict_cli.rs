@@ -51,7 +51,7 @@ fn assert_valid_answer(v: &serde_json::Value) {
 #[test]
 fn good_lines_answer_and_exit_zero() {
     let body = format!(
-        r#"{{"name":"ConversionSynapse","dendrite":{{"nonce":1795626734383137861}},"features":{GOOD},"prediction":{{"conversion_happened":0}}}}"#
+        r#"{{"name":"ConversionSynapse","dendrite":{{"nonce":1795626734383137861}},"features":{GOOD},"prediction":{{"conversion_happened":0,"time_to_conversion_seconds":-1.0}}}}"#
     );
     let input = format!("{GOOD}\n\n   \n{body}\r\n{GOOD}");
     let (code, lines, _) = run(&["--kernel", "scalar"], &input);

@@ -16,7 +16,9 @@
 
 use cm_core::kernels::{CpuFeatures, Kernel};
 use cm_core::model::{Model, Prediction};
-use cm_core::parse::{parse_request, JsonError, ParseError, FEATURES_KEY, SESSION_ID};
+use cm_core::parse::{
+    is_synapse_field, parse_request, JsonError, ParseError, FEATURES_KEY, SESSION_ID,
+};
 use cm_core::respond::{write_prediction, BufferTooSmall, MAX_PREDICTION_LEN};
 use cm_core::rules;
 use cm_core::schema::{idx, FEATURE_NAMES, IS_INTEGER, N_FEATURES, REQUIRED};
@@ -163,7 +165,10 @@ fn check_error(e: ParseError) -> Result<(), TestCaseError> {
     prop_assert!(!msg.is_empty());
     if let Some(field) = e.field() {
         prop_assert!(
-            field == SESSION_ID || field == FEATURES_KEY || FEATURE_NAMES.contains(&field),
+            field == SESSION_ID
+                || field == FEATURES_KEY
+                || FEATURE_NAMES.contains(&field)
+                || is_synapse_field(field),
             "unknown field {}",
             field
         );

@@ -254,6 +254,30 @@ fn bodies_mean_what_python_makes_of_them() {
         msg.contains("total_messages: a string that is not an integer"),
         "{msg}"
     );
+    // The synapse's other fields must hold what the synapse takes, too: a
+    // value it refuses is a 400 naming the field, one it takes is answered
+    // (and echoed) like any other.
+    let mut odd = synapse_fields(a.clone());
+    odd["miner_uid"] = serde_json::json!("x");
+    let s = signed(&rig, "/ConversionSynapse", 9, odd);
+    let r = send(&rig, "/ConversionSynapse", &s);
+    assert_eq!(r.status, 400, "{}", r.text());
+    let msg = r.json()["message"].as_str().unwrap().to_string();
+    assert!(
+        msg.contains("miner_uid: a string that does not read"),
+        "{msg}"
+    );
+    let mut lax = synapse_fields(a.clone());
+    lax["miner_uid"] = serde_json::json!(" 7 ");
+    lax["timeout"] = serde_json::json!("1_2.5");
+    let s = signed(&rig, "/ConversionSynapse", 10, lax);
+    let r = send(&rig, "/ConversionSynapse", &s);
+    assert_eq!(answer(&r), predicted(&a));
+    assert_eq!(
+        r.json()["miner_uid"],
+        serde_json::json!(" 7 "),
+        "echoed as sent"
+    );
 
     // Header values that are not printable ASCII are not echoed raw.
     let mut s = signed(&rig, "/ConversionSynapse", 5, synapse_fields(a.clone()));

@@ -13,6 +13,15 @@ one `conversion-miner predict` process reads all the bodies, and:
   byte-identical to its answer for the body rewritten with pydantic's
   coerced values as plain JSON numbers (the meaning the validator sees).
 
+Then the synapse's other fields: full synapse bodies with valid features
+whose `prediction`, `confidence`, `response_time`, `miner_uid`, bittensor's
+own fields (`timeout`, `total_size`, ...) and `dendrite`/`axon` members get
+lax, odd or wrong values (also repeated keys and non-object blocks). Each is
+built as a real `bt.Synapse` subclass declaring ConversionSynapse's fields,
+as the axon builds it (`Synapse(**json.loads(body))`); `predict` must refuse
+exactly the bodies that raise, and answer the others as it answers their
+features alone (those fields never change the prediction).
+
 Run per interpreter by tests/interop.rs (CM_INTEROP_PYTHON_94 for pydantic
 2.11.4, CM_INTEROP_PYTHON_105 for 2.14). Prints one success line only when
 every body agreed and each kind of case was covered.
@@ -28,6 +37,9 @@ import subprocess
 import sys
 from importlib import metadata
 
+from typing import Optional
+
+import bittensor as bt
 import pydantic
 from typing_extensions import TypedDict
 
@@ -106,6 +118,23 @@ class Synapse(pydantic.BaseModel):
     """The part of ConversionSynapse that reads the features."""
 
     features: ConversationFeatures
+
+
+class PredictionOutput(TypedDict):
+    """protocol.py's prediction (a total TypedDict)."""
+
+    conversion_happened: int
+    time_to_conversion_seconds: float
+
+
+class ConversionSynapse(bt.Synapse):
+    """protocol.py's synapse, field for field (the package is not installed)."""
+
+    features: ConversationFeatures
+    prediction: PredictionOutput = {"conversion_happened": 0, "time_to_conversion_seconds": -1.0}
+    confidence: Optional[float] = None
+    response_time: float = 0.0
+    miner_uid: int = 0
 
 
 # JSON value texts picked by hand: each is the text of one feature's value.
@@ -259,12 +288,151 @@ def pydantic_meaning(text: str):
         return None
 
 
+# Synapse fields other than `features`: where each lives, and a real body's
+# value for it (what a 9.x/10.x dendrite sends).
+TERMINAL_VALUES = {
+    "status_code": "null", "status_message": "null", "process_time": "null", "ip": '"10.0.0.7"',
+    "port": "8091", "version": "10005000", "nonce": "1795626734383137861", "uuid": '"5c06965a-b1"',
+    "hotkey": '"5Grwva"', "signature": '"0x6c2e"',
+}
+TOP_VALUES = {
+    "timeout": "12.0", "total_size": "3701", "header_size": "0", "computed_body_hash": '""',
+    "confidence": "null", "response_time": "0.0", "miner_uid": "0",
+}
+PREDICTION_VALUES = {"conversion_happened": "0", "time_to_conversion_seconds": "-1.0"}
+# Python's int()/float() read non-ASCII digits; the miner refuses them
+# (lax.rs, python_string), a difference no validator's body can show.
+NON_ASCII_DIGIT = [s for s in HAND_STRINGS if any(c.isdigit() and not c.isascii() for c in s)]
+FIELD_STRINGS = [s for s in HAND_STRINGS if s not in NON_ASCII_DIGIT and len(s.strip()) <= 256] + [
+    "abc", "10.0.0.1", "", "0x6c", "1.5", "-7", "1e3", " 12 ", "007", "1_000", "1_0.5", "1e5_0", ".5", "5.",
+    "-iNfInItY", "nan", "1.0"]
+FIELD_OTHERS = ["null", "true", "false", "[]", "[1]", "{}", '{"a": 1}', "NaN", "Infinity", "-Infinity",
+                "0", "-1", "1.5", "2.0", "1e30", "1e400", "-1e300", str(2 ** 70), "9" * 400]
+
+
+def field_value_text(rng: random.Random) -> str:
+    r = rng.random()
+    if r < 0.3:
+        return rng.choice(FIELD_OTHERS)
+    if r < 0.55:
+        return string_text(rng.choice(FIELD_STRINGS), rng)
+    if r < 0.8:
+        text = random_numeric_text(rng)
+        if any(not c.isascii() for c in text.strip()):
+            text = text.strip()
+        return string_text(text, rng)
+    return random_number_text(rng)
+
+
+def obj_text(members: list[tuple[str, str]]) -> str:
+    return "{" + ", ".join("%s: %s" % (json.dumps(k), v) for k, v in members) + "}"
+
+
+def synapse_cases(n: int, rng: random.Random) -> list[tuple[str, str, str]]:
+    """`n` full synapse bodies with one to three odd values among the other
+    fields: (what was changed, body text, the features object's text)."""
+    cases = []
+    for _ in range(n):
+        features = obj_text([(k, json.dumps(v)) for k, v in draw_conversation(rng).items()])
+        blocks = {
+            "dendrite": list(TERMINAL_VALUES.items()),
+            "axon": [(k, v) for k, v in TERMINAL_VALUES.items() if rng.random() < 0.7],
+            "prediction": list(PREDICTION_VALUES.items()),
+        }
+        top = list(TOP_VALUES.items())
+        whole = {}  # block name -> a value text that replaces the block
+        changed = []
+        for _ in range(rng.choice([1, 1, 2, 3])):
+            where = rng.choice(["top", "top", "dendrite", "axon", "prediction", "block"])
+            if where == "block":
+                name = rng.choice(list(blocks))
+                whole[name] = rng.choice(["null", "5", '"x"', "[]", "true"])
+                changed.append(name)
+                continue
+            members = top if where == "top" else blocks[where]
+            if where == "prediction" and rng.random() < 0.15:
+                key = rng.choice(list(PREDICTION_VALUES))
+                members[:] = [(k, v) for k, v in members if k != key]
+                changed.append("prediction-%s" % key)
+                continue
+            keys = list(TOP_VALUES if where == "top" else TERMINAL_VALUES if where != "prediction"
+                        else PREDICTION_VALUES)
+            key = rng.choice(keys)
+            value = field_value_text(rng)
+            if rng.random() < 0.15:
+                # The same key twice: the last one counts.
+                members.append((key, value))
+            else:
+                members[:] = [(k, v) for k, v in members if k != key] + [(key, value)]
+            changed.append("%s.%s" % (where, key))
+        parts = [("name", '"ConversionSynapse"')] + top[:4]
+        for name in ("dendrite", "axon"):
+            parts.append((name, whole.get(name, obj_text(blocks[name]))))
+        parts.append(("features", features))
+        parts.append(("prediction", whole.get("prediction", obj_text(blocks["prediction"]))))
+        parts += top[4:]
+        rng.shuffle(parts)
+        cases.append((" ".join(changed), obj_text(parts), features))
+    return cases
+
+
+def synapse_accepts(text: str) -> bool:
+    """Whether the axon's `ConversionSynapse(**json.loads(body))` builds."""
+    try:
+        ConversionSynapse(**json.loads(text))
+        return True
+    except Exception:  # noqa: BLE001 - cast_int/cast_float raise TypeError, OverflowError too
+        return False
+
+
+def check_synapse_fields(binary: str, n: int, seed: int) -> tuple[list[str], dict]:
+    rng = random.Random(seed + 1)
+    cases = synapse_cases(n, rng)
+    lines = []
+    for _, text, features in cases:
+        lines += [text, '{"features": %s}' % features]
+    stdin = "".join(l + "\n" for l in lines).encode("utf-8", "surrogatepass")
+    r = subprocess.run([binary, "predict"], input=stdin, capture_output=True, timeout=120)
+    out = r.stdout.split(b"\n")
+    if out and out[-1] == b"":
+        out.pop()
+    if len(out) != len(lines):
+        return ["predict gave %d lines for %d synapse bodies" % (len(out), len(lines))], {}
+    failures = []
+    counts = {"synapse_accepted": 0, "synapse_refused": 0, "terminal_refused": 0, "cast_string_accepted": 0}
+    for i, (changed, text, _) in enumerate(cases):
+        got, alone = out[2 * i], out[2 * i + 1]
+        refused = got.startswith(b'{"error"')
+        if alone.startswith(b'{"error"'):
+            failures.append("the features alone are refused: %s" % alone[:200])
+            continue
+        if not synapse_accepts(text):
+            counts["synapse_refused"] += 1
+            if "dendrite." in changed or "axon." in changed:
+                counts["terminal_refused"] += 1
+            if not refused:
+                failures.append("the synapse refuses (%s), predict answers: %s" % (changed, text[:600]))
+            continue
+        counts["synapse_accepted"] += 1
+        if '"' in text and ("timeout" in changed or "size" in changed or "port" in changed
+                            or "nonce" in changed or "version" in changed or "status_code" in changed
+                            or "process_time" in changed):
+            counts["cast_string_accepted"] += 1
+        if refused:
+            failures.append("the synapse accepts (%s), predict refuses: %s: %s" % (changed, got[:200], text[:600]))
+        elif got != alone:
+            failures.append("answers differ (%s): %s, %s alone: %s" % (changed, got, alone, text[:600]))
+    return failures, counts
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--bin", required=True, help="path to the conversion-miner binary")
     ap.add_argument("--n", type=int, default=3000,
                     help="bodies to check: the hand-picked ones, the rest drawn at random")
     ap.add_argument("--seed", type=int, default=20261207)
+    ap.add_argument("--synapse-n", type=int, default=1500,
+                    help="full synapse bodies with odd values in the fields other than features")
     ap.add_argument("--expect-version", help="fail unless this bittensor version is installed (picks the venv's pydantic)")
     args = ap.parse_args()
     if args.expect_version and metadata.version("bittensor") != args.expect_version:
@@ -337,17 +505,21 @@ def main() -> int:
                 counts["accepted_negative_int"] += 1
             if k in INT_FEATURES and abs(v) >= 2 ** 63:
                 counts["accepted_big_int"] += 1
+    field_failures, field_counts = check_synapse_fields(args.bin, args.synapse_n, args.seed)
+    failures += field_failures
+    counts.update(field_counts)
     for f in failures[:20]:
         print("FAIL: " + f, file=sys.stderr)
     # Each kind of case must have happened, or the agreement says little.
     floors = {"accepted": 500, "refused": 500, "accepted_string": 60, "refused_string": 60, "accepted_bool": 2,
-              "accepted_nonfinite": 50, "accepted_negative_int": 50, "accepted_big_int": 20}
-    thin = {k: (counts[k], v) for k, v in floors.items() if counts[k] < v}
+              "accepted_nonfinite": 50, "accepted_negative_int": 50, "accepted_big_int": 20,
+              "synapse_accepted": 300, "synapse_refused": 300, "terminal_refused": 100, "cast_string_accepted": 50}
+    thin = {k: (counts.get(k, 0), v) for k, v in floors.items() if counts.get(k, 0) < v}
     if thin:
         print("FAIL: too few cases of some kinds (seen, wanted): %r" % thin, file=sys.stderr)
     print("pydantic %s (core %s): %r" % (pydantic.VERSION, metadata.version("pydantic_core"), counts))
     if failures or thin:
-        print("pydantic_meaning: %d of %d bodies disagree" % (len(failures), len(plan)), file=sys.stderr)
+        print("pydantic_meaning: %d of %d bodies disagree" % (len(failures), len(plan) + args.synapse_n), file=sys.stderr)
         return 1
     print("pydantic_meaning: %d/%d %s" % (len(plan), len(plan), SUCCESS_LINE))
     return 0

@@ -15,6 +15,7 @@
 //! 2026-11-26). The expected order is state the caller owns and passes in,
 //! never a global: a server keeps one per thread.
 
+use super::fields::TOP_KEYS;
 use super::scan::{word_at, Str, WORD};
 use crate::schema::{FEATURE_NAMES, N_FEATURES};
 
@@ -74,6 +75,9 @@ pub(super) enum Member {
     SessionId,
     Features,
     Slot(usize),
+    /// A checked synapse field the answer keeps as it is
+    /// (`fields::TOP_KEYS[k]`).
+    Checked(usize),
     Other,
 }
 
@@ -177,21 +181,29 @@ fn classify_plain(k: &[u8], top: bool) -> Member {
     if k == FEATURES_KEY.as_bytes() {
         return Member::Features;
     }
-    match SLOT_KEYS.iter().position(|s| s.as_bytes() == k) {
-        Some(s) => Member::Slot(s),
+    if let Some(s) = SLOT_KEYS.iter().position(|s| s.as_bytes() == k) {
+        return Member::Slot(s);
+    }
+    match TOP_KEYS.iter().position(|s| s.as_bytes() == k) {
+        Some(c) => Member::Checked(c),
         None => Member::Other,
     }
 }
 
 /// Index of a terminal key in [`TERMINAL_KEYS`], by decoded value.
 pub(super) fn terminal_index(k: Str<'_>) -> Option<usize> {
+    name_index(k, &TERMINAL_KEYS)
+}
+
+/// Index of the key `k` in `names`, by decoded value.
+#[inline(always)]
+pub(super) fn name_index(k: Str<'_>, names: &[&str]) -> Option<usize> {
+    if !k.escaped {
+        return names.iter().position(|t| t.as_bytes() == k.raw);
+    }
     let mut buf = [0u8; KEY_BUF];
-    let k = if k.escaped {
-        decode(k.raw, &mut buf)?
-    } else {
-        k.raw
-    };
-    TERMINAL_KEYS.iter().position(|t| t.as_bytes() == k)
+    let k = decode(k.raw, &mut buf)?;
+    names.iter().position(|t| t.as_bytes() == k)
 }
 
 /// Slots in the feature-name table (a power of two, over twice [`N_FEATURES`]).

@@ -58,6 +58,91 @@ pub(super) fn numeric_string(int: bool, raw: &[u8], escaped: bool) -> Result<f64
     }
 }
 
+/// Whether Python's `int(s)` (`int`) or `float(s)` reads the JSON string
+/// `raw`: what bittensor's `cast_int`/`cast_float` validators do with a
+/// string given for a synapse or terminal field. Trimmed as above; then
+/// an optional sign and digits with single `_` between them (an int), or
+/// the same with an optional `.` part and exponent, or `inf`, `infinity`,
+/// `nan` in any case (a float). Non-ASCII digits, which Python also reads,
+/// are refused; so is text past [`MAX_NUMERIC_TEXT`].
+#[inline(never)]
+pub(super) fn python_string(int: bool, raw: &[u8], escaped: bool) -> Result<(), FieldError> {
+    let mut buf = [0u8; MAX_NUMERIC_TEXT];
+    let (len, _) = if escaped {
+        trimmed(Decoded { raw, i: 0 }, &mut buf)?
+    } else {
+        let s = core::str::from_utf8(raw).map_err(|_| FieldError::BadString)?;
+        trimmed(s.chars().map(Some), &mut buf)?
+    };
+    let text = buf.get(..len).ok_or(FieldError::BadString)?;
+    let ok = if int {
+        python_int(text)
+    } else {
+        python_float(text)
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(FieldError::BadString)
+    }
+}
+
+/// Digits with single `_` between them, from the start of `s`: the bytes
+/// taken (0 if `s` does not start with a digit). A `_` not followed by a
+/// digit is left, so the caller sees it.
+fn digit_part(s: &[u8]) -> usize {
+    let mut n = 0;
+    while let Some(&c) = s.get(n) {
+        if c.is_ascii_digit() {
+            n += 1;
+        } else if c == b'_' && n > 0 && s.get(n + 1).is_some_and(u8::is_ascii_digit) {
+            n += 2;
+        } else {
+            break;
+        }
+    }
+    n
+}
+
+fn without_sign(s: &[u8]) -> &[u8] {
+    match s {
+        [b'+' | b'-', rest @ ..] => rest,
+        _ => s,
+    }
+}
+
+/// Python's `int()` grammar on trimmed ASCII text, base 10.
+fn python_int(s: &[u8]) -> bool {
+    let s = without_sign(s);
+    !s.is_empty() && digit_part(s) == s.len()
+}
+
+/// Python's `float()` grammar on trimmed ASCII text.
+fn python_float(s: &[u8]) -> bool {
+    let s = without_sign(s);
+    for word in [&b"inf"[..], b"infinity", b"nan"] {
+        if s.eq_ignore_ascii_case(word) {
+            return true;
+        }
+    }
+    let int = digit_part(s);
+    let mut i = int;
+    let mut frac = 0;
+    if s.get(i) == Some(&b'.') {
+        frac = digit_part(s.get(i + 1..).unwrap_or_default());
+        i += 1 + frac;
+    }
+    if int == 0 && frac == 0 {
+        return false;
+    }
+    if matches!(s.get(i), Some(b'e' | b'E')) {
+        let exp = without_sign(s.get(i + 1..).unwrap_or_default());
+        let n = digit_part(exp);
+        return n > 0 && n == exp.len();
+    }
+    i == s.len()
+}
+
 /// Copy the chars of a string into `buf` with surrounding whitespace
 /// trimmed: the length stored, and whether there was whitespace. Refuses
 /// whitespace inside and any non-ASCII character (neither can be part of a

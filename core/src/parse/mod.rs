@@ -7,10 +7,12 @@
 //! object member by member: a `features` object into one accumulator,
 //! feature-named keys at the top level into another (the nested one wins if
 //! a `features` member was seen), the spans of the synapse fields the answer
-//! rewrites into the [`Layout`], and everything else (the `dendrite` block
-//! with its 19-digit nonce, keys added by later validator versions) checked
-//! for well-formedness and skipped, never converted. `respond.rs` then
-//! writes the answer from the body and the layout alone.
+//! rewrites into the [`Layout`], the values of the synapse's other known
+//! fields (`prediction`, `miner_uid`, `timeout`, the `dendrite` and `axon`
+//! members, ...) checked against what the synapse takes (`fields.rs`), and
+//! everything else (keys added by later validator versions) checked for
+//! well-formedness and skipped, never converted. `respond.rs` then writes
+//! the answer from the body and the layout alone.
 //!
 //! The meaning is the one the validator's side gives the same text: Python's
 //! `json.loads` followed by the subnet's pydantic `ConversionSynapse`. So a
@@ -19,7 +21,9 @@
 //! `NaN`/`Infinity` are numbers, a lone surrogate escape is a valid string,
 //! and a feature's value is read as pydantic's lax mode reads it for the
 //! synapse's `int` or `float` field (`true` is 1, `"14"` is 14, a float
-//! feature may be NaN; `number.rs` and `lax.rs` give the rules). Because
+//! feature may be NaN; `number.rs` and `lax.rs` give the rules), and the
+//! other fields as the synapse and bittensor's `TerminalInfo` read them
+//! (`fields.rs`: `"1.0"` is no `axon.port`, `1.7` is). Because
 //! of the last-wins rule, a member's bad value is an error only if no later
 //! member of the same name replaces it: such errors are recorded and
 //! reported by [`Body::features`] (a ping reads no features and never sees
@@ -31,7 +35,7 @@
 //! skipping values), `sse2.rs` (its x86_64 block compares), `keys.rs` (what
 //! a key names, and the learned feature order), `number.rs` (numbers and
 //! the feature value rules), `lax.rs` (numeric strings, read off the hot
-//! path). The string, number, literal and skip routines are
+//! path), `fields.rs` (the synapse's other fields). The string, number, literal and skip routines are
 //! `#[inline(always)]`: as separate calls they cost 13% of the parse of a
 //! 2.2 KB synapse (`predict/stage/parse` 1.57 -> 1.31 µs once inlined,
 //! 2026-11-26).
@@ -53,11 +57,21 @@
 //! instead of the hash plus a few compares (no change: the compares were
 //! not the cost), keeping escaped-key decoding out of line (no change), and
 //! a local copy of the cursor inside `feature_run` (4% slower).
+//!
+//! Checking the other fields costs the dendrite block most: it is now read
+//! member by member instead of skipped whole. To keep that small the checks
+//! run out of line (`check_field`, `read_terminal`, `read_prediction`), and
+//! an integer literal for an `int()` field (the 19-digit nonce) is never
+//! converted to a number. It still costs about 7%: `predict/stage/parse`
+//! 1.49 -> 1.60 µs on the bench's bodies (`cargo bench --bench predict --
+//! stage/parse`, runs alternating without and with the checks, load
+//! average 1.6-1.7 on a shared 2-core Xeon, 2026-12-07).
 
 use core::fmt;
 
 use crate::schema::{FEATURE_NAMES, N_FEATURES, REQUIRED};
 
+mod fields;
 mod keys;
 mod lax;
 mod number;
@@ -65,7 +79,8 @@ mod scan;
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 mod sse2;
 
-use keys::{classify, is_quoted_name, terminal_index, Member};
+use fields::{F_AXON, F_CONFIDENCE, F_DENDRITE, F_RESPONSE_TIME, F_TOP};
+use keys::{classify, is_quoted_name, Member};
 pub use keys::{
     KeyOrder, FEATURES_KEY, N_SLOTS, N_STATUS, N_TERMINAL, SESSION_ID, SLOT_AXON, SLOT_CONFIDENCE,
     SLOT_DENDRITE, SLOT_KEYS, SLOT_NAME, SLOT_PREDICTION, SLOT_RESPONSE_TIME, TERMINAL_KEYS,
@@ -194,6 +209,18 @@ impl ParseError {
 
 impl fmt::Display for ParseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some((n, field)) = self.field().and_then(|n| Some((n, fields::by_name(n)?))) {
+            let what = match *self {
+                ParseError::MissingRequired(_) => "required field is missing",
+                ParseError::NonFinite(_) => "not a finite number",
+                ParseError::NotWhole(_) => "not a whole number",
+                ParseError::OutOfRange(_) => "out of range",
+                ParseError::BadNumericString(_) => "a string that does not read as one",
+                ParseError::NumericStringTooLong(_) => "a numeric string that is too long",
+                _ => "wrong JSON type",
+            };
+            return write!(f, "{n}: {what}; expected {}", fields::expected(field));
+        }
         match *self {
             ParseError::Json(k) => write!(f, "invalid JSON: {k}"),
             ParseError::NotAnObject => f.write_str("the body is not a JSON object"),
@@ -245,6 +272,8 @@ pub(crate) enum FieldError {
     OutOfRange,
     BadString,
     StringTooLong,
+    /// A required key of a nested model is missing.
+    Missing,
 }
 
 impl FieldError {
@@ -256,6 +285,7 @@ impl FieldError {
             FieldError::OutOfRange => ParseError::OutOfRange(field),
             FieldError::BadString => ParseError::BadNumericString(field),
             FieldError::StringTooLong => ParseError::NumericStringTooLong(field),
+            FieldError::Missing => ParseError::MissingRequired(field),
         }
     }
 }
@@ -400,6 +430,7 @@ pub struct Body<'a> {
     top: Acc<'a>,
     nested: Acc<'a>,
     features: FeaturesMember,
+    checks: fields::Checks,
 }
 
 impl<'a> Body<'a> {
@@ -407,10 +438,19 @@ impl<'a> Body<'a> {
     /// one), or the top level of a bare features object. Requires the
     /// five fields the validator requires (`session_id` and [`REQUIRED`]);
     /// optional features may be missing (their `present` bit is clear).
+    /// In a synapse body, also refuses a value of another synapse field
+    /// that the synapse refuses (`miner_uid`, `axon.port`, ...).
     pub fn features(&self) -> Result<Features<'a>, ParseError> {
         match self.features {
             FeaturesMember::Absent => self.top.finish(),
-            FeaturesMember::Object => self.nested.finish(),
+            FeaturesMember::Object => {
+                let f = self.nested.finish()?;
+                // The rest of the synapse, checked only in a synapse body.
+                match self.checks.first() {
+                    Some((field, e)) => Err(e.named(field)),
+                    None => Ok(f),
+                }
+            }
             FeaturesMember::NotAnObject => Err(ParseError::WrongType(FEATURES_KEY)),
         }
     }
@@ -433,6 +473,7 @@ pub fn parse_body<'a>(body: &'a [u8], order: &mut KeyOrder) -> Result<Body<'a>, 
         top: Acc::EMPTY,
         nested: Acc::EMPTY,
         features: FeaturesMember::Absent,
+        checks: fields::Checks::EMPTY,
     };
     r.read_object(&mut out, order, true)?;
     r.skip_ws();
@@ -440,6 +481,12 @@ pub fn parse_body<'a>(body: &'a [u8], order: &mut KeyOrder) -> Result<Body<'a>, 
         return Err(json(JsonError::TrailingCharacters));
     }
     Ok(out)
+}
+
+/// Whether `name` is one of the synapse's fields (other than `features`)
+/// whose value is checked, in the dotted form errors use (`axon.port`).
+pub fn is_synapse_field(name: &str) -> bool {
+    fields::by_name(name).is_some()
 }
 
 /// Parse a synapse body or a bare features object into its features
@@ -546,23 +593,24 @@ impl<'a> Reader<'a> {
                 Member::Slot(s) => {
                     let start = self.i;
                     let is_object = self.peek() == Some(b'{');
-                    if s == SLOT_AXON {
-                        out.layout.axon = if is_object {
-                            self.read_axon()?
-                        } else {
-                            self.skip_value(depth)?;
-                            AxonLayout::default()
-                        };
-                    } else {
-                        if s == SLOT_DENDRITE {
+                    let checks = &mut out.checks;
+                    match s {
+                        SLOT_AXON => out.layout.axon = self.read_terminal(F_AXON, checks)?,
+                        SLOT_DENDRITE => {
                             out.layout.dendrite_object = is_object;
+                            self.read_terminal(F_DENDRITE, checks)?;
                         }
-                        self.skip_value(depth)?;
+                        SLOT_PREDICTION => self.read_prediction(checks)?,
+                        SLOT_CONFIDENCE => self.check_field(F_CONFIDENCE, checks)?,
+                        SLOT_RESPONSE_TIME => self.check_field(F_RESPONSE_TIME, checks)?,
+                        // `name`: anything (the synapse overwrites it).
+                        _ => self.skip_value(depth)?,
                     }
                     if let Some(slot) = out.layout.slots.get_mut(s) {
                         *slot = Some(Span { start, end: self.i });
                     }
                 }
+                Member::Checked(c) => self.check_field(F_TOP + c, &mut out.checks)?,
                 Member::Other => self.skip_value(depth)?,
             }
             if !self.after_member()? {
@@ -616,37 +664,6 @@ impl<'a> Reader<'a> {
             *prev = g;
             if !self.after_member()? {
                 return Ok(false);
-            }
-        }
-    }
-
-    /// The top-level `axon` object whose `{` is at `i`.
-    #[inline(never)]
-    fn read_axon(&mut self) -> Result<AxonLayout, ParseError> {
-        let mut a = AxonLayout {
-            object: true,
-            ..AxonLayout::default()
-        };
-        self.i += 1;
-        if self.next_token()? == b'}' {
-            self.i += 1;
-            return Ok(a);
-        }
-        loop {
-            let k = self.key()?;
-            self.skip_ws();
-            a.members += 1;
-            let start = self.i;
-            // A member of `axon` (level 2) holds level-3 values.
-            self.skip_value(2)?;
-            if let Some(t) = terminal_index(k) {
-                a.present |= 1 << t;
-                if let Some(slot) = a.status.get_mut(t) {
-                    *slot = Some(Span { start, end: self.i });
-                }
-            }
-            if !self.after_member()? {
-                return Ok(a);
             }
         }
     }

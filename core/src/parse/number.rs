@@ -188,37 +188,53 @@ pub(super) fn check_value(
     v: f64,
     text: &[u8],
 ) -> Result<Result<f32, FieldError>, JsonError> {
+    check_number(is_int(i), v, text)
+}
+
+/// [`check_value`] for a pydantic `int` (`int`) or `float` field of any
+/// model: the features and the synapse's own lax numeric fields.
+#[inline(always)]
+pub(super) fn check_number(
+    int: bool,
+    v: f64,
+    text: &[u8],
+) -> Result<Result<f32, FieldError>, JsonError> {
     // The common cases, decided from the value alone.
-    if is_int(i) {
+    if int {
         if libm::trunc(v) == v && v.abs() < I64_BOUND {
             return Ok(Ok(int_f32(v)));
         }
     } else if v.is_finite() {
         return Ok(Ok(v as f32));
     }
-    beyond(i, v, text)
+    beyond(int, v, text)
 }
 
-/// [`check_value`] for a value that is no whole number inside the i64 range
-/// (int features) or infinite (float features): the answer depends on
-/// whether the literal is an integer.
+/// Whether the JSON number `text` is an integer literal (no fraction or
+/// exponent); `Err` if it has more digits than Python's `json` reads.
+pub(super) fn integer_literal(text: &[u8]) -> Result<bool, JsonError> {
+    let integer = !text.iter().any(|c| matches!(c, b'.' | b'e' | b'E'));
+    if integer && text.iter().filter(|c| c.is_ascii_digit()).count() > MAX_INT_DIGITS {
+        return Err(JsonError::LongInteger);
+    }
+    Ok(integer)
+}
+
+/// [`check_number`] for a value that is no whole number inside the i64
+/// range (ints) or infinite (floats): the answer depends on whether the
+/// literal is an integer.
 #[cold]
 #[inline(never)]
-fn beyond(i: usize, v: f64, text: &[u8]) -> Result<Result<f32, FieldError>, JsonError> {
-    let integer = !text.iter().any(|c| matches!(c, b'.' | b'e' | b'E'));
-    if integer {
-        let digits = text.iter().filter(|c| c.is_ascii_digit()).count();
-        if digits > MAX_INT_DIGITS {
-            return Err(JsonError::LongInteger);
-        }
-        return Ok(if is_int(i) {
+fn beyond(int: bool, v: f64, text: &[u8]) -> Result<Result<f32, FieldError>, JsonError> {
+    if integer_literal(text)? {
+        return Ok(if int {
             Ok(int_f32(v))
         } else {
             // Python's `float(int)` overflows.
             Err(FieldError::OutOfRange)
         });
     }
-    Ok(if is_int(i) {
+    Ok(if int {
         if !v.is_finite() {
             Err(FieldError::NonFinite)
         } else if libm::trunc(v) != v {
