@@ -18,6 +18,8 @@ import sys
 import threading
 from typing import Optional
 
+from typing_extensions import TypedDict
+
 LISTEN_RE = re.compile(r"listening on (\d+\.\d+\.\d+\.\d+):(\d+)")
 METRICS_RE = re.compile(r"metrics on (\d+\.\d+\.\d+\.\d+):(\d+)")
 # `serve` arguments that put /metrics on a free loopback port of its own.
@@ -31,6 +33,54 @@ FLOAT_REL_TOL = 1e-6
 
 
 # ---------------------------------------------------------------- test data
+
+
+class ConversationFeatures(TypedDict, total=False):
+    """The subnet's feature dict (conversion_subnet/protocol.py): the session
+    id and the numeric features, with the synapse's types."""
+
+    session_id: str
+    conversation_duration_seconds: float
+    has_target_entity: int
+    entities_collected_count: int
+    message_ratio: float
+    conversation_duration_minutes: float
+    hour_of_day: int
+    day_of_week: int
+    is_business_hours: int
+    is_weekend: int
+    time_to_first_response_seconds: float
+    avg_response_time_seconds: float
+    max_response_time_seconds: float
+    min_response_time_seconds: float
+    avg_agent_response_time_seconds: float
+    avg_user_response_time_seconds: float
+    response_time_stddev: float
+    response_gap_max: float
+    messages_per_minute: float
+    total_messages: int
+    user_messages_count: int
+    agent_messages_count: int
+    avg_message_length_user: float
+    max_message_length_user: int
+    min_message_length_user: int
+    total_chars_from_user: int
+    avg_message_length_agent: float
+    max_message_length_agent: int
+    min_message_length_agent: int
+    total_chars_from_agent: int
+    question_count_agent: int
+    questions_per_agent_message: float
+    question_count_user: int
+    questions_per_user_message: float
+    sequential_user_messages: int
+    sequential_agent_messages: int
+    avg_entity_confidence: float
+    min_entity_confidence: float
+    entity_collection_rate: float
+    repeated_questions: int
+    message_alternation_rate: float
+
 
 
 def _clip_normal(rng: random.Random, mean: float, sd: float, lo: float, hi: float) -> float:

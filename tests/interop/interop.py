@@ -54,9 +54,16 @@ STUB_EXTERNAL_IP = "192.0.2.1"
 _networking.get_external_ip = lambda: STUB_EXTERNAL_IP
 
 import bittensor as bt  # noqa: E402
-from typing_extensions import TypedDict  # noqa: E402
 
-from common import Checks, close, make_conversations, percentile, predict_offline, serve_miner  # noqa: E402
+from common import (  # noqa: E402
+    Checks,
+    ConversationFeatures,
+    close,
+    make_conversations,
+    percentile,
+    predict_offline,
+    serve_miner,
+)
 
 BT_MAJOR = int(bt.__version__.split(".")[0])
 # The names a validator of this version calls (9.x subnets use the lower-case ones).
@@ -66,52 +73,6 @@ Dendrite = bt.Dendrite if BT_MAJOR >= 10 else bt.dendrite
 REQUEST_TIMEOUT_S = 12.0
 # Requests one Dendrite sends at once in the burst check.
 BURST = 16
-
-
-class ConversationFeatures(TypedDict, total=False):
-    """The validator's feature dict: session id plus the 40 numeric features."""
-
-    session_id: str
-    conversation_duration_seconds: float
-    has_target_entity: int
-    entities_collected_count: int
-    message_ratio: float
-    conversation_duration_minutes: float
-    hour_of_day: int
-    day_of_week: int
-    is_business_hours: int
-    is_weekend: int
-    time_to_first_response_seconds: float
-    avg_response_time_seconds: float
-    max_response_time_seconds: float
-    min_response_time_seconds: float
-    avg_agent_response_time_seconds: float
-    avg_user_response_time_seconds: float
-    response_time_stddev: float
-    response_gap_max: float
-    messages_per_minute: float
-    total_messages: int
-    user_messages_count: int
-    agent_messages_count: int
-    avg_message_length_user: float
-    max_message_length_user: int
-    min_message_length_user: int
-    total_chars_from_user: int
-    avg_message_length_agent: float
-    max_message_length_agent: int
-    min_message_length_agent: int
-    total_chars_from_agent: int
-    question_count_agent: int
-    questions_per_agent_message: float
-    question_count_user: int
-    questions_per_user_message: float
-    sequential_user_messages: int
-    sequential_agent_messages: int
-    avg_entity_confidence: float
-    min_entity_confidence: float
-    entity_collection_rate: float
-    repeated_questions: int
-    message_alternation_rate: float
 
 
 def _default_prediction() -> dict:

@@ -44,7 +44,7 @@ import pydantic
 from typing_extensions import TypedDict
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import draw_conversation  # noqa: E402
+from common import ConversationFeatures, draw_conversation  # noqa: E402
 
 SUCCESS_LINE = "bodies read as pydantic reads them"
 
@@ -66,52 +66,6 @@ FLOAT_FEATURES = [
     "avg_entity_confidence", "min_entity_confidence", "entity_collection_rate",
     "message_alternation_rate",
 ]
-
-
-class ConversationFeatures(TypedDict, total=False):
-    """The synapse's field types (protocol.py), all 40 features and the id."""
-
-    session_id: str
-    conversation_duration_seconds: float
-    has_target_entity: int
-    entities_collected_count: int
-    message_ratio: float
-    conversation_duration_minutes: float
-    hour_of_day: int
-    day_of_week: int
-    is_business_hours: int
-    is_weekend: int
-    time_to_first_response_seconds: float
-    avg_response_time_seconds: float
-    max_response_time_seconds: float
-    min_response_time_seconds: float
-    avg_agent_response_time_seconds: float
-    avg_user_response_time_seconds: float
-    response_time_stddev: float
-    response_gap_max: float
-    messages_per_minute: float
-    total_messages: int
-    user_messages_count: int
-    agent_messages_count: int
-    avg_message_length_user: float
-    max_message_length_user: int
-    min_message_length_user: int
-    total_chars_from_user: int
-    avg_message_length_agent: float
-    max_message_length_agent: int
-    min_message_length_agent: int
-    total_chars_from_agent: int
-    question_count_agent: int
-    questions_per_agent_message: float
-    question_count_user: int
-    questions_per_user_message: float
-    sequential_user_messages: int
-    sequential_agent_messages: int
-    avg_entity_confidence: float
-    min_entity_confidence: float
-    entity_collection_rate: float
-    repeated_questions: int
-    message_alternation_rate: float
 
 
 class Synapse(pydantic.BaseModel):
