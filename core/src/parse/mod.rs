@@ -931,6 +931,31 @@ mod tests {
         // Python's json refuses the whole body: a JSON error, even if a
         // later member would replace the value.
         let digits = "1".repeat(MAX_INT_DIGITS + 1);
+        // Anywhere in the body, as Python's `json.loads` refuses it anywhere;
+        // one digit fewer, or the same digits with a fraction, is fine.
+        for member in [
+            std::format!(r#""unknown":{digits}"#),
+            std::format!(r#""unknown":[1,{{"a":-{digits}}}]"#),
+        ] {
+            assert_eq!(
+                parse_request(bare(&member).as_bytes()),
+                Err(ParseError::Json(JsonError::LongInteger)),
+                "{}",
+                &member[..20]
+            );
+        }
+        let ok = "1".repeat(MAX_INT_DIGITS);
+        for member in [
+            std::format!(r#""unknown":{ok}"#),
+            std::format!(r#""unknown":{digits}.5"#),
+            std::format!(r#""unknown":{digits}e1"#),
+        ] {
+            assert!(
+                parse_request(bare(&member).as_bytes()).is_ok(),
+                "{}",
+                &member[..20]
+            );
+        }
         for field in [int, float] {
             let b = bare(&std::format!(r#""{field}":{digits},"{field}":1"#));
             assert_eq!(

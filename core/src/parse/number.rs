@@ -85,6 +85,7 @@ impl Reader<'_> {
             Some(_) => return Err(JsonError::BadLiteral),
             None => return Err(JsonError::UnexpectedEnd),
         }
+        let int_end = i;
         let mut n_digits = i - int_start;
         let mut scale = 0i32;
         if b.get(i) == Some(&b'.') {
@@ -113,6 +114,12 @@ impl Reader<'_> {
                 return Err(end_or(b, i, JsonError::BadLiteral));
             }
             scale = scale.saturating_add(if eneg { -e } else { e });
+        }
+        // Python's `json` reads an integer literal with `int()`, which
+        // refuses more than MAX_INT_DIGITS digits: the whole body fails,
+        // wherever the literal is (a feature, a skipped member, an array).
+        if i == int_end && int_end - int_start > MAX_INT_DIGITS {
+            return Err(JsonError::LongInteger);
         }
         self.i = i;
         // Past MAX_DIGITS the mantissa has wrapped; leave it to the slow path.
