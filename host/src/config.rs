@@ -151,7 +151,9 @@ pub struct ServeArgs {
     /// btauth/1 requests get 503 until the oldest age out.
     #[arg(long = "btauth.capacity", env = "CM_BTAUTH_CAPACITY", default_value_t = crate::btauth::replay::DEFAULT_CAPACITY)]
     pub btauth_capacity: usize,
-    /// Tokio worker threads (default: the number of available cores).
+    /// Tokio worker threads (default: the number of available cores). At a validator's rate (about
+    /// 100 requests/s) `--workers 1` spends less CPU per request (160 against 193-210 µs measured,
+    /// docs/MEASUREMENTS.md); more workers only pay off near full load.
     #[arg(long = "workers", env = "CM_WORKERS")]
     pub workers: Option<usize>,
     /// Forward kernel: auto, scalar, avx2-fma-f16c, avx512f or neon (avx2 and avx512 still accepted). A kernel this CPU lacks is refused at start-up.
