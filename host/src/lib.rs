@@ -164,13 +164,10 @@ pub fn serve(
     if a.allow_all && !a.dev {
         tracing::warn!("--allow-all: any caller with a valid signature is served; use --validators in production");
     }
-    let initial_list = match &a.validators {
-        Some(p) => Some(validators::load(p)?),
+    let validators = match &a.validators {
+        Some(p) => Some(Arc::new(validators::Shared::new(validators::load(p)?))),
         None => None,
     };
-    let validators = initial_list
-        .clone()
-        .map(|l| Arc::new(validators::Shared::new(l)));
     if validators.is_none() && !allow_all {
         bail!("no caller would be allowed: give --validators FILE (one ss58[,stake] per line), or --allow-all for tests, or --dev");
     }
@@ -269,12 +266,13 @@ pub fn serve(
         } else {
             tokio::spawn(lifecycle::ignore_hup());
         }
-        if let Some(list) = &initial_list {
-            build_key_tables(&state, list);
+        if let Some(shared) = &validators {
+            build_key_tables(&state, shared.keys_by_stake());
         }
         if let (Some(path), Some(shared)) = (&a.validators, validators) {
             let st = state.clone();
-            let on_change = move |list: &validators::AllowList| build_key_tables(&st, list);
+            let on_change =
+                move |list: &validators::AllowList| build_key_tables(&st, list.keys_by_stake());
             tokio::spawn(validators::watch(path.clone(), shared, poll, on_change));
         }
         tracing::info!(
@@ -391,11 +389,10 @@ pub fn drift(a: &DriftArgs, embedded_stats_json: &'static str) -> Result<i32> {
     Ok(0)
 }
 
-/// Builds the signer tables for `list`'s keys off the request path (a
+/// Builds the signer tables for `keys` (highest stake first) off the request path (a
 /// blocking task: about 2 ms a key); checks use schnorrkel's own path
 /// until they are in place.
-fn build_key_tables(state: &Arc<server::State>, list: &validators::AllowList) {
-    let keys = list.keys_by_stake();
+fn build_key_tables(state: &Arc<server::State>, keys: Vec<[u8; 32]>) {
     let st = state.clone();
     tokio::task::spawn_blocking(move || {
         let t0 = Instant::now();

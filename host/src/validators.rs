@@ -160,6 +160,14 @@ impl Shared {
         self.len() == 0
     }
 
+    /// [`AllowList::keys_by_stake`] of the list in force.
+    pub fn keys_by_stake(&self) -> Vec<[u8; 32]> {
+        match self.current.read() {
+            Ok(g) => g.keys_by_stake(),
+            Err(p) => p.into_inner().keys_by_stake(),
+        }
+    }
+
     pub fn replace(&self, list: AllowList) {
         let new = Arc::new(list);
         match self.current.write() {
