@@ -293,16 +293,8 @@ impl Reader<'_> {
                     }
                 }
             }
-            Some(b't') => {
-                self.literal(b"true")?;
-                if numeric {
-                    Ok(())
-                } else {
-                    Err(FieldError::WrongType)
-                }
-            }
-            Some(b'f') => {
-                self.literal(b"false")?;
+            Some(c @ (b't' | b'f')) => {
+                self.literal(if c == b't' { b"true" } else { b"false" })?;
                 if numeric {
                     Ok(())
                 } else {

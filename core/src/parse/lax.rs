@@ -44,12 +44,7 @@ pub const MAX_NUMERIC_TEXT: usize = 256;
 #[inline(never)]
 pub(super) fn numeric_string(int: bool, raw: &[u8], escaped: bool) -> Result<f64, FieldError> {
     let mut buf = [0u8; MAX_NUMERIC_TEXT];
-    let (len, padded) = if escaped {
-        trimmed(Decoded { raw, i: 0 }, &mut buf)?
-    } else {
-        let s = core::str::from_utf8(raw).map_err(|_| FieldError::BadString)?;
-        trimmed(s.chars().map(Some), &mut buf)?
-    };
+    let (len, padded) = decoded_trimmed(raw, escaped, &mut buf)?;
     let text = buf.get_mut(..len).ok_or(FieldError::BadString)?;
     if int {
         int_text(text)
@@ -68,12 +63,7 @@ pub(super) fn numeric_string(int: bool, raw: &[u8], escaped: bool) -> Result<f64
 #[inline(never)]
 pub(super) fn python_string(int: bool, raw: &[u8], escaped: bool) -> Result<(), FieldError> {
     let mut buf = [0u8; MAX_NUMERIC_TEXT];
-    let (len, _) = if escaped {
-        trimmed(Decoded { raw, i: 0 }, &mut buf)?
-    } else {
-        let s = core::str::from_utf8(raw).map_err(|_| FieldError::BadString)?;
-        trimmed(s.chars().map(Some), &mut buf)?
-    };
+    let (len, _) = decoded_trimmed(raw, escaped, &mut buf)?;
     let text = buf.get(..len).ok_or(FieldError::BadString)?;
     let ok = if int {
         python_int(text)
@@ -147,6 +137,17 @@ fn python_float(s: &[u8]) -> bool {
 /// trimmed: the length stored, and whether there was whitespace. Refuses
 /// whitespace inside and any non-ASCII character (neither can be part of a
 /// number), and text longer than the buffer.
+/// The JSON string `raw` (with `\` escapes when `escaped`) decoded and
+/// [`trimmed`] into `buf`.
+fn decoded_trimmed(raw: &[u8], escaped: bool, buf: &mut [u8]) -> Result<(usize, bool), FieldError> {
+    if escaped {
+        trimmed(Decoded { raw, i: 0 }, buf)
+    } else {
+        let s = core::str::from_utf8(raw).map_err(|_| FieldError::BadString)?;
+        trimmed(s.chars().map(Some), buf)
+    }
+}
+
 fn trimmed(
     chars: impl Iterator<Item = Option<char>>,
     buf: &mut [u8],
