@@ -374,12 +374,7 @@ def main() -> int:
             checks.ok(server.alive(), "server exited during the run")
         finally:
             server.stop()
-        if checks.failures:
-            print("btauth: %d checks FAILED (%d passed); server output tail:\n%s"
-                  % (len(checks.failures), checks.passed, server.tail()), file=sys.stderr)
-            return 1
-        print("btauth: all %d checks passed" % checks.passed)
-        return 0
+        return checks.report("btauth", server)
 
 
 if __name__ == "__main__":

@@ -255,6 +255,15 @@ class Checks:
             print("FAIL: " + what, file=sys.stderr)
         return cond
 
+    def report(self, label: str, server: "Server") -> int:
+        """Prints the outcome (the server's output tail on failure); the exit code."""
+        if self.failures:
+            print("%s: %d checks FAILED (%d passed); server output tail:\n%s"
+                  % (label, len(self.failures), self.passed, server.tail()), file=sys.stderr)
+            return 1
+        print("%s: all %d checks passed" % (label, self.passed))
+        return 0
+
 
 def close(a: float, b: float) -> bool:
     return math.isclose(a, b, rel_tol=FLOAT_REL_TOL, abs_tol=1e-9)

@@ -276,12 +276,7 @@ def main() -> int:
             checks.ok(server.alive(), "server exited during the run")
         finally:
             server.stop()
-        if checks.failures:
-            print("interop: %d checks FAILED (%d passed); server output tail:\n%s"
-                  % (len(checks.failures), checks.passed, server.tail()), file=sys.stderr)
-            return 1
-        print("interop: all %d checks passed" % checks.passed)
-        return 0
+        return checks.report("interop", server)
 
 
 if __name__ == "__main__":
