@@ -3,7 +3,7 @@
 //! An ensemble answer runs 3 to 5 networks on the same inputs, so the work
 //! that depends only on the inputs is done once here instead of in every
 //! network's layer 1: the clamp of the core's input rule
-//! ([`super::clamp_input`]) and the list of inputs that are not zero.
+//! ([`super::clamp_input`]) and the bit mask of inputs that are not zero.
 //!
 //! Why zeros can be skipped without changing a bit: a zero input adds
 //! `fma(0, w, acc) = acc + (±0)` to each unit, which is `acc` itself unless
@@ -17,29 +17,33 @@
 use super::clamp_input;
 use crate::schema::N_INPUTS;
 
-const _: () = assert!(N_INPUTS <= u8::MAX as usize, "indices are stored as u8");
+const _: () = assert!(N_INPUTS <= u64::BITS as usize, "one mask bit per input");
 
-/// Clamped network inputs and the indices of the non-zero ones, in order.
+/// Clamped network inputs and a bit mask of the non-zero ones.
 #[derive(Clone, Copy, Debug)]
 pub struct Inputs {
     x: [f32; N_INPUTS],
-    nonzero: [u8; N_INPUTS],
-    count: usize,
+    /// Bit `i` set iff `x[i] != 0`.
+    nonzero: u64,
 }
 
 impl Inputs {
-    /// Clamps every input ([`clamp_input`]) and lists the non-zero ones.
+    /// Clamps every input ([`clamp_input`]) and marks the non-zero ones.
+    ///
+    /// A mask rather than a list of indices: neither loop here carries a
+    /// dependence from one input to the next, so both vectorise. The list
+    /// it replaced advanced a write index per input, a chain through all
+    /// 47 inputs; the ensemble answer went from 1.73 to 1.70 µs (minimum of
+    /// 60 batches of 4,096 answers each, thread CPU time, three alternating
+    /// runs per build, Xeon 2.3 GHz with AVX-512, 2026-12-07).
     #[inline]
     pub fn new(raw: &[f32; N_INPUTS]) -> Inputs {
         let x = raw.map(clamp_input);
-        let mut nonzero = [0u8; N_INPUTS];
-        let mut count = 0;
+        let mut nonzero = 0u64;
         for (i, v) in x.iter().enumerate() {
-            // Branch-free: always write, advance only past a non-zero.
-            nonzero[count.min(N_INPUTS - 1)] = i as u8;
-            count += usize::from(*v != 0.0);
+            nonzero |= u64::from(*v != 0.0) << i;
         }
-        Inputs { x, nonzero, count }
+        Inputs { x, nonzero }
     }
 
     /// The clamped inputs.
@@ -48,9 +52,10 @@ impl Inputs {
         &self.x
     }
 
-    /// Indices of the non-zero clamped inputs, increasing.
+    /// Bit `i` set iff the clamped input `i` is not zero (bits at and
+    /// above `N_INPUTS` are clear).
     #[inline(always)]
-    pub fn nonzero(&self) -> &[u8] {
-        &self.nonzero[..self.count]
+    pub fn nonzero_mask(&self) -> u64 {
+        self.nonzero
     }
 }
