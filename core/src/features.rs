@@ -28,25 +28,83 @@ pub fn inputs(raw: &[f32; N_FEATURES]) -> [f32; N_INPUTS] {
     let len_agent = raw[idx::AVG_MESSAGE_LENGTH_AGENT];
     let len_user = raw[idx::AVG_MESSAGE_LENGTH_USER];
     let q_agent = raw[idx::QUESTION_COUNT_AGENT];
-    let h = core::f64::consts::TAU * f64::from(raw[idx::HOUR_OF_DAY]) / HOURS_PER_DAY;
-    let d = core::f64::consts::TAU * f64::from(raw[idx::DAY_OF_WEEK]) / DAYS_PER_WEEK;
-    // One range reduction per angle for both values (libm's `sincos` runs
-    // the same kernels as `sin` and `cos`, so the bits are the same; a test
-    // checks it).
-    let (sin_h, cos_h) = libm::sincos(h);
-    let (sin_d, cos_d) = libm::sincos(d);
+    let (sin_h, cos_h) = on_circle(raw[idx::HOUR_OF_DAY], HOURS_PER_DAY, &HOUR_CIRCLE);
+    let (sin_d, cos_d) = on_circle(raw[idx::DAY_OF_WEEK], DAYS_PER_WEEK, &DAY_CIRCLE);
     let engineered = [
         agent / user.max(1.0),
         len_agent / len_user.max(1.0),
         q_agent / agent.max(1.0),
-        sin_h as f32,
-        cos_h as f32,
-        sin_d as f32,
-        cos_d as f32,
+        sin_h,
+        cos_h,
+        sin_d,
+        cos_d,
     ];
     tail.copy_from_slice(&engineered);
     out
 }
+
+/// `v` (hours or days) as a point on the circle of `period`: the sine and
+/// cosine of `2π v / period`, computed in f64 and rounded once to f32.
+///
+/// A whole `v` within one period (what validators send: `hour_of_day` and
+/// `day_of_week` are integer features) is read from `table`, which holds
+/// exactly those values (`tests::circle_tables_are_libm_bit_for_bit`
+/// checks every entry against `libm`); anything else runs `libm::sincos`,
+/// one range reduction for both values (it runs the same kernels as `sin`
+/// and `cos`, so the bits are the same; a test checks that too). The table
+/// takes the whole feature transform from 39 to 26 ns (minimum of 60
+/// batches of 4,096 transforms of the bench's request features, thread CPU
+/// time, three alternating runs, Xeon 2.3 GHz, 2026-12-07).
+#[inline(always)]
+fn on_circle<const N: usize>(v: f32, period: f64, table: &[(f32, f32); N]) -> (f32, f32) {
+    let whole = v as usize;
+    if (whole as f32).to_bits() == v.to_bits() {
+        if let Some(p) = table.get(whole) {
+            return *p;
+        }
+    }
+    let (s, c) = libm::sincos(core::f64::consts::TAU * f64::from(v) / period);
+    (s as f32, c as f32)
+}
+
+/// [`on_circle`]'s values for the whole hours `0..24`.
+const HOUR_CIRCLE: [(f32, f32); 24] = [
+    (0.0, 1.0),
+    (0.25881904, 0.9659258),
+    (0.5, 0.8660254),
+    (0.70710677, 0.70710677),
+    (0.8660254, 0.5),
+    (0.9659258, 0.25881904),
+    (1.0, 6.123234e-17),
+    (0.9659258, -0.25881904),
+    (0.8660254, -0.5),
+    (0.70710677, -0.70710677),
+    (0.5, -0.8660254),
+    (0.25881904, -0.9659258),
+    (1.2246469e-16, -1.0),
+    (-0.25881904, -0.9659258),
+    (-0.5, -0.8660254),
+    (-0.70710677, -0.70710677),
+    (-0.8660254, -0.5),
+    (-0.9659258, -0.25881904),
+    (-1.0, -1.8369701e-16),
+    (-0.9659258, 0.25881904),
+    (-0.8660254, 0.5),
+    (-0.70710677, 0.70710677),
+    (-0.5, 0.8660254),
+    (-0.25881904, 0.9659258),
+];
+
+/// [`on_circle`]'s values for the whole days `0..7`.
+const DAY_CIRCLE: [(f32, f32); 7] = [
+    (0.0, 1.0),
+    (0.7818315, 0.6234898),
+    (0.9749279, -0.22252093),
+    (0.43388373, -0.90096885),
+    (-0.43388373, -0.90096885),
+    (-0.9749279, -0.22252093),
+    (-0.7818315, 0.6234898),
+];
 
 #[cfg(test)]
 mod tests {
@@ -83,6 +141,63 @@ mod tests {
                 let (s, c) = libm::sincos(a);
                 assert_eq!(s.to_bits(), libm::sin(a).to_bits(), "sin {a}");
                 assert_eq!(c.to_bits(), libm::cos(a).to_bits(), "cos {a}");
+            }
+        }
+    }
+
+    /// The f64 formula rounded to f32, as `on_circle` computes it for a
+    /// value not in its table.
+    fn formula(v: f64, period: f64) -> (f32, f32) {
+        let (s, c) = libm::sincos(core::f64::consts::TAU * v / period);
+        (s as f32, c as f32)
+    }
+
+    #[test]
+    fn circle_tables_are_libm_bit_for_bit() {
+        for (table, period) in [
+            (&HOUR_CIRCLE[..], HOURS_PER_DAY),
+            (&DAY_CIRCLE[..], DAYS_PER_WEEK),
+        ] {
+            let want: std::vec::Vec<(f32, f32)> = (0..table.len())
+                .map(|k| formula(k as f64, period))
+                .collect();
+            let bits = |t: &[(f32, f32)]| {
+                t.iter()
+                    .map(|(s, c)| (s.to_bits(), c.to_bits()))
+                    .collect::<std::vec::Vec<_>>()
+            };
+            assert_eq!(
+                bits(table),
+                bits(&want),
+                "table for period {period} should be {want:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn on_circle_matches_the_formula_everywhere() {
+        // In the table, beside it (fractions, one period and more, negative
+        // values, NaN and infinities, which take the formula's path).
+        let mut vs: std::vec::Vec<f32> = (-30..60).map(|k| k as f32 * 0.5).collect();
+        vs.extend([
+            f32::NAN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            -0.0,
+            1e9,
+            23.999_998,
+        ]);
+        for v in vs {
+            for (period, got) in [
+                (HOURS_PER_DAY, on_circle(v, HOURS_PER_DAY, &HOUR_CIRCLE)),
+                (DAYS_PER_WEEK, on_circle(v, DAYS_PER_WEEK, &DAY_CIRCLE)),
+            ] {
+                let want = formula(f64::from(v), period);
+                assert_eq!(
+                    (got.0.to_bits(), got.1.to_bits()),
+                    (want.0.to_bits(), want.1.to_bits()),
+                    "{v} on the circle of {period}"
+                );
             }
         }
     }
