@@ -35,7 +35,7 @@ impl CpuClock {
         CpuClock { clock }
     }
 
-    fn now_ns(&self) -> u64 {
+    pub fn now_ns(&self) -> u64 {
         let mut ts = libc::timespec {
             tv_sec: 0,
             tv_nsec: 0,

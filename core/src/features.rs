@@ -52,9 +52,9 @@ pub fn inputs(raw: &[f32; N_FEATURES]) -> [f32; N_INPUTS] {
 /// checks every entry against `libm`); anything else runs `libm::sincos`,
 /// one range reduction for both values (it runs the same kernels as `sin`
 /// and `cos`, so the bits are the same; a test checks that too). The table
-/// takes the whole feature transform from 39 to 26 ns (minimum of 60
-/// batches of 4,096 transforms of the bench's request features, thread CPU
-/// time, three alternating runs, Xeon 2.3 GHz, 2026-12-07).
+/// takes the whole feature transform from 39 to 26 ns (`cargo bench
+/// --bench batches -- features`, minimum batch, three alternating runs,
+/// Xeon 2.3 GHz, 2026-12-07).
 #[inline(always)]
 fn on_circle<const N: usize>(v: f32, period: f64, table: &[(f32, f32); N]) -> (f32, f32) {
     let whole = v as usize;

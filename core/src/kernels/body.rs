@@ -41,6 +41,27 @@
 //! hint (358, no better than T0), and a single walk feeding a ring of
 //! indices (364 ns, layer 2 alone 182) or a prebuilt index list (418 ns).
 //!
+//! On the Xeon (AVX-512, 48 KB L1) the f16 ensemble runs near the limit
+//! of its two vector ports: a zmm FMA issues twice per cycle there but a
+//! zmm `vcvtph2ps` once (two micro-ops, on the FMA's ports; a register-only
+//! loop of each, 0.18 and 0.37 ns), so an f16 row of 16 weights costs
+//! 1.5 port cycles where an f32 row costs 0.5, and the five networks'
+//! 4.3 x 544 weight vectors per answer (skipped rows left out) need about
+//! 3,500 cycles, 1.3 µs, against 1.7 µs measured. Storage layouts tried
+//! there (`cargo bench --bench batches -- ensemble`: the minimum of 60
+//! batch means, thread CPU time; three alternating runs per build, another
+//! build running beside them, 2026-12-07): f16 everywhere
+//! 1.70-1.74 µs; `w1` in f32 and `w2` in f16 1.70-1.72; the first 24
+//! inputs' rows in f32, the rest f16, 1.77-1.79; each `w1` row half f32
+//! (units 0-63), half f16 (units 64-127), so one loop uses both ports and
+//! both cache paths, 1.66-1.67; f32 everywhere (`--no-default-features`)
+//! 1.55-1.60, and with the AVX2 kernel 1.91 against 2.38. So on this CPU
+//! f32 storage is the faster build, by 6% of the ensemble and 3% of the
+//! whole request path; on the EPYC (32 KB L1) f16 was, by 22%. The
+//! default stays f16 (most small cloud machines have a 32 KB L1); the
+//! README says when to build f32. Layer 2 in one accumulator set instead
+//! of two: 1.68-1.70 against 1.70 µs, inside the noise.
+//!
 //! Shape of the work, per layer:
 //! - Layer 1 (`N_INPUTS` x `H1`): the outputs are cut into tiles of
 //!   [`L1_ACC`] vectors that stay in registers while all inputs stream past;

@@ -33,8 +33,8 @@ impl Inputs {
     /// A mask rather than a list of indices: neither loop here carries a
     /// dependence from one input to the next, so both vectorise. The list
     /// it replaced advanced a write index per input, a chain through all
-    /// 47 inputs; the ensemble answer went from 1.73 to 1.70 µs (minimum of
-    /// 60 batches of 4,096 answers each, thread CPU time, three alternating
+    /// 47 inputs; the ensemble answer went from 1.73 to 1.70 µs (`cargo
+    /// bench --bench batches -- ensemble`, minimum batch, three alternating
     /// runs per build, Xeon 2.3 GHz with AVX-512, 2026-12-07).
     #[inline]
     pub fn new(raw: &[f32; N_INPUTS]) -> Inputs {
