@@ -234,7 +234,13 @@ mod tests {
         // (z = 104), then the extremes.
         let (lo, hi) = (16.0f32.to_bits(), 110.0f32.to_bits());
         let walk = (lo..hi).step_by(31).map(f32::from_bits);
-        let ends = [SIGMOID_SATURATED, f32::MAX, f32::INFINITY, f32::NAN, -f32::MAX];
+        let ends = [
+            SIGMOID_SATURATED,
+            f32::MAX,
+            f32::INFINITY,
+            f32::NAN,
+            -f32::MAX,
+        ];
         for z in walk.chain(ends) {
             assert_eq!(sigmoid(z).to_bits(), formula(z).to_bits(), "z = {z}");
         }
