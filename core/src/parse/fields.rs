@@ -22,7 +22,9 @@
 //! value, as in Python's dict. They are reported only for a synapse body
 //! (one with a `features` object): a bare features object is not a synapse.
 
-use super::keys::{name_index, terminal_index, N_TERMINAL, TERMINAL_KEYS};
+use super::keys::{
+    is_quoted_terminal, name_index, terminal_index, KeyOrder, N_TERMINAL, TERMINAL_KEYS,
+};
 use super::scan::{self, Reader};
 use super::{json, lax, number, AxonLayout, FieldError, JsonError, ParseError, Span};
 
@@ -386,6 +388,7 @@ impl Reader<'_> {
         &mut self,
         base: usize,
         checks: &mut Checks,
+        order: &mut KeyOrder,
     ) -> Result<AxonLayout, ParseError> {
         checks.clear(base, 1 + N_TERMINAL);
         let mut a = AxonLayout::default();
@@ -407,23 +410,31 @@ impl Reader<'_> {
             self.i += 1;
             return Ok(a);
         }
-        // Clients write the terminal keys in one order: try the one after
-        // the last before looking the key up.
-        let mut next = 0;
+        // Clients write the terminal keys in one order: the key `order`
+        // expects after the last one is compared in place (its text and
+        // closing quote) before any key is scanned and looked up.
+        let mut prev = N_TERMINAL;
         loop {
-            let k = self.key()?;
+            let guess = order.terminal_guess(prev);
+            let t = if self.next_token()? == b'"'
+                && is_quoted_terminal(self.b.get(self.i + 1..).unwrap_or_default(), guess)
+            {
+                // What `key` reads: the same bytes, a plain string.
+                self.i += 2 + TERMINAL_KEYS.get(guess).map_or(0, |k| k.len());
+                self.expect(b':')?;
+                Some(guess)
+            } else {
+                let t = terminal_index(self.key()?);
+                if let Some(t) = t {
+                    order.learn_terminal(prev, t);
+                }
+                t
+            };
             self.skip_ws();
             a.members += 1;
             let start = self.i;
-            let guess = TERMINAL_KEYS
-                .get(next)
-                .filter(|t| !k.escaped && t.as_bytes() == k.raw);
-            let t = match guess {
-                Some(_) => Some(next),
-                None => terminal_index(k),
-            };
             if let Some(t) = t {
-                next = t + 1;
+                prev = t;
                 let id = base + 1 + t;
                 let field = FIELDS.get(id).copied().unwrap_or(FIELDS[base]);
                 // A member of the block (level 2) holds level-3 values.

@@ -319,9 +319,17 @@ static QUOTED_NAMES: [[u8; NAME_PAD]; N_FEATURES] = {
 /// entry costs a few nanoseconds, never a different result. Starts out as
 /// the schema order. Whoever parses owns one (a server thread, the CLI, a
 /// bench); [`crate::parse::parse_request`] makes a fresh one per call.
+///
+/// It also keeps the same kind of hint for the keys of the `axon` and
+/// `dendrite` blocks ([`TERMINAL_KEYS`]), which a client writes in one
+/// order too (bittensor's declaration order; sorted, from some JSON
+/// writers).
 #[derive(Clone, Copy, Debug)]
 pub struct KeyOrder {
     next: [u8; N_FEATURES + 1],
+    /// Entry `t`: the terminal key that followed terminal key `t` last time
+    /// (entry [`N_TERMINAL`]: the first key of a block).
+    terminal: [u8; N_TERMINAL + 1],
 }
 
 impl Default for KeyOrder {
@@ -339,7 +347,33 @@ impl KeyOrder {
             next[i] = (i + 1) as u8;
             i += 1;
         }
-        KeyOrder { next }
+        // Terminal keys: the declaration order, the last followed by none,
+        // the first expected at the start.
+        let mut terminal = [0u8; N_TERMINAL + 1];
+        let mut t = 0;
+        while t < N_TERMINAL {
+            terminal[t] = (t + 1) as u8;
+            t += 1;
+        }
+        terminal[N_TERMINAL] = 0;
+        KeyOrder { next, terminal }
+    }
+
+    /// The terminal key expected after terminal key `prev` (`N_TERMINAL`:
+    /// none yet); `N_TERMINAL` when there is no guess.
+    #[inline(always)]
+    pub(super) fn terminal_guess(&self, prev: usize) -> usize {
+        self.terminal
+            .get(prev)
+            .map_or(N_TERMINAL, |&g| usize::from(g))
+    }
+
+    /// Terminal key `t` followed `prev`.
+    #[inline(always)]
+    pub(super) fn learn_terminal(&mut self, prev: usize, t: usize) {
+        if let Some(slot) = self.terminal.get_mut(prev) {
+            *slot = t as u8;
+        }
     }
 
     /// The feature expected after feature `prev` (`N_FEATURES`: none yet).
@@ -355,6 +389,46 @@ impl KeyOrder {
             *slot = fi as u8;
         }
     }
+}
+
+/// Bytes compared when checking a key against an expected terminal key:
+/// the longest ([`TERMINAL_KEYS`]) and its closing quote fit.
+const TERMINAL_PAD: usize = 2 * WORD;
+
+/// Each terminal key followed by `"`, as two little-endian words, and the
+/// masks of the bytes that count (the key and its quote).
+static QUOTED_TERMINAL: [([u64; 2], [u64; 2]); N_TERMINAL] = {
+    let mut t = [([0u64; 2], [0u64; 2]); N_TERMINAL];
+    let mut k = 0;
+    while k < N_TERMINAL {
+        let name = TERMINAL_KEYS[k].as_bytes();
+        assert!(name.len() < TERMINAL_PAD);
+        let mut j = 0;
+        while j <= name.len() {
+            let c = if j < name.len() { name[j] } else { b'"' };
+            t[k].0[j / WORD] |= (c as u64) << (8 * (j % WORD));
+            t[k].1[j / WORD] |= 0xFF << (8 * (j % WORD));
+            j += 1;
+        }
+        k += 1;
+    }
+    t
+};
+
+/// Whether `text` (the bytes just past a key's opening quote) begins with
+/// terminal key `t` and its closing quote: two masked word compares. Any
+/// doubt (an unknown `t`, fewer than 16 bytes left) answers false, and the
+/// caller reads the key the general way.
+#[inline(always)]
+pub(super) fn is_quoted_terminal(text: &[u8], t: usize) -> bool {
+    let Some(&(want, mask)) = QUOTED_TERMINAL.get(t) else {
+        return false;
+    };
+    let Some(text) = text.get(..TERMINAL_PAD) else {
+        return false;
+    };
+    let (a, b) = (word_at(text, 0), word_at(text, WORD));
+    ((a ^ want[0]) & mask[0]) | ((b ^ want[1]) & mask[1]) == 0
 }
 
 /// Whether `text` (the bytes just past a key's opening quote) begins with
@@ -437,6 +511,27 @@ mod tests {
         }
         for k in [&b"session_id"[..], b"features", b"", b"x", b"hour"] {
             assert_eq!(feature_index(k), None);
+        }
+    }
+
+    #[test]
+    fn quoted_terminal_keys_match_only_themselves() {
+        for (t, name) in TERMINAL_KEYS.iter().enumerate() {
+            let mut text = std::format!("{name}\": null, \"x\": 1}}").into_bytes();
+            assert!(is_quoted_terminal(&text, t), "{name}");
+            for (u, other) in TERMINAL_KEYS.iter().enumerate() {
+                assert_eq!(is_quoted_terminal(&text, u), u == t, "{name} as {other}");
+            }
+            // Any byte of the key or its quote changed: no match.
+            for at in 0..=name.len() {
+                let old = text[at];
+                text[at] = b'#';
+                assert!(!is_quoted_terminal(&text, t), "{name} at {at}");
+                text[at] = old;
+            }
+            // Too few bytes left, or an unknown index: no match.
+            assert!(!is_quoted_terminal(&text[..15], t));
+            assert!(!is_quoted_terminal(&text, N_TERMINAL));
         }
     }
 

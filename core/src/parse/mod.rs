@@ -595,10 +595,10 @@ impl<'a> Reader<'a> {
                     let is_object = self.peek() == Some(b'{');
                     let checks = &mut out.checks;
                     match s {
-                        SLOT_AXON => out.layout.axon = self.read_terminal(F_AXON, checks)?,
+                        SLOT_AXON => out.layout.axon = self.read_terminal(F_AXON, checks, order)?,
                         SLOT_DENDRITE => {
                             out.layout.dendrite_object = is_object;
-                            self.read_terminal(F_DENDRITE, checks)?;
+                            self.read_terminal(F_DENDRITE, checks, order)?;
                         }
                         SLOT_PREDICTION => self.read_prediction(checks)?,
                         SLOT_CONFIDENCE => self.check_field(F_CONFIDENCE, checks)?,
@@ -1272,6 +1272,70 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn terminal_key_hints_never_change_the_answer() {
+        // The same blocks in several key orders (declaration, sorted,
+        // reversed), with near misses of the expected keys, parsed with one
+        // KeyOrder in turn: the layout and the checks must be those of a
+        // fresh parse every time.
+        let members = [
+            r#""status_code": null"#,
+            r#""status_message": "ok""#,
+            r#""process_time": 1.5"#,
+            r#""ip": "10.0.0.1""#,
+            r#""port": 8091"#,
+            r#""version": 7"#,
+            r#""nonce": 1795626734383137861"#,
+            r#""uuid": "u""#,
+            r#""hotkey": "h""#,
+            r#""signature": "s""#,
+        ];
+        let declared: std::vec::Vec<usize> = (0..N_TERMINAL).collect();
+        let mut sorted = declared.clone();
+        sorted.sort_by_key(|&k| TERMINAL_KEYS[k]);
+        let reversed: std::vec::Vec<usize> = declared.iter().rev().copied().collect();
+        let block = |order: &[usize], swap: Option<(&str, &str)>| {
+            let mut m: std::vec::Vec<std::string::String> =
+                order.iter().map(|&k| members[k].into()).collect();
+            if let Some((from, to)) = swap {
+                for x in m.iter_mut() {
+                    *x = x.replace(from, to);
+                }
+            }
+            std::format!("{{{}}}", m.join(", "))
+        };
+        let mut hints = KeyOrder::new();
+        for round in 0..2 {
+            for order in [&declared, &sorted, &reversed] {
+                for swap in [
+                    None,
+                    Some(("\"ip\"", "\"ipx\"")),
+                    Some(("\"port\"", "\"p\\u006frt\"")),
+                    Some(("\"port\": 8091", "\"port\": \"1.0\"")),
+                    Some(("\"uuid\"", "\"uui\"")),
+                    Some(("\"status_code\"", "\"status_cod\"")),
+                ] {
+                    let b = std::format!(
+                        r#"{{"axon": {a}, "dendrite": {a}, "features": {{{MIN}}}}}"#,
+                        a = block(order, swap)
+                    );
+                    let fresh = parse_body(b.as_bytes(), &mut KeyOrder::new()).unwrap();
+                    for _ in 0..2 {
+                        let got = parse_body(b.as_bytes(), &mut hints).unwrap();
+                        assert_eq!(got.layout, fresh.layout, "round {round}: {b}");
+                        assert_eq!(got.features(), fresh.features(), "round {round}: {b}");
+                    }
+                }
+            }
+        }
+        // The near misses really are what they look like.
+        let b = std::format!(r#"{{"axon": {{"port": "1.0"}}, "features": {{{MIN}}}}}"#);
+        assert_eq!(
+            parse_body(b.as_bytes(), &mut hints).unwrap().features(),
+            Err(ParseError::BadNumericString("axon.port"))
+        );
     }
 
     #[test]
