@@ -268,31 +268,24 @@ impl Reader<'_> {
             Some(b'-') if self.minus_infinity()? => non_finite(kind, nan_ok),
             Some(b'0'..=b'9' | b'-') => {
                 let s = self.number().map_err(json)?;
-                let text = self.b.get(s.start..s.end).unwrap_or_default();
                 match kind {
                     // Python's `int(float)` truncates: only NaN and
                     // infinity (a float literal past f64::MAX) fail. An
                     // integer literal (the dendrite's 19-digit nonce) is
-                    // never converted.
+                    // never converted, nor scanned again: the number scan
+                    // knows it is one (and has refused one too long).
                     Kind::CastInt => {
-                        if s.fast.is_some()
-                            || number::integer_literal(text).map_err(json)?
-                            || self.value(&s).is_finite()
-                        {
+                        if s.fast.is_some() || s.integer || self.value(&s).is_finite() {
                             Ok(())
                         } else {
                             Err(FieldError::NonFinite)
                         }
                     }
                     Kind::Int | Kind::Float | Kind::CastFloat => {
-                        number::check_number(kind == Kind::Int, self.value(&s), text)
-                            .map_err(json)?
+                        number::check_number(kind == Kind::Int, self.value(&s), s.integer)
                             .map(|_| ())
                     }
-                    Kind::Str | Kind::Object => {
-                        number::integer_literal(text).map_err(json)?;
-                        Err(FieldError::WrongType)
-                    }
+                    Kind::Str | Kind::Object => Err(FieldError::WrongType),
                 }
             }
             Some(c @ (b't' | b'f')) => {

@@ -659,8 +659,7 @@ impl<'a> Reader<'a> {
             }
             *members += 1;
             let s = self.number().map_err(json)?;
-            let text = self.b.get(s.start..s.end).unwrap_or_default();
-            acc.set(g, check_value(g, self.value(&s), text).map_err(json)?);
+            acc.set(g, check_value(g, &s, self.value(&s)));
             *prev = g;
             if !self.after_member()? {
                 return Ok(false);
@@ -680,16 +679,14 @@ impl<'a> Reader<'a> {
         match self.peek() {
             Some(b'0'..=b'9') => {
                 let s = self.number().map_err(json)?;
-                let text = self.b.get(s.start..s.end).unwrap_or_default();
-                check_value(fi, self.value(&s), text).map_err(json)
+                Ok(check_value(fi, &s, self.value(&s)))
             }
             Some(b'-') => {
                 if self.minus_infinity()? {
                     return Ok(number::non_finite(fi, f64::NEG_INFINITY));
                 }
                 let s = self.number().map_err(json)?;
-                let text = self.b.get(s.start..s.end).unwrap_or_default();
-                check_value(fi, self.value(&s), text).map_err(json)
+                Ok(check_value(fi, &s, self.value(&s)))
             }
             Some(b'"') => {
                 self.i += 1;

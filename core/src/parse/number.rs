@@ -63,6 +63,9 @@ pub(super) struct Scanned {
     pub start: usize,
     pub end: usize,
     pub fast: Option<f64>,
+    /// Whether the text is an integer literal (no fraction, no exponent).
+    /// One of more than [`MAX_INT_DIGITS`] digits never gets this far.
+    pub integer: bool,
 }
 
 impl Reader<'_> {
@@ -138,6 +141,7 @@ impl Reader<'_> {
             start,
             end: i,
             fast,
+            integer: i == int_end,
         })
     }
 
@@ -187,44 +191,33 @@ pub(super) fn is_int(i: usize) -> bool {
     IS_INTEGER.get(i).copied().unwrap_or(false)
 }
 
-/// The value of feature `i` given as the JSON number `text` whose f64 is
-/// `v`, narrowed to f32; `Err` only if Python's `json` refuses the literal.
+/// The value of feature `i` given as the scanned JSON number `s` (whose
+/// f64 is `v`), narrowed to f32.
 #[inline(always)]
-pub(super) fn check_value(
-    i: usize,
-    v: f64,
-    text: &[u8],
-) -> Result<Result<f32, FieldError>, JsonError> {
-    check_number(is_int(i), v, text)
+pub(super) fn check_value(i: usize, s: &Scanned, v: f64) -> Result<f32, FieldError> {
+    match s.fast {
+        // The fast path's value is finite, below 2^53 * 10^22, and whole
+        // when the literal is an integer: the rules below would take it,
+        // so only the narrowing is left.
+        Some(v) if s.integer || !is_int(i) => Ok(lax_value(i, v)),
+        _ => check_number(is_int(i), v, s.integer),
+    }
 }
 
 /// [`check_value`] for a pydantic `int` (`int`) or `float` field of any
-/// model: the features and the synapse's own lax numeric fields.
+/// model (the features and the synapse's own lax numeric fields), given the
+/// number's f64 `v` and whether its literal is an integer ([`Scanned`]).
 #[inline(always)]
-pub(super) fn check_number(
-    int: bool,
-    v: f64,
-    text: &[u8],
-) -> Result<Result<f32, FieldError>, JsonError> {
+pub(super) fn check_number(int: bool, v: f64, integer: bool) -> Result<f32, FieldError> {
     // The common cases, decided from the value alone.
     if int {
         if libm::trunc(v) == v && v.abs() < I64_BOUND {
-            return Ok(Ok(int_f32(v)));
+            return Ok(int_f32(v));
         }
     } else if v.is_finite() {
-        return Ok(Ok(v as f32));
+        return Ok(v as f32);
     }
-    beyond(int, v, text)
-}
-
-/// Whether the JSON number `text` is an integer literal (no fraction or
-/// exponent); `Err` if it has more digits than Python's `json` reads.
-pub(super) fn integer_literal(text: &[u8]) -> Result<bool, JsonError> {
-    let integer = !text.iter().any(|c| matches!(c, b'.' | b'e' | b'E'));
-    if integer && text.iter().filter(|c| c.is_ascii_digit()).count() > MAX_INT_DIGITS {
-        return Err(JsonError::LongInteger);
-    }
-    Ok(integer)
+    beyond(int, v, integer)
 }
 
 /// [`check_number`] for a value that is no whole number inside the i64
@@ -232,16 +225,16 @@ pub(super) fn integer_literal(text: &[u8]) -> Result<bool, JsonError> {
 /// literal is an integer.
 #[cold]
 #[inline(never)]
-fn beyond(int: bool, v: f64, text: &[u8]) -> Result<Result<f32, FieldError>, JsonError> {
-    if integer_literal(text)? {
-        return Ok(if int {
+fn beyond(int: bool, v: f64, integer: bool) -> Result<f32, FieldError> {
+    if integer {
+        return if int {
             Ok(int_f32(v))
         } else {
             // Python's `float(int)` overflows.
             Err(FieldError::OutOfRange)
-        });
+        };
     }
-    Ok(if int {
+    if int {
         if !v.is_finite() {
             Err(FieldError::NonFinite)
         } else if libm::trunc(v) != v {
@@ -252,7 +245,7 @@ fn beyond(int: bool, v: f64, text: &[u8]) -> Result<Result<f32, FieldError>, Jso
     } else {
         // A float literal past f64::MAX is infinity to Python.
         Ok(v as f32)
-    })
+    }
 }
 
 /// `NaN`, `Infinity` or `-Infinity` (as `v`) for feature `i`: a float
@@ -386,9 +379,25 @@ mod tests {
         use crate::schema::idx;
         let count = idx::USER_MESSAGES_COUNT;
         let ratio = idx::MESSAGE_RATIO;
+        // Through the scan, as the parser reads a feature; the general
+        // rules (`check_number`, no fast-path shortcut) must agree.
         let check = |i: usize, text: &str| {
-            let v: f64 = text.parse().unwrap();
-            check_value(i, v, text.as_bytes()).map(|r| r.map(f32::to_bits))
+            let mut r = Reader {
+                b: text.as_bytes(),
+                i: 0,
+            };
+            let s = r.number()?;
+            assert_eq!(r.i, text.len(), "{text}");
+            let v = r.value(&s);
+            assert_eq!(
+                v.to_bits(),
+                text.parse::<f64>().unwrap().to_bits(),
+                "{text}"
+            );
+            let got = check_value(i, &s, v).map(f32::to_bits);
+            let general = check_number(is_int(i), v, s.integer).map(f32::to_bits);
+            assert_eq!(got, general, "{text}");
+            Ok(got)
         };
         let ok = |x: f32| Ok(Ok(x.to_bits()));
         // Int features: whole numbers in any spelling, negatives too.
