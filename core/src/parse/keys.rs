@@ -330,6 +330,9 @@ pub struct KeyOrder {
     /// Entry `t`: the terminal key that followed terminal key `t` last time
     /// (entry [`N_TERMINAL`]: the first key of a block).
     terminal: [u8; N_TERMINAL + 1],
+    /// Entry `k`: the synapse field ([`top_name`]) that followed synapse
+    /// field `k` at the top level last time (entry [`N_TOP`]: the first).
+    top: [u8; N_TOP + 1],
 }
 
 impl Default for KeyOrder {
@@ -356,7 +359,28 @@ impl KeyOrder {
             t += 1;
         }
         terminal[N_TERMINAL] = 0;
-        KeyOrder { next, terminal }
+        // Top-level fields: no order known (a guess of `N_TOP` is none).
+        let top = [N_TOP as u8; N_TOP + 1];
+        KeyOrder {
+            next,
+            terminal,
+            top,
+        }
+    }
+
+    /// The synapse field expected at the top level after field `prev`
+    /// (`N_TOP`: none yet); `N_TOP` when there is no guess.
+    #[inline(always)]
+    pub(super) fn top_guess(&self, prev: usize) -> usize {
+        self.top.get(prev).map_or(N_TOP, |&g| usize::from(g))
+    }
+
+    /// Synapse field `k` followed `prev` at the top level.
+    #[inline(always)]
+    pub(super) fn learn_top(&mut self, prev: usize, k: usize) {
+        if let Some(slot) = self.top.get_mut(prev) {
+            *slot = k as u8;
+        }
     }
 
     /// The terminal key expected after terminal key `prev` (`N_TERMINAL`:
@@ -389,6 +413,72 @@ impl KeyOrder {
             *slot = fi as u8;
         }
     }
+}
+
+/// Number of top-level synapse keys with a [`KeyOrder`] hint: `features`,
+/// the [`SLOT_KEYS`] and the checked [`TOP_KEYS`].
+pub(super) const N_TOP: usize = 1 + N_SLOTS + TOP_KEYS.len();
+
+/// Top-level synapse key `k` (`features`, the slots, the checked fields, in
+/// that order), and what it names.
+#[inline(always)]
+fn top_entry(k: usize) -> Option<(&'static str, Member)> {
+    match k {
+        0 => Some((FEATURES_KEY, Member::Features)),
+        _ if k <= N_SLOTS => Some((SLOT_KEYS[k - 1], Member::Slot(k - 1))),
+        _ => {
+            let c = k - 1 - N_SLOTS;
+            TOP_KEYS.get(c).map(|n| (*n, Member::Checked(c)))
+        }
+    }
+}
+
+/// The index [`top_entry`] gives the member `m` names, if it has one.
+#[inline(always)]
+pub(super) fn top_name(m: Member) -> Option<usize> {
+    match m {
+        Member::Features => Some(0),
+        Member::Slot(s) => Some(1 + s),
+        Member::Checked(c) => Some(1 + N_SLOTS + c),
+        _ => None,
+    }
+}
+
+/// Each top-level synapse key followed by `"` and zero padding.
+static QUOTED_TOP: [[u8; NAME_PAD]; N_TOP] = {
+    let mut t = [[0u8; NAME_PAD]; N_TOP];
+    let mut k = 0;
+    while k < N_TOP {
+        let name = if k == 0 {
+            FEATURES_KEY.as_bytes()
+        } else if k <= N_SLOTS {
+            SLOT_KEYS[k - 1].as_bytes()
+        } else {
+            TOP_KEYS[k - 1 - N_SLOTS].as_bytes()
+        };
+        assert!(name.len() < NAME_PAD);
+        let mut j = 0;
+        while j < name.len() {
+            t[k][j] = name[j];
+            j += 1;
+        }
+        t[k][name.len()] = b'"';
+        k += 1;
+    }
+    t
+};
+
+/// If `text` (the bytes just past a key's opening quote) begins with the
+/// top-level synapse key `k` and its closing quote: the key's length and
+/// what it names (what [`classify`] makes of it at the top level). Any doubt
+/// (an unknown `k`, fewer than [`NAME_PAD`] bytes left) answers `None`, and
+/// the caller reads the key the general way.
+#[inline(always)]
+pub(super) fn quoted_top(text: &[u8], k: usize) -> Option<(usize, Member)> {
+    let (name, member) = top_entry(k)?;
+    let want = QUOTED_TOP.get(k)?;
+    let text = <&[u8; NAME_PAD]>::try_from(text.get(..NAME_PAD)?).ok()?;
+    equal_prefix(text, want, name.len() + 1).then_some((name.len(), member))
 }
 
 /// Bytes compared when checking a key against an expected terminal key:
@@ -512,6 +602,34 @@ mod tests {
         for k in [&b"session_id"[..], b"features", b"", b"x", b"hour"] {
             assert_eq!(feature_index(k), None);
         }
+    }
+
+    #[test]
+    fn quoted_top_keys_are_what_classify_says() {
+        for k in 0..N_TOP {
+            let (name, member) = top_entry(k).unwrap();
+            assert_eq!(top_name(member), Some(k));
+            let plain = Str {
+                raw: name.as_bytes(),
+                escaped: false,
+            };
+            assert_eq!(classify(plain, true), member, "{name}");
+            let mut text = std::format!("{name}\": null, \"some_longer_key\": 1}}").into_bytes();
+            for u in 0..=N_TOP {
+                let want = (u == k).then_some((name.len(), member));
+                assert_eq!(quoted_top(&text, u), want, "{name} as {u}");
+            }
+            for at in 0..=name.len() {
+                let old = text[at];
+                text[at] = b'#';
+                assert_eq!(quoted_top(&text, k), None, "{name} at {at}");
+                text[at] = old;
+            }
+            assert_eq!(quoted_top(&text[..NAME_PAD - 1], k), None);
+        }
+        assert_eq!(top_name(Member::Other), None);
+        assert_eq!(top_name(Member::SessionId), None);
+        assert_eq!(top_name(Member::Feature(0)), None);
     }
 
     #[test]

@@ -80,7 +80,7 @@ mod scan;
 mod sse2;
 
 use fields::{F_AXON, F_CONFIDENCE, F_DENDRITE, F_RESPONSE_TIME, F_TOP};
-use keys::{classify, is_quoted_name, Member};
+use keys::{classify, is_quoted_name, quoted_top, top_name, Member, N_TOP};
 pub use keys::{
     KeyOrder, FEATURES_KEY, N_SLOTS, N_STATUS, N_TERMINAL, SESSION_ID, SLOT_AXON, SLOT_CONFIDENCE,
     SLOT_DENDRITE, SLOT_KEYS, SLOT_NAME, SLOT_PREDICTION, SLOT_RESPONSE_TIME, TERMINAL_KEYS,
@@ -530,6 +530,8 @@ impl<'a> Reader<'a> {
         let depth = if top { 1 } else { 2 };
         // The feature read last in this object (`N_FEATURES`: none yet).
         let mut prev = N_FEATURES;
+        // The top-level synapse field read last (`N_TOP`: none yet).
+        let mut prev_top = N_TOP;
         loop {
             // A synapse's top level holds no features: guess there only
             // once one was seen (a bare features object).
@@ -542,20 +544,36 @@ impl<'a> Reader<'a> {
             }
             *members += 1;
             let guess = order.guess(prev);
-            let member = if self.next_token()? == b'"'
-                && guessing
-                && is_quoted_name(self.b.get(self.i + 1..).unwrap_or_default(), guess)
-            {
+            let quoted = self.next_token()? == b'"';
+            let text = self.b.get(self.i + 1..).unwrap_or_default();
+            // A synapse's top level: the field `order` expects after the
+            // last one, compared in place as a feature name is.
+            let expected_top = if quoted && !guessing {
+                quoted_top(text, order.top_guess(prev_top))
+            } else {
+                None
+            };
+            let member = if quoted && guessing && is_quoted_name(text, guess) {
                 self.i += 2 + name(guess).len();
                 self.expect(b':')?;
                 Member::Feature(guess)
+            } else if let Some((len, m)) = expected_top {
+                self.i += 2 + len;
+                self.expect(b':')?;
+                m
             } else {
                 let m = classify(self.key()?, top);
                 if let Member::Feature(fi) = m {
                     order.learn(prev, fi);
                 }
+                if let (false, Some(k)) = (guessing, top_name(m)) {
+                    order.learn_top(prev_top, k);
+                }
                 m
             };
+            if let (false, Some(k)) = (guessing, top_name(member)) {
+                prev_top = k;
+            }
             self.skip_ws();
             match member {
                 Member::Feature(fi) => {
@@ -1333,6 +1351,68 @@ mod tests {
             parse_body(b.as_bytes(), &mut hints).unwrap().features(),
             Err(ParseError::BadNumericString("axon.port"))
         );
+    }
+
+    #[test]
+    fn top_level_key_hints_never_change_the_answer() {
+        // A synapse's top-level members in several orders, with near misses
+        // of the expected keys, parsed with one KeyOrder in turn: the same
+        // layout and the same answer as a fresh parse every time.
+        let members = [
+            r#""name": "ConversionSynapse""#,
+            r#""axon": {"port": 8091, "ip": "127.0.0.1"}"#,
+            r#""dendrite": {"nonce": 1795626734383137861}"#,
+            r#""prediction": {"conversion_happened": 0, "time_to_conversion_seconds": -1.0}"#,
+            r#""confidence": null"#,
+            r#""response_time": 0.0"#,
+            r#""miner_uid": 7"#,
+            r#""timeout": 12.0"#,
+            r#""total_size": 0"#,
+            r#""header_size": 0"#,
+            r#""computed_body_hash": "h""#,
+            r#""unknown": [1, {"name": 2}]"#,
+        ];
+        let features = std::format!(r#""features": {{{MIN}}}"#);
+        let n = members.len() + 1;
+        let pick = |k: usize| -> std::string::String {
+            if k == members.len() {
+                features.clone()
+            } else {
+                members[k].into()
+            }
+        };
+        let forward: std::vec::Vec<usize> = (0..n).collect();
+        let backward: std::vec::Vec<usize> = forward.iter().rev().copied().collect();
+        let mut sorted = forward.clone();
+        sorted.sort_by_key(|&k| pick(k));
+        let mut hints = KeyOrder::new();
+        for round in 0..2 {
+            for order in [&forward, &backward, &sorted] {
+                for swap in [
+                    None,
+                    Some((r#""name""#, r#""names""#)),
+                    Some((r#""timeout""#, r#""timeou""#)),
+                    Some((r#""axon""#, r#""\u0061xon""#)),
+                    Some((r#""miner_uid": 7"#, r#""miner_uid": 7.5"#)),
+                    Some((r#""features""#, r#""featuresx""#)),
+                ] {
+                    let mut m: std::vec::Vec<std::string::String> =
+                        order.iter().map(|&k| pick(k)).collect();
+                    if let Some((from, to)) = swap {
+                        for x in m.iter_mut() {
+                            *x = x.replacen(from, to, 1);
+                        }
+                    }
+                    let b = std::format!("{{{}}}", m.join(", "));
+                    let fresh = parse_body(b.as_bytes(), &mut KeyOrder::new()).unwrap();
+                    for _ in 0..2 {
+                        let got = parse_body(b.as_bytes(), &mut hints).unwrap();
+                        assert_eq!(got.layout, fresh.layout, "round {round}: {b}");
+                        assert_eq!(got.features(), fresh.features(), "round {round}: {b}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]
