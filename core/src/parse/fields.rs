@@ -266,6 +266,9 @@ impl Reader<'_> {
                 }
             }
             Some(b'-') if self.minus_infinity()? => non_finite(kind, nan_ok),
+            // Python's `int()` takes any integer literal: an int field's
+            // integer (the 19-digit nonce) needs its shape, not its value.
+            Some(b'0'..=b'9' | b'-') if kind == Kind::CastInt && self.integer_ahead() => Ok(()),
             Some(b'0'..=b'9' | b'-') => {
                 let s = self.number().map_err(json)?;
                 match kind {

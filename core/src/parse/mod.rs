@@ -600,8 +600,12 @@ impl<'a> Reader<'a> {
                 }
                 Member::Features => {
                     if self.peek() == Some(b'{') {
+                        // Only a `features` object fills `nested`: before
+                        // the first one it is still empty (no 240-byte copy).
+                        if out.features == FeaturesMember::Object {
+                            out.nested = Acc::EMPTY;
+                        }
                         out.features = FeaturesMember::Object;
-                        out.nested = Acc::EMPTY;
                         self.read_object(out, order, false)?;
                     } else {
                         out.features = FeaturesMember::NotAnObject;

@@ -145,6 +145,31 @@ impl Reader<'_> {
         })
     }
 
+    /// Step over an integer literal at `i` (`-?(0|[1-9][0-9]*)` with no
+    /// fraction or exponent after it) and answer true, without computing its
+    /// value. Anything else (a fraction, an exponent, malformed text, more
+    /// than [`MAX_INT_DIGITS`] digits) answers false with `i` unchanged, for
+    /// [`Reader::number`] to read (and report) the general way.
+    #[inline(always)]
+    pub fn integer_ahead(&mut self) -> bool {
+        let b = self.b;
+        let mut i = self.i;
+        if b.get(i) == Some(&b'-') {
+            i += 1;
+        }
+        let int_start = i;
+        match b.get(i) {
+            Some(b'0') => i += 1,
+            Some(b'1'..=b'9') => i = skip_digits(b, i),
+            _ => return false,
+        }
+        if matches!(b.get(i), Some(b'.' | b'e' | b'E')) || i - int_start > MAX_INT_DIGITS {
+            return false;
+        }
+        self.i = i;
+        true
+    }
+
     /// The value of a scanned number: the fast path's, or `core`'s
     /// correctly rounded parser's (huge exponents give infinity or zero).
     #[inline(always)]
@@ -171,6 +196,30 @@ impl Reader<'_> {
 pub(super) fn digits(b: &[u8], mut i: usize, mant: &mut u64) -> usize {
     while let Some(&c @ b'0'..=b'9') = b.get(i) {
         *mant = mant.wrapping_mul(10).wrapping_add(u64::from(c - b'0'));
+        i += 1;
+    }
+    i
+}
+
+/// Past the run of decimal digits at `i`, eight at a time while a whole
+/// word is digits (the 19-digit nonce, the 8-digit version), then a byte at
+/// a time. A byte is a digit iff its high nibble is 3 and adding 6 leaves
+/// it 3; a carry out of a byte needs a byte >= 0xFA, whose own high nibble
+/// already fails, so the whole-word test is exact.
+#[inline(always)]
+pub(super) fn skip_digits(b: &[u8], mut i: usize) -> usize {
+    const HIGH_NIBBLES: u64 = u64::from_le_bytes([0xF0; 8]);
+    const SIX: u64 = u64::from_le_bytes([0x06; 8]);
+    const THREES: u64 = u64::from_le_bytes([0x33; 8]);
+    while let Some(chunk) = b.get(i..i + 8) {
+        let w = super::scan::word_at(chunk, 0);
+        let digits = (w & HIGH_NIBBLES) | ((w.wrapping_add(SIX) & HIGH_NIBBLES) >> 4);
+        if digits != THREES {
+            break;
+        }
+        i += 8;
+    }
+    while let Some(b'0'..=b'9') = b.get(i) {
         i += 1;
     }
     i
@@ -342,6 +391,78 @@ mod tests {
             "fast path taken {fast} of {}",
             texts.len()
         );
+    }
+
+    #[test]
+    fn skip_digits_stops_where_digits_does() {
+        // Every byte value at every place of a run, with runs of each length.
+        for len in 0..20 {
+            for at in 0..=len {
+                for c in 0..=255u8 {
+                    let mut text = std::vec![b'7'; len];
+                    text.extend_from_slice(b"12345678901234567890");
+                    text[at] = c;
+                    let mut mant = 0;
+                    let want = digits(&text, 0, &mut mant);
+                    assert_eq!(skip_digits(&text, 0), want, "len {len} at {at} byte {c}");
+                    // And cut right after the changed byte.
+                    let cut = &text[..=at];
+                    assert_eq!(
+                        skip_digits(cut, 0),
+                        digits(cut, 0, &mut mant),
+                        "{len} {at} {c}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn integer_ahead_agrees_with_number() {
+        let long = "1".repeat(MAX_INT_DIGITS);
+        let longer = "1".repeat(MAX_INT_DIGITS + 1);
+        for t in [
+            "0",
+            "7",
+            "-0",
+            "-7",
+            "01",
+            "1795626734383137861",
+            "10005000",
+            "8091,",
+            "1.5",
+            "1e3",
+            "1E3",
+            "-",
+            "-x",
+            "",
+            "x",
+            "0.",
+            "00",
+            "12345678901234567890123",
+            long.as_str(),
+            longer.as_str(),
+            "-1.0e5",
+        ] {
+            let mut a = Reader {
+                b: t.as_bytes(),
+                i: 0,
+            };
+            let mut n = Reader {
+                b: t.as_bytes(),
+                i: 0,
+            };
+            let scanned = n.number();
+            if a.integer_ahead() {
+                // Only where the general scan reads the same integer.
+                let s = scanned.as_ref().unwrap_or_else(|e| panic!("{t}: {e:?}"));
+                assert!(s.integer, "{t}");
+                assert_eq!(a.i, n.i, "{t}");
+            } else {
+                assert_eq!(a.i, 0, "{t}");
+                assert!(scanned.map_or(true, |s| !s.integer), "{t}");
+            }
+        }
     }
 
     #[test]
