@@ -352,7 +352,6 @@ impl Reader<'_> {
         } else {
             loop {
                 let k = self.key()?;
-                self.skip_ws();
                 match name_index(k, &PREDICTION_KEYS) {
                     Some(p) => {
                         let id = F_PREDICTION + 1 + p;
@@ -417,7 +416,7 @@ impl Reader<'_> {
             {
                 // What `key` reads: the same bytes, a plain string.
                 self.i += 2 + TERMINAL_KEYS.get(guess).map_or(0, |k| k.len());
-                self.expect(b':')?;
+                self.colon()?;
                 Some(guess)
             } else {
                 let t = terminal_index(self.key()?);
@@ -426,7 +425,6 @@ impl Reader<'_> {
                 }
                 t
             };
-            self.skip_ws();
             a.members += 1;
             let start = self.i;
             if let Some(t) = t {

@@ -555,11 +555,11 @@ impl<'a> Reader<'a> {
             };
             let member = if quoted && guessing && is_quoted_name(text, guess) {
                 self.i += 2 + name(guess).len();
-                self.expect(b':')?;
+                self.colon()?;
                 Member::Feature(guess)
             } else if let Some((len, m)) = expected_top {
                 self.i += 2 + len;
-                self.expect(b':')?;
+                self.colon()?;
                 m
             } else {
                 let m = classify(self.key()?, top);
@@ -574,7 +574,6 @@ impl<'a> Reader<'a> {
             if let (false, Some(k)) = (guessing, top_name(member)) {
                 prev_top = k;
             }
-            self.skip_ws();
             match member {
                 Member::Feature(fi) => {
                     prev = fi;
@@ -668,12 +667,17 @@ impl<'a> Reader<'a> {
                 return Ok(true);
             }
             self.i += 2 + name(g).len();
-            self.skip_ws();
-            if self.peek() != Some(b':') {
-                self.i = start;
-                return Ok(true);
+            // What `colon` reads, handing a missing `:` back instead.
+            if self.b.get(self.i..self.i + 2) == Some(b": ") {
+                self.i += 2;
+            } else {
+                self.skip_ws();
+                if self.peek() != Some(b':') {
+                    self.i = start;
+                    return Ok(true);
+                }
+                self.i += 1;
             }
-            self.i += 1;
             self.skip_ws();
             if !matches!(self.peek(), Some(b'0'..=b'9')) {
                 self.i = start;
