@@ -511,9 +511,38 @@ static QUOTED_TERMINAL: [([u64; 2], [u64; 2]); N_TERMINAL] = {
 /// caller reads the key the general way.
 #[inline(always)]
 pub(super) fn is_quoted_terminal(text: &[u8], t: usize) -> bool {
-    let Some(&(want, mask)) = QUOTED_TERMINAL.get(t) else {
-        return false;
-    };
+    match QUOTED_TERMINAL.get(t) {
+        Some(&quoted) => starts_with_quoted(text, quoted),
+        None => false,
+    }
+}
+
+/// [`SESSION_ID`] and its closing quote, as [`QUOTED_TERMINAL`] holds keys.
+static QUOTED_SESSION_ID: ([u64; 2], [u64; 2]) = {
+    let name = SESSION_ID.as_bytes();
+    assert!(name.len() < TERMINAL_PAD);
+    let mut t = ([0u64; 2], [0u64; 2]);
+    let mut j = 0;
+    while j <= name.len() {
+        let c = if j < name.len() { name[j] } else { b'"' };
+        t.0[j / WORD] |= (c as u64) << (8 * (j % WORD));
+        t.1[j / WORD] |= 0xFF << (8 * (j % WORD));
+        j += 1;
+    }
+    t
+};
+
+/// Whether `text` (the bytes just past a key's opening quote) begins with
+/// `session_id` and its closing quote (false with fewer than 16 bytes left).
+#[inline(always)]
+pub(super) fn is_quoted_session_id(text: &[u8]) -> bool {
+    starts_with_quoted(text, QUOTED_SESSION_ID)
+}
+
+/// Whether the first 16 bytes of `text` agree with `want` where `mask` is
+/// set (false with fewer than 16 bytes).
+#[inline(always)]
+fn starts_with_quoted(text: &[u8], (want, mask): ([u64; 2], [u64; 2])) -> bool {
     let Some(text) = text.get(..TERMINAL_PAD) else {
         return false;
     };
@@ -651,6 +680,16 @@ mod tests {
             assert!(!is_quoted_terminal(&text[..15], t));
             assert!(!is_quoted_terminal(&text, N_TERMINAL));
         }
+        let mut text = *b"session_id\": \"abcdef\"";
+        assert!(is_quoted_session_id(&text));
+        assert!(!is_quoted_session_id(&text[..15]));
+        for at in 0..=SESSION_ID.len() {
+            let old = text[at];
+            text[at] = b'#';
+            assert!(!is_quoted_session_id(&text), "at {at}");
+            text[at] = old;
+        }
+        assert!(!is_quoted_session_id(b"session_idx\": 1, \"a\": 2"));
     }
 
     #[test]

@@ -80,7 +80,7 @@ mod scan;
 mod sse2;
 
 use fields::{F_AXON, F_CONFIDENCE, F_DENDRITE, F_RESPONSE_TIME, F_TOP};
-use keys::{classify, is_quoted_name, quoted_top, top_name, Member, N_TOP};
+use keys::{classify, is_quoted_name, is_quoted_session_id, quoted_top, top_name, Member, N_TOP};
 pub use keys::{
     KeyOrder, FEATURES_KEY, N_SLOTS, N_STATUS, N_TERMINAL, SESSION_ID, SLOT_AXON, SLOT_CONFIDENCE,
     SLOT_DENDRITE, SLOT_KEYS, SLOT_NAME, SLOT_PREDICTION, SLOT_RESPONSE_TIME, TERMINAL_KEYS,
@@ -647,7 +647,10 @@ impl<'a> Reader<'a> {
     /// it shared them with every other kind of member). Stops at the first
     /// member it does not take, with `i` where that member starts, and
     /// answers true; false once it has read the object's closing `}`. A
-    /// member it takes is read exactly as `members` reads it.
+    /// member it takes is read exactly as `members` reads it. It also
+    /// takes a plain `session_id` key with a string value, which a client
+    /// puts among the features (the bench's sorted bodies, mid-object), so
+    /// the run goes on past it.
     #[inline(never)]
     fn feature_run(
         &mut self,
@@ -656,15 +659,40 @@ impl<'a> Reader<'a> {
         prev: &mut usize,
         members: &mut usize,
     ) -> Result<bool, ParseError> {
-        loop {
+        // Counted here and stored once on the way out (on an error the
+        // whole parse fails and neither is read).
+        let mut run = 0usize;
+        let mut last = *prev;
+        let more = loop {
             let start = self.i;
-            let g = order.guess(*prev);
+            let g = order.guess(last);
             self.skip_ws();
-            if self.peek() != Some(b'"')
-                || !is_quoted_name(self.b.get(self.i + 1..).unwrap_or_default(), g)
-            {
+            if self.peek() != Some(b'"') {
                 self.i = start;
-                return Ok(true);
+                break true;
+            }
+            let text = self.b.get(self.i + 1..).unwrap_or_default();
+            if !is_quoted_name(text, g) {
+                // A features object's `session_id` with a string value
+                // (what `members` makes of it), read without leaving.
+                if is_quoted_session_id(text) {
+                    self.i += 2 + SESSION_ID.len();
+                    self.colon()?;
+                    if self.peek() == Some(b'"') {
+                        self.i += 1;
+                        let s = self.string_body()?;
+                        // The scan checked the UTF-8 already.
+                        acc.f.session_id = core::str::from_utf8(s.raw).ok();
+                        acc.session_bad = false;
+                        run += 1;
+                        if !self.after_member()? {
+                            break false;
+                        }
+                        continue;
+                    }
+                }
+                self.i = start;
+                break true;
             }
             self.i += 2 + name(g).len();
             // What `colon` reads, handing a missing `:` back instead.
@@ -674,23 +702,26 @@ impl<'a> Reader<'a> {
                 self.skip_ws();
                 if self.peek() != Some(b':') {
                     self.i = start;
-                    return Ok(true);
+                    break true;
                 }
                 self.i += 1;
             }
             self.skip_ws();
             if !matches!(self.peek(), Some(b'0'..=b'9')) {
                 self.i = start;
-                return Ok(true);
+                break true;
             }
-            *members += 1;
+            run += 1;
             let s = self.number().map_err(json)?;
             acc.set(g, check_value(g, &s, self.value(&s)));
-            *prev = g;
+            last = g;
             if !self.after_member()? {
-                return Ok(false);
+                break false;
             }
-        }
+        };
+        *members += run;
+        *prev = last;
+        Ok(more)
     }
 
     /// The value of feature `fi`: a number (checked by the value rules), a
@@ -1421,6 +1452,43 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn session_id_among_the_features_reads_as_anywhere() {
+        // `session_id` in the middle of a features object, in the forms the
+        // feature loop takes and those it hands back, with a learned order.
+        let order: std::vec::Vec<usize> = (0..N_FEATURES).collect();
+        let plain = all_features(&order, "p");
+        let (head, tail) = plain.split_at(plain.find("\"hour_of_day\"").unwrap());
+        let head = head.replacen("\"session_id\": \"p\", ", "", 1);
+        let mut hints = KeyOrder::new();
+        for member in [
+            r#""session_id": "mid", "#,
+            r#""session_id" : "mid", "#,
+            r#""session_id":"mid","#,
+            r#""session_id": 5, "#,
+            r#""session_id": null, "session_id": "mid", "#,
+            r#""session_id": "x", "session_id": 5, "#,
+            r#""s\u0065ssion_id": "mid", "#,
+            r#""session_idx": "mid", "session_id": "mid", "#,
+            r#""session_id": "\u00e9", "#,
+        ] {
+            let b = std::format!("{head}{member}{tail}");
+            let fresh = parse_request(b.as_bytes());
+            for _ in 0..3 {
+                let got = parse_body(b.as_bytes(), &mut hints).and_then(|body| body.features());
+                assert_eq!(got, fresh, "{b}");
+            }
+            if let Ok(f) = fresh {
+                check_all_features(&f);
+            }
+        }
+        let b = std::format!(r#"{head}"session_id": "mid", {tail}"#);
+        assert_eq!(
+            with(&mut hints, b.as_bytes()).unwrap().session_id,
+            Some("mid")
+        );
     }
 
     #[test]
