@@ -23,7 +23,8 @@
 //! (one with a `features` object): a bare features object is not a synapse.
 
 use super::keys::{
-    is_quoted_terminal, name_index, terminal_index, KeyOrder, N_TERMINAL, TERMINAL_KEYS,
+    is_quoted_terminal, name_index, quoted_padded, starts_with_padded, terminal_index, KeyOrder,
+    NAME_PAD, N_TERMINAL, TERMINAL_KEYS,
 };
 use super::scan::{self, Reader};
 use super::{json, lax, number, AxonLayout, FieldError, JsonError, ParseError, Span};
@@ -88,6 +89,9 @@ pub(super) const TOP_KEYS: [&str; 5] = [
 
 /// Keys of the `prediction` TypedDict (both required).
 pub(super) const PREDICTION_KEYS: [&str; 2] = ["conversion_happened", "time_to_conversion_seconds"];
+
+/// [`PREDICTION_KEYS`] quoted and padded, for comparing in place.
+static QUOTED_PREDICTION: [[u8; NAME_PAD]; 2] = quoted_padded(PREDICTION_KEYS);
 
 /// How each [`TERMINAL_KEYS`] member reads (all are `Optional`).
 const TERMINAL_KINDS: [Kind; N_TERMINAL] = [
@@ -350,9 +354,29 @@ impl Reader<'_> {
         if self.next_token()? == b'}' {
             self.i += 1;
         } else {
+            // The keys are expected in their declared order: the next one is
+            // compared in place before any key is scanned and looked up.
+            let mut next = 0;
             loop {
-                let k = self.key()?;
-                match name_index(k, &PREDICTION_KEYS) {
+                let expected = match (self.next_token()?, QUOTED_PREDICTION.get(next)) {
+                    (b'"', Some(want)) => {
+                        let len = PREDICTION_KEYS.get(next).map_or(0, |k| k.len());
+                        let text = self.b.get(self.i + 1..).unwrap_or_default();
+                        starts_with_padded(text, want, len).then_some((next, len))
+                    }
+                    _ => None,
+                };
+                let p = match expected {
+                    Some((p, len)) => {
+                        // What `key` reads: the same bytes, a plain string.
+                        self.i += 2 + len;
+                        self.colon()?;
+                        Some(p)
+                    }
+                    None => name_index(self.key()?, &PREDICTION_KEYS),
+                };
+                next = p.map_or(next, |p| p + 1);
+                match p {
                     Some(p) => {
                         let id = F_PREDICTION + 1 + p;
                         let field = FIELDS.get(id).copied().unwrap_or(FIELDS[F_PREDICTION]);
@@ -528,6 +552,39 @@ mod tests {
             format!("{e}"),
             "axon.port: a string that does not read as one; expected an integer as Python's int() reads it, or null"
         );
+    }
+
+    #[test]
+    fn prediction_keys_in_any_order_and_spelling() {
+        let ok = [
+            r#""prediction": {"conversion_happened": 0, "time_to_conversion_seconds": -1.0}"#,
+            r#""prediction": {"time_to_conversion_seconds": -1.0, "conversion_happened": 0}"#,
+            r#""prediction": {"conversion_happened":0,"time_to_conversion_seconds":-1.0}"#,
+            r#""prediction": {"conversion_happened": 0, "x": 1, "time_to_conversion_seconds": 2}"#,
+            r#""prediction": {"conversion_happened": "x", "conversion_happened": 1, "time_to_conversion_seconds": 2}"#,
+        ];
+        for members in ok {
+            let body = format!("{{{FEATURES}, {members}}}");
+            assert!(parse_request(body.as_bytes()).is_ok(), "{body}");
+        }
+        let refused = [
+            (
+                r#""prediction": {"conversion_happenedx": 0, "time_to_conversion_seconds": 1}"#,
+                ParseError::MissingRequired("prediction.conversion_happened"),
+            ),
+            (
+                r#""prediction": {"conversion_happened": 0, "time_to_conversion_second": 1}"#,
+                ParseError::MissingRequired("prediction.time_to_conversion_seconds"),
+            ),
+            (
+                r#""prediction": {"conversion_happened": 0.5, "time_to_conversion_seconds": 1}"#,
+                ParseError::NotWhole("prediction.conversion_happened"),
+            ),
+        ];
+        for (members, want) in refused {
+            let body = format!("{{{FEATURES}, {members}}}");
+            assert_eq!(parse_request(body.as_bytes()), Err(want), "{body}");
+        }
     }
 
     #[test]

@@ -568,6 +568,39 @@ pub(super) fn is_quoted_name(text: &[u8], g: usize) -> bool {
     equal_prefix(text, want, name.len() + 1)
 }
 
+/// `names`, each followed by `"` and zero padding to [`NAME_PAD`] bytes,
+/// for [`starts_with_padded`].
+pub(super) const fn quoted_padded<const N: usize>(names: [&str; N]) -> [[u8; NAME_PAD]; N] {
+    let mut t = [[0u8; NAME_PAD]; N];
+    let mut k = 0;
+    while k < N {
+        let name = names[k].as_bytes();
+        assert!(name.len() < NAME_PAD);
+        let mut j = 0;
+        while j < name.len() {
+            t[k][j] = name[j];
+            j += 1;
+        }
+        t[k][name.len()] = b'"';
+        k += 1;
+    }
+    t
+}
+
+/// Whether `text` (the bytes just past a key's opening quote) begins with
+/// the first `len + 1` bytes of `want` (a name of `len` bytes and its
+/// quote, from [`quoted_padded`]); false with fewer than [`NAME_PAD`] bytes.
+#[inline(always)]
+pub(super) fn starts_with_padded(text: &[u8], want: &[u8; NAME_PAD], len: usize) -> bool {
+    match text
+        .get(..NAME_PAD)
+        .and_then(|t| <&[u8; NAME_PAD]>::try_from(t).ok())
+    {
+        Some(text) => equal_prefix(text, want, len + 1),
+        None => false,
+    }
+}
+
 /// Whether the first `n` (at most [`NAME_PAD`]) bytes of `a` and `b` agree.
 #[inline(always)]
 fn equal_prefix(a: &[u8; NAME_PAD], b: &[u8; NAME_PAD], n: usize) -> bool {
