@@ -14,6 +14,17 @@
 //! to 1.56 µs with the expected-name check, `cargo bench --bench predict`,
 //! 2026-11-26). The expected order is state the caller owns and passes in,
 //! never a global: a server keeps one per thread.
+//!
+//! The same trick covers the other keys a synapse repeats in one order:
+//! the top-level fields ([`KeyOrder`] learns which field follows which),
+//! the ten keys of the `dendrite` and `axon` blocks (learned the same way:
+//! bittensor writes them in declaration order, a sorting JSON writer
+//! alphabetically), the two `prediction` keys (expected in declared order)
+//! and `session_id` among the features. Each is a compare of the bytes
+//! after the opening quote with the name and its closing quote, in place,
+//! so a key that matches is never scanned, hashed or `memcmp`ed; any miss
+//! (an escape, a longer key, too few bytes left) takes the general path,
+//! which gives the same answer. The parent module's docs have the numbers.
 
 use super::fields::TOP_KEYS;
 use super::scan::{word_at, Str, WORD};

@@ -66,6 +66,45 @@
 //! 1.49 -> 1.60 µs on the bench's bodies (`cargo bench --bench predict --
 //! stage/parse`, runs alternating without and with the checks, load
 //! average 1.6-1.7 on a shared 2-core Xeon, 2026-12-07).
+//!
+//! A later round (2026-12-07) took the parse of the bench's bodies from
+//! about 1.6 to about 1.15 µs without changing what any body means. Most
+//! of a member's cost was not its value but the bytes around it: scanning
+//! and looking up keys whose order never changes, and stepping over the
+//! `", "` and `": "` Python writes. What changed, with `predict/stage/parse`
+//! before -> after each step (the 10th percentile of criterion's per-sample
+//! times, the median over 4 runs alternating the two bench executables;
+//! criterion's own mean swung by up to 20% with other builds running on
+//! the same 2 vCPUs, the percentile by about 1%; Xeon with AVX-512, load
+//! average 1.3-5):
+//! - `dendrite`/`axon` keys compared in place against the learned order
+//!   (`keys.rs`), and an `int()` field's integer literal never scanned a
+//!   second time: 1.58 -> 1.45 µs;
+//! - a fast-path feature value skips the value rules: 1.46 -> 1.37 µs;
+//! - top-level synapse keys compared in place against the learned order:
+//!   1.37 -> 1.29 µs;
+//! - an `int()` field's integer stepped over by shape (`number.rs`), and
+//!   no copy of an empty accumulator before the first `features`: 1.30 ->
+//!   1.28 µs;
+//! - `", "` and `": "` taken in one compare (`scan.rs`): 1.28 -> 1.18 µs;
+//! - `feature_run` reads a `session_id` among the features itself and
+//!   keeps its counters in locals: 1.185 -> 1.15 µs;
+//! - the `prediction` keys compared in place: 1.16 -> 1.14 µs.
+//!
+//! All of it, the bench built before the round against the one after, 4
+//! runs each alternating: `predict/stage/parse` 1.59 -> 1.14 µs and
+//! `predict/full/avx512f` 4.10 -> 3.54 µs (p10; the medians of criterion's
+//! own estimates 1.87 -> 1.30 and 4.60 -> 3.80 µs), `cargo bench --bench
+//! predict -- 'predict/stage/parse$'` and `'predict/full/avx512f$'`.
+//!
+//! Looked at and left, not tried: the f64 division in a decimal's fast path
+//! collects samples (they land just after `divsd`), but the only exact
+//! replacement found is another division (with at most 8 fraction digits
+//! and a mantissa below 2^52, m / 10^k cannot come within an f64 half-ulp
+//! of an f32 rounding midpoint, so an f32 division would round the same as
+//! Python's f64-then-f32; it is still a division). The copies of the
+//! `Body` out of [`parse_body`] and of the `Features` out of
+//! [`Body::features`] (about 2% together) come with the API.
 
 use core::fmt;
 

@@ -11,6 +11,16 @@
 //! CPU predicts the byte loop's exit well, and the SWAR reader puts three
 //! dependent multiplies between one number and the next key.
 //!
+//! Only the value's shape matters for an integer literal in a bittensor
+//! `int()` field (the dendrite's 19-digit nonce, its version, a port), so
+//! those are stepped over without accumulating anything
+//! ([`Reader::integer_ahead`]), eight digits per step while a whole word
+//! is digits (a compare, no multiply, unlike the SWAR reader above). The
+//! scan also records whether a literal is an integer, so nothing looks at
+//! its text twice, and a feature whose value the fast path computed skips
+//! the value rules it meets by construction (finite, and whole when the
+//! literal is an integer).
+//!
 //! The value rules are the subnet's: Python's `json.loads`, then pydantic v2
 //! in lax mode on the synapse's `int` and `float` fields (mapped out with
 //! pydantic 2.11.4 and 2.14; `tests/interop/pydantic_meaning.py` checks the

@@ -13,6 +13,12 @@
 //! `-Infinity` are values, and a lone surrogate escape (`"\ud800"`) is a
 //! valid string (the subnet's pydantic synapse accepts one in a `str` too);
 //! string text is checked, never decoded, here.
+//!
+//! Whitespace is allowed anywhere JSON allows it, but the validator's
+//! bodies are written by Python's `json.dumps`, with `", "` between members
+//! and `": "` after keys: [`Reader::after_member`] and [`Reader::colon`]
+//! take those two bytes in one compare before falling back to the general
+//! skip (about 7% of the parse, see the parent module's docs).
 
 use super::{json, JsonError, ParseError, MAX_DEPTH};
 
