@@ -22,7 +22,10 @@
 //! value, as in Python's dict. They are reported only for a synapse body
 //! (one with a `features` object): a bare features object is not a synapse.
 
-use super::keys::{name_index, terminal_index, N_TERMINAL, TERMINAL_KEYS};
+use super::keys::{
+    is_quoted_terminal, name_index, quoted_padded, starts_with_padded, terminal_index, KeyOrder,
+    NAME_PAD, N_TERMINAL, TERMINAL_KEYS,
+};
 use super::scan::{self, Reader};
 use super::{json, lax, number, AxonLayout, FieldError, JsonError, ParseError, Span};
 
@@ -86,6 +89,9 @@ pub(super) const TOP_KEYS: [&str; 5] = [
 
 /// Keys of the `prediction` TypedDict (both required).
 pub(super) const PREDICTION_KEYS: [&str; 2] = ["conversion_happened", "time_to_conversion_seconds"];
+
+/// [`PREDICTION_KEYS`] quoted and padded, for comparing in place.
+static QUOTED_PREDICTION: [[u8; NAME_PAD]; 2] = quoted_padded(PREDICTION_KEYS);
 
 /// How each [`TERMINAL_KEYS`] member reads (all are `Optional`).
 const TERMINAL_KINDS: [Kind; N_TERMINAL] = [
@@ -264,33 +270,29 @@ impl Reader<'_> {
                 }
             }
             Some(b'-') if self.minus_infinity()? => non_finite(kind, nan_ok),
+            // Python's `int()` takes any integer literal: an int field's
+            // integer (the 19-digit nonce) needs its shape, not its value.
+            Some(b'0'..=b'9' | b'-') if kind == Kind::CastInt && self.integer_ahead() => Ok(()),
             Some(b'0'..=b'9' | b'-') => {
                 let s = self.number().map_err(json)?;
-                let text = self.b.get(s.start..s.end).unwrap_or_default();
                 match kind {
                     // Python's `int(float)` truncates: only NaN and
                     // infinity (a float literal past f64::MAX) fail. An
                     // integer literal (the dendrite's 19-digit nonce) is
-                    // never converted.
+                    // never converted, nor scanned again: the number scan
+                    // knows it is one (and has refused one too long).
                     Kind::CastInt => {
-                        if s.fast.is_some()
-                            || number::integer_literal(text).map_err(json)?
-                            || self.value(&s).is_finite()
-                        {
+                        if s.fast.is_some() || s.integer || self.value(&s).is_finite() {
                             Ok(())
                         } else {
                             Err(FieldError::NonFinite)
                         }
                     }
                     Kind::Int | Kind::Float | Kind::CastFloat => {
-                        number::check_number(kind == Kind::Int, self.value(&s), text)
-                            .map_err(json)?
+                        number::check_number(kind == Kind::Int, self.value(&s), s.integer)
                             .map(|_| ())
                     }
-                    Kind::Str | Kind::Object => {
-                        number::integer_literal(text).map_err(json)?;
-                        Err(FieldError::WrongType)
-                    }
+                    Kind::Str | Kind::Object => Err(FieldError::WrongType),
                 }
             }
             Some(c @ (b't' | b'f')) => {
@@ -352,10 +354,29 @@ impl Reader<'_> {
         if self.next_token()? == b'}' {
             self.i += 1;
         } else {
+            // The keys are expected in their declared order: the next one is
+            // compared in place before any key is scanned and looked up.
+            let mut next = 0;
             loop {
-                let k = self.key()?;
-                self.skip_ws();
-                match name_index(k, &PREDICTION_KEYS) {
+                let expected = match (self.next_token()?, QUOTED_PREDICTION.get(next)) {
+                    (b'"', Some(want)) => {
+                        let len = PREDICTION_KEYS.get(next).map_or(0, |k| k.len());
+                        let text = self.b.get(self.i + 1..).unwrap_or_default();
+                        starts_with_padded(text, want, len).then_some((next, len))
+                    }
+                    _ => None,
+                };
+                let p = match expected {
+                    Some((p, len)) => {
+                        // What `key` reads: the same bytes, a plain string.
+                        self.i += 2 + len;
+                        self.colon()?;
+                        Some(p)
+                    }
+                    None => name_index(self.key()?, &PREDICTION_KEYS),
+                };
+                next = p.map_or(next, |p| p + 1);
+                match p {
                     Some(p) => {
                         let id = F_PREDICTION + 1 + p;
                         let field = FIELDS.get(id).copied().unwrap_or(FIELDS[F_PREDICTION]);
@@ -386,6 +407,7 @@ impl Reader<'_> {
         &mut self,
         base: usize,
         checks: &mut Checks,
+        order: &mut KeyOrder,
     ) -> Result<AxonLayout, ParseError> {
         checks.clear(base, 1 + N_TERMINAL);
         let mut a = AxonLayout::default();
@@ -407,23 +429,30 @@ impl Reader<'_> {
             self.i += 1;
             return Ok(a);
         }
-        // Clients write the terminal keys in one order: try the one after
-        // the last before looking the key up.
-        let mut next = 0;
+        // Clients write the terminal keys in one order: the key `order`
+        // expects after the last one is compared in place (its text and
+        // closing quote) before any key is scanned and looked up.
+        let mut prev = N_TERMINAL;
         loop {
-            let k = self.key()?;
-            self.skip_ws();
+            let guess = order.terminal_guess(prev);
+            let t = if self.next_token()? == b'"'
+                && is_quoted_terminal(self.b.get(self.i + 1..).unwrap_or_default(), guess)
+            {
+                // What `key` reads: the same bytes, a plain string.
+                self.i += 2 + TERMINAL_KEYS.get(guess).map_or(0, |k| k.len());
+                self.colon()?;
+                Some(guess)
+            } else {
+                let t = terminal_index(self.key()?);
+                if let Some(t) = t {
+                    order.learn_terminal(prev, t);
+                }
+                t
+            };
             a.members += 1;
             let start = self.i;
-            let guess = TERMINAL_KEYS
-                .get(next)
-                .filter(|t| !k.escaped && t.as_bytes() == k.raw);
-            let t = match guess {
-                Some(_) => Some(next),
-                None => terminal_index(k),
-            };
             if let Some(t) = t {
-                next = t + 1;
+                prev = t;
                 let id = base + 1 + t;
                 let field = FIELDS.get(id).copied().unwrap_or(FIELDS[base]);
                 // A member of the block (level 2) holds level-3 values.
@@ -523,6 +552,39 @@ mod tests {
             format!("{e}"),
             "axon.port: a string that does not read as one; expected an integer as Python's int() reads it, or null"
         );
+    }
+
+    #[test]
+    fn prediction_keys_in_any_order_and_spelling() {
+        let ok = [
+            r#""prediction": {"conversion_happened": 0, "time_to_conversion_seconds": -1.0}"#,
+            r#""prediction": {"time_to_conversion_seconds": -1.0, "conversion_happened": 0}"#,
+            r#""prediction": {"conversion_happened":0,"time_to_conversion_seconds":-1.0}"#,
+            r#""prediction": {"conversion_happened": 0, "x": 1, "time_to_conversion_seconds": 2}"#,
+            r#""prediction": {"conversion_happened": "x", "conversion_happened": 1, "time_to_conversion_seconds": 2}"#,
+        ];
+        for members in ok {
+            let body = format!("{{{FEATURES}, {members}}}");
+            assert!(parse_request(body.as_bytes()).is_ok(), "{body}");
+        }
+        let refused = [
+            (
+                r#""prediction": {"conversion_happenedx": 0, "time_to_conversion_seconds": 1}"#,
+                ParseError::MissingRequired("prediction.conversion_happened"),
+            ),
+            (
+                r#""prediction": {"conversion_happened": 0, "time_to_conversion_second": 1}"#,
+                ParseError::MissingRequired("prediction.time_to_conversion_seconds"),
+            ),
+            (
+                r#""prediction": {"conversion_happened": 0.5, "time_to_conversion_seconds": 1}"#,
+                ParseError::NotWhole("prediction.conversion_happened"),
+            ),
+        ];
+        for (members, want) in refused {
+            let body = format!("{{{FEATURES}, {members}}}");
+            assert_eq!(parse_request(body.as_bytes()), Err(want), "{body}");
+        }
     }
 
     #[test]

@@ -14,6 +14,17 @@
 //! to 1.56 µs with the expected-name check, `cargo bench --bench predict`,
 //! 2026-11-26). The expected order is state the caller owns and passes in,
 //! never a global: a server keeps one per thread.
+//!
+//! The same trick covers the other keys a synapse repeats in one order:
+//! the top-level fields ([`KeyOrder`] learns which field follows which),
+//! the ten keys of the `dendrite` and `axon` blocks (learned the same way:
+//! bittensor writes them in declaration order, a sorting JSON writer
+//! alphabetically), the two `prediction` keys (expected in declared order)
+//! and `session_id` among the features. Each is a compare of the bytes
+//! after the opening quote with the name and its closing quote, in place,
+//! so a key that matches is never scanned, hashed or `memcmp`ed; any miss
+//! (an escape, a longer key, too few bytes left) takes the general path,
+//! which gives the same answer. The parent module's docs have the numbers.
 
 use super::fields::TOP_KEYS;
 use super::scan::{word_at, Str, WORD};
@@ -319,9 +330,20 @@ static QUOTED_NAMES: [[u8; NAME_PAD]; N_FEATURES] = {
 /// entry costs a few nanoseconds, never a different result. Starts out as
 /// the schema order. Whoever parses owns one (a server thread, the CLI, a
 /// bench); [`crate::parse::parse_request`] makes a fresh one per call.
+///
+/// It also keeps the same kind of hint for the keys of the `axon` and
+/// `dendrite` blocks ([`TERMINAL_KEYS`]), which a client writes in one
+/// order too (bittensor's declaration order; sorted, from some JSON
+/// writers).
 #[derive(Clone, Copy, Debug)]
 pub struct KeyOrder {
     next: [u8; N_FEATURES + 1],
+    /// Entry `t`: the terminal key that followed terminal key `t` last time
+    /// (entry [`N_TERMINAL`]: the first key of a block).
+    terminal: [u8; N_TERMINAL + 1],
+    /// Entry `k`: the synapse field ([`top_name`]) that followed synapse
+    /// field `k` at the top level last time (entry [`N_TOP`]: the first).
+    top: [u8; N_TOP + 1],
 }
 
 impl Default for KeyOrder {
@@ -339,7 +361,54 @@ impl KeyOrder {
             next[i] = (i + 1) as u8;
             i += 1;
         }
-        KeyOrder { next }
+        // Terminal keys: the declaration order, the last followed by none,
+        // the first expected at the start.
+        let mut terminal = [0u8; N_TERMINAL + 1];
+        let mut t = 0;
+        while t < N_TERMINAL {
+            terminal[t] = (t + 1) as u8;
+            t += 1;
+        }
+        terminal[N_TERMINAL] = 0;
+        // Top-level fields: no order known (a guess of `N_TOP` is none).
+        let top = [N_TOP as u8; N_TOP + 1];
+        KeyOrder {
+            next,
+            terminal,
+            top,
+        }
+    }
+
+    /// The synapse field expected at the top level after field `prev`
+    /// (`N_TOP`: none yet); `N_TOP` when there is no guess.
+    #[inline(always)]
+    pub(super) fn top_guess(&self, prev: usize) -> usize {
+        self.top.get(prev).map_or(N_TOP, |&g| usize::from(g))
+    }
+
+    /// Synapse field `k` followed `prev` at the top level.
+    #[inline(always)]
+    pub(super) fn learn_top(&mut self, prev: usize, k: usize) {
+        if let Some(slot) = self.top.get_mut(prev) {
+            *slot = k as u8;
+        }
+    }
+
+    /// The terminal key expected after terminal key `prev` (`N_TERMINAL`:
+    /// none yet); `N_TERMINAL` when there is no guess.
+    #[inline(always)]
+    pub(super) fn terminal_guess(&self, prev: usize) -> usize {
+        self.terminal
+            .get(prev)
+            .map_or(N_TERMINAL, |&g| usize::from(g))
+    }
+
+    /// Terminal key `t` followed `prev`.
+    #[inline(always)]
+    pub(super) fn learn_terminal(&mut self, prev: usize, t: usize) {
+        if let Some(slot) = self.terminal.get_mut(prev) {
+            *slot = t as u8;
+        }
     }
 
     /// The feature expected after feature `prev` (`N_FEATURES`: none yet).
@@ -355,6 +424,141 @@ impl KeyOrder {
             *slot = fi as u8;
         }
     }
+}
+
+/// Number of top-level synapse keys with a [`KeyOrder`] hint: `features`,
+/// the [`SLOT_KEYS`] and the checked [`TOP_KEYS`].
+pub(super) const N_TOP: usize = 1 + N_SLOTS + TOP_KEYS.len();
+
+/// Top-level synapse key `k` (`features`, the slots, the checked fields, in
+/// that order), and what it names.
+#[inline(always)]
+fn top_entry(k: usize) -> Option<(&'static str, Member)> {
+    match k {
+        0 => Some((FEATURES_KEY, Member::Features)),
+        _ if k <= N_SLOTS => Some((SLOT_KEYS[k - 1], Member::Slot(k - 1))),
+        _ => {
+            let c = k - 1 - N_SLOTS;
+            TOP_KEYS.get(c).map(|n| (*n, Member::Checked(c)))
+        }
+    }
+}
+
+/// The index [`top_entry`] gives the member `m` names, if it has one.
+#[inline(always)]
+pub(super) fn top_name(m: Member) -> Option<usize> {
+    match m {
+        Member::Features => Some(0),
+        Member::Slot(s) => Some(1 + s),
+        Member::Checked(c) => Some(1 + N_SLOTS + c),
+        _ => None,
+    }
+}
+
+/// Each top-level synapse key followed by `"` and zero padding.
+static QUOTED_TOP: [[u8; NAME_PAD]; N_TOP] = {
+    let mut t = [[0u8; NAME_PAD]; N_TOP];
+    let mut k = 0;
+    while k < N_TOP {
+        let name = if k == 0 {
+            FEATURES_KEY.as_bytes()
+        } else if k <= N_SLOTS {
+            SLOT_KEYS[k - 1].as_bytes()
+        } else {
+            TOP_KEYS[k - 1 - N_SLOTS].as_bytes()
+        };
+        assert!(name.len() < NAME_PAD);
+        let mut j = 0;
+        while j < name.len() {
+            t[k][j] = name[j];
+            j += 1;
+        }
+        t[k][name.len()] = b'"';
+        k += 1;
+    }
+    t
+};
+
+/// If `text` (the bytes just past a key's opening quote) begins with the
+/// top-level synapse key `k` and its closing quote: the key's length and
+/// what it names (what [`classify`] makes of it at the top level). Any doubt
+/// (an unknown `k`, fewer than [`NAME_PAD`] bytes left) answers `None`, and
+/// the caller reads the key the general way.
+#[inline(always)]
+pub(super) fn quoted_top(text: &[u8], k: usize) -> Option<(usize, Member)> {
+    let (name, member) = top_entry(k)?;
+    let want = QUOTED_TOP.get(k)?;
+    let text = <&[u8; NAME_PAD]>::try_from(text.get(..NAME_PAD)?).ok()?;
+    equal_prefix(text, want, name.len() + 1).then_some((name.len(), member))
+}
+
+/// Bytes compared when checking a key against an expected terminal key:
+/// the longest ([`TERMINAL_KEYS`]) and its closing quote fit.
+const TERMINAL_PAD: usize = 2 * WORD;
+
+/// Each terminal key followed by `"`, as two little-endian words, and the
+/// masks of the bytes that count (the key and its quote).
+static QUOTED_TERMINAL: [([u64; 2], [u64; 2]); N_TERMINAL] = {
+    let mut t = [([0u64; 2], [0u64; 2]); N_TERMINAL];
+    let mut k = 0;
+    while k < N_TERMINAL {
+        let name = TERMINAL_KEYS[k].as_bytes();
+        assert!(name.len() < TERMINAL_PAD);
+        let mut j = 0;
+        while j <= name.len() {
+            let c = if j < name.len() { name[j] } else { b'"' };
+            t[k].0[j / WORD] |= (c as u64) << (8 * (j % WORD));
+            t[k].1[j / WORD] |= 0xFF << (8 * (j % WORD));
+            j += 1;
+        }
+        k += 1;
+    }
+    t
+};
+
+/// Whether `text` (the bytes just past a key's opening quote) begins with
+/// terminal key `t` and its closing quote: two masked word compares. Any
+/// doubt (an unknown `t`, fewer than 16 bytes left) answers false, and the
+/// caller reads the key the general way.
+#[inline(always)]
+pub(super) fn is_quoted_terminal(text: &[u8], t: usize) -> bool {
+    match QUOTED_TERMINAL.get(t) {
+        Some(&quoted) => starts_with_quoted(text, quoted),
+        None => false,
+    }
+}
+
+/// [`SESSION_ID`] and its closing quote, as [`QUOTED_TERMINAL`] holds keys.
+static QUOTED_SESSION_ID: ([u64; 2], [u64; 2]) = {
+    let name = SESSION_ID.as_bytes();
+    assert!(name.len() < TERMINAL_PAD);
+    let mut t = ([0u64; 2], [0u64; 2]);
+    let mut j = 0;
+    while j <= name.len() {
+        let c = if j < name.len() { name[j] } else { b'"' };
+        t.0[j / WORD] |= (c as u64) << (8 * (j % WORD));
+        t.1[j / WORD] |= 0xFF << (8 * (j % WORD));
+        j += 1;
+    }
+    t
+};
+
+/// Whether `text` (the bytes just past a key's opening quote) begins with
+/// `session_id` and its closing quote (false with fewer than 16 bytes left).
+#[inline(always)]
+pub(super) fn is_quoted_session_id(text: &[u8]) -> bool {
+    starts_with_quoted(text, QUOTED_SESSION_ID)
+}
+
+/// Whether the first 16 bytes of `text` agree with `want` where `mask` is
+/// set (false with fewer than 16 bytes).
+#[inline(always)]
+fn starts_with_quoted(text: &[u8], (want, mask): ([u64; 2], [u64; 2])) -> bool {
+    let Some(text) = text.get(..TERMINAL_PAD) else {
+        return false;
+    };
+    let (a, b) = (word_at(text, 0), word_at(text, WORD));
+    ((a ^ want[0]) & mask[0]) | ((b ^ want[1]) & mask[1]) == 0
 }
 
 /// Whether `text` (the bytes just past a key's opening quote) begins with
@@ -373,6 +577,39 @@ pub(super) fn is_quoted_name(text: &[u8], g: usize) -> bool {
         return false;
     };
     equal_prefix(text, want, name.len() + 1)
+}
+
+/// `names`, each followed by `"` and zero padding to [`NAME_PAD`] bytes,
+/// for [`starts_with_padded`].
+pub(super) const fn quoted_padded<const N: usize>(names: [&str; N]) -> [[u8; NAME_PAD]; N] {
+    let mut t = [[0u8; NAME_PAD]; N];
+    let mut k = 0;
+    while k < N {
+        let name = names[k].as_bytes();
+        assert!(name.len() < NAME_PAD);
+        let mut j = 0;
+        while j < name.len() {
+            t[k][j] = name[j];
+            j += 1;
+        }
+        t[k][name.len()] = b'"';
+        k += 1;
+    }
+    t
+}
+
+/// Whether `text` (the bytes just past a key's opening quote) begins with
+/// the first `len + 1` bytes of `want` (a name of `len` bytes and its
+/// quote, from [`quoted_padded`]); false with fewer than [`NAME_PAD`] bytes.
+#[inline(always)]
+pub(super) fn starts_with_padded(text: &[u8], want: &[u8; NAME_PAD], len: usize) -> bool {
+    match text
+        .get(..NAME_PAD)
+        .and_then(|t| <&[u8; NAME_PAD]>::try_from(t).ok())
+    {
+        Some(text) => equal_prefix(text, want, len + 1),
+        None => false,
+    }
 }
 
 /// Whether the first `n` (at most [`NAME_PAD`]) bytes of `a` and `b` agree.
@@ -438,6 +675,65 @@ mod tests {
         for k in [&b"session_id"[..], b"features", b"", b"x", b"hour"] {
             assert_eq!(feature_index(k), None);
         }
+    }
+
+    #[test]
+    fn quoted_top_keys_are_what_classify_says() {
+        for k in 0..N_TOP {
+            let (name, member) = top_entry(k).unwrap();
+            assert_eq!(top_name(member), Some(k));
+            let plain = Str {
+                raw: name.as_bytes(),
+                escaped: false,
+            };
+            assert_eq!(classify(plain, true), member, "{name}");
+            let mut text = std::format!("{name}\": null, \"some_longer_key\": 1}}").into_bytes();
+            for u in 0..=N_TOP {
+                let want = (u == k).then_some((name.len(), member));
+                assert_eq!(quoted_top(&text, u), want, "{name} as {u}");
+            }
+            for at in 0..=name.len() {
+                let old = text[at];
+                text[at] = b'#';
+                assert_eq!(quoted_top(&text, k), None, "{name} at {at}");
+                text[at] = old;
+            }
+            assert_eq!(quoted_top(&text[..NAME_PAD - 1], k), None);
+        }
+        assert_eq!(top_name(Member::Other), None);
+        assert_eq!(top_name(Member::SessionId), None);
+        assert_eq!(top_name(Member::Feature(0)), None);
+    }
+
+    #[test]
+    fn quoted_terminal_keys_match_only_themselves() {
+        for (t, name) in TERMINAL_KEYS.iter().enumerate() {
+            let mut text = std::format!("{name}\": null, \"x\": 1}}").into_bytes();
+            assert!(is_quoted_terminal(&text, t), "{name}");
+            for (u, other) in TERMINAL_KEYS.iter().enumerate() {
+                assert_eq!(is_quoted_terminal(&text, u), u == t, "{name} as {other}");
+            }
+            // Any byte of the key or its quote changed: no match.
+            for at in 0..=name.len() {
+                let old = text[at];
+                text[at] = b'#';
+                assert!(!is_quoted_terminal(&text, t), "{name} at {at}");
+                text[at] = old;
+            }
+            // Too few bytes left, or an unknown index: no match.
+            assert!(!is_quoted_terminal(&text[..15], t));
+            assert!(!is_quoted_terminal(&text, N_TERMINAL));
+        }
+        let mut text = *b"session_id\": \"abcdef\"";
+        assert!(is_quoted_session_id(&text));
+        assert!(!is_quoted_session_id(&text[..15]));
+        for at in 0..=SESSION_ID.len() {
+            let old = text[at];
+            text[at] = b'#';
+            assert!(!is_quoted_session_id(&text), "at {at}");
+            text[at] = old;
+        }
+        assert!(!is_quoted_session_id(b"session_idx\": 1, \"a\": 2"));
     }
 
     #[test]

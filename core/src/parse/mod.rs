@@ -66,6 +66,45 @@
 //! 1.49 -> 1.60 µs on the bench's bodies (`cargo bench --bench predict --
 //! stage/parse`, runs alternating without and with the checks, load
 //! average 1.6-1.7 on a shared 2-core Xeon, 2026-12-07).
+//!
+//! A later round (2026-12-07) took the parse of the bench's bodies from
+//! about 1.6 to about 1.15 µs without changing what any body means. Most
+//! of a member's cost was not its value but the bytes around it: scanning
+//! and looking up keys whose order never changes, and stepping over the
+//! `", "` and `": "` Python writes. What changed, with `predict/stage/parse`
+//! before -> after each step (the 10th percentile of criterion's per-sample
+//! times, the median over 4 runs alternating the two bench executables;
+//! criterion's own mean swung by up to 20% with other builds running on
+//! the same 2 vCPUs, the percentile by about 1%; Xeon with AVX-512, load
+//! average 1.3-5):
+//! - `dendrite`/`axon` keys compared in place against the learned order
+//!   (`keys.rs`), and an `int()` field's integer literal never scanned a
+//!   second time: 1.58 -> 1.45 µs;
+//! - a fast-path feature value skips the value rules: 1.46 -> 1.37 µs;
+//! - top-level synapse keys compared in place against the learned order:
+//!   1.37 -> 1.29 µs;
+//! - an `int()` field's integer stepped over by shape (`number.rs`), and
+//!   no copy of an empty accumulator before the first `features`: 1.30 ->
+//!   1.28 µs;
+//! - `", "` and `": "` taken in one compare (`scan.rs`): 1.28 -> 1.18 µs;
+//! - `feature_run` reads a `session_id` among the features itself and
+//!   keeps its counters in locals: 1.185 -> 1.15 µs;
+//! - the `prediction` keys compared in place: 1.16 -> 1.14 µs.
+//!
+//! All of it, the bench built before the round against the one after, 4
+//! runs each alternating: `predict/stage/parse` 1.59 -> 1.14 µs and
+//! `predict/full/avx512f` 4.10 -> 3.54 µs (p10; the medians of criterion's
+//! own estimates 1.87 -> 1.30 and 4.60 -> 3.80 µs), `cargo bench --bench
+//! predict -- 'predict/stage/parse$'` and `'predict/full/avx512f$'`.
+//!
+//! Looked at and left, not tried: the f64 division in a decimal's fast path
+//! collects samples (they land just after `divsd`), but the only exact
+//! replacement found is another division (with at most 8 fraction digits
+//! and a mantissa below 2^52, m / 10^k cannot come within an f64 half-ulp
+//! of an f32 rounding midpoint, so an f32 division would round the same as
+//! Python's f64-then-f32; it is still a division). The copies of the
+//! `Body` out of [`parse_body`] and of the `Features` out of
+//! [`Body::features`] (about 2% together) come with the API.
 
 use core::fmt;
 
@@ -80,7 +119,7 @@ mod scan;
 mod sse2;
 
 use fields::{F_AXON, F_CONFIDENCE, F_DENDRITE, F_RESPONSE_TIME, F_TOP};
-use keys::{classify, is_quoted_name, Member};
+use keys::{classify, is_quoted_name, is_quoted_session_id, quoted_top, top_name, Member, N_TOP};
 pub use keys::{
     KeyOrder, FEATURES_KEY, N_SLOTS, N_STATUS, N_TERMINAL, SESSION_ID, SLOT_AXON, SLOT_CONFIDENCE,
     SLOT_DENDRITE, SLOT_KEYS, SLOT_NAME, SLOT_PREDICTION, SLOT_RESPONSE_TIME, TERMINAL_KEYS,
@@ -530,6 +569,8 @@ impl<'a> Reader<'a> {
         let depth = if top { 1 } else { 2 };
         // The feature read last in this object (`N_FEATURES`: none yet).
         let mut prev = N_FEATURES;
+        // The top-level synapse field read last (`N_TOP`: none yet).
+        let mut prev_top = N_TOP;
         loop {
             // A synapse's top level holds no features: guess there only
             // once one was seen (a bare features object).
@@ -542,21 +583,36 @@ impl<'a> Reader<'a> {
             }
             *members += 1;
             let guess = order.guess(prev);
-            let member = if self.next_token()? == b'"'
-                && guessing
-                && is_quoted_name(self.b.get(self.i + 1..).unwrap_or_default(), guess)
-            {
+            let quoted = self.next_token()? == b'"';
+            let text = self.b.get(self.i + 1..).unwrap_or_default();
+            // A synapse's top level: the field `order` expects after the
+            // last one, compared in place as a feature name is.
+            let expected_top = if quoted && !guessing {
+                quoted_top(text, order.top_guess(prev_top))
+            } else {
+                None
+            };
+            let member = if quoted && guessing && is_quoted_name(text, guess) {
                 self.i += 2 + name(guess).len();
-                self.expect(b':')?;
+                self.colon()?;
                 Member::Feature(guess)
+            } else if let Some((len, m)) = expected_top {
+                self.i += 2 + len;
+                self.colon()?;
+                m
             } else {
                 let m = classify(self.key()?, top);
                 if let Member::Feature(fi) = m {
                     order.learn(prev, fi);
                 }
+                if let (false, Some(k)) = (guessing, top_name(m)) {
+                    order.learn_top(prev_top, k);
+                }
                 m
             };
-            self.skip_ws();
+            if let (false, Some(k)) = (guessing, top_name(member)) {
+                prev_top = k;
+            }
             match member {
                 Member::Feature(fi) => {
                     prev = fi;
@@ -582,8 +638,12 @@ impl<'a> Reader<'a> {
                 }
                 Member::Features => {
                     if self.peek() == Some(b'{') {
+                        // Only a `features` object fills `nested`: before
+                        // the first one it is still empty (no 240-byte copy).
+                        if out.features == FeaturesMember::Object {
+                            out.nested = Acc::EMPTY;
+                        }
                         out.features = FeaturesMember::Object;
-                        out.nested = Acc::EMPTY;
                         self.read_object(out, order, false)?;
                     } else {
                         out.features = FeaturesMember::NotAnObject;
@@ -595,10 +655,10 @@ impl<'a> Reader<'a> {
                     let is_object = self.peek() == Some(b'{');
                     let checks = &mut out.checks;
                     match s {
-                        SLOT_AXON => out.layout.axon = self.read_terminal(F_AXON, checks)?,
+                        SLOT_AXON => out.layout.axon = self.read_terminal(F_AXON, checks, order)?,
                         SLOT_DENDRITE => {
                             out.layout.dendrite_object = is_object;
-                            self.read_terminal(F_DENDRITE, checks)?;
+                            self.read_terminal(F_DENDRITE, checks, order)?;
                         }
                         SLOT_PREDICTION => self.read_prediction(checks)?,
                         SLOT_CONFIDENCE => self.check_field(F_CONFIDENCE, checks)?,
@@ -626,7 +686,10 @@ impl<'a> Reader<'a> {
     /// it shared them with every other kind of member). Stops at the first
     /// member it does not take, with `i` where that member starts, and
     /// answers true; false once it has read the object's closing `}`. A
-    /// member it takes is read exactly as `members` reads it.
+    /// member it takes is read exactly as `members` reads it. It also
+    /// takes a plain `session_id` key with a string value, which a client
+    /// puts among the features (the bench's sorted bodies, mid-object), so
+    /// the run goes on past it.
     #[inline(never)]
     fn feature_run(
         &mut self,
@@ -635,37 +698,69 @@ impl<'a> Reader<'a> {
         prev: &mut usize,
         members: &mut usize,
     ) -> Result<bool, ParseError> {
-        loop {
+        // Counted here and stored once on the way out (on an error the
+        // whole parse fails and neither is read).
+        let mut run = 0usize;
+        let mut last = *prev;
+        let more = loop {
             let start = self.i;
-            let g = order.guess(*prev);
+            let g = order.guess(last);
             self.skip_ws();
-            if self.peek() != Some(b'"')
-                || !is_quoted_name(self.b.get(self.i + 1..).unwrap_or_default(), g)
-            {
+            if self.peek() != Some(b'"') {
                 self.i = start;
-                return Ok(true);
+                break true;
+            }
+            let text = self.b.get(self.i + 1..).unwrap_or_default();
+            if !is_quoted_name(text, g) {
+                // A features object's `session_id` with a string value
+                // (what `members` makes of it), read without leaving.
+                if is_quoted_session_id(text) {
+                    self.i += 2 + SESSION_ID.len();
+                    self.colon()?;
+                    if self.peek() == Some(b'"') {
+                        self.i += 1;
+                        let s = self.string_body()?;
+                        // The scan checked the UTF-8 already.
+                        acc.f.session_id = core::str::from_utf8(s.raw).ok();
+                        acc.session_bad = false;
+                        run += 1;
+                        if !self.after_member()? {
+                            break false;
+                        }
+                        continue;
+                    }
+                }
+                self.i = start;
+                break true;
             }
             self.i += 2 + name(g).len();
-            self.skip_ws();
-            if self.peek() != Some(b':') {
-                self.i = start;
-                return Ok(true);
+            // What `colon` reads, handing a missing `:` back instead.
+            if self.b.get(self.i..self.i + 2) == Some(b": ") {
+                self.i += 2;
+            } else {
+                self.skip_ws();
+                if self.peek() != Some(b':') {
+                    self.i = start;
+                    break true;
+                }
+                self.i += 1;
             }
-            self.i += 1;
             self.skip_ws();
             if !matches!(self.peek(), Some(b'0'..=b'9')) {
                 self.i = start;
-                return Ok(true);
+                break true;
             }
-            *members += 1;
+            run += 1;
             let s = self.number().map_err(json)?;
-            let text = self.b.get(s.start..s.end).unwrap_or_default();
-            acc.set(g, check_value(g, self.value(&s), text).map_err(json)?);
-            *prev = g;
+            acc.set(g, check_value(g, &s, self.value(&s)));
+            last = g;
             if !self.after_member()? {
-                return Ok(false);
+                break false;
             }
-        }
+        };
+        *members += run;
+        *prev = last;
+        Ok(more)
     }
 
     /// The value of feature `fi`: a number (checked by the value rules), a
@@ -680,16 +775,14 @@ impl<'a> Reader<'a> {
         match self.peek() {
             Some(b'0'..=b'9') => {
                 let s = self.number().map_err(json)?;
-                let text = self.b.get(s.start..s.end).unwrap_or_default();
-                check_value(fi, self.value(&s), text).map_err(json)
+                Ok(check_value(fi, &s, self.value(&s)))
             }
             Some(b'-') => {
                 if self.minus_infinity()? {
                     return Ok(number::non_finite(fi, f64::NEG_INFINITY));
                 }
                 let s = self.number().map_err(json)?;
-                let text = self.b.get(s.start..s.end).unwrap_or_default();
-                check_value(fi, self.value(&s), text).map_err(json)
+                Ok(check_value(fi, &s, self.value(&s)))
             }
             Some(b'"') => {
                 self.i += 1;
@@ -1272,6 +1365,169 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn terminal_key_hints_never_change_the_answer() {
+        // The same blocks in several key orders (declaration, sorted,
+        // reversed), with near misses of the expected keys, parsed with one
+        // KeyOrder in turn: the layout and the checks must be those of a
+        // fresh parse every time.
+        let members = [
+            r#""status_code": null"#,
+            r#""status_message": "ok""#,
+            r#""process_time": 1.5"#,
+            r#""ip": "10.0.0.1""#,
+            r#""port": 8091"#,
+            r#""version": 7"#,
+            r#""nonce": 1795626734383137861"#,
+            r#""uuid": "u""#,
+            r#""hotkey": "h""#,
+            r#""signature": "s""#,
+        ];
+        let declared: std::vec::Vec<usize> = (0..N_TERMINAL).collect();
+        let mut sorted = declared.clone();
+        sorted.sort_by_key(|&k| TERMINAL_KEYS[k]);
+        let reversed: std::vec::Vec<usize> = declared.iter().rev().copied().collect();
+        let block = |order: &[usize], swap: Option<(&str, &str)>| {
+            let mut m: std::vec::Vec<std::string::String> =
+                order.iter().map(|&k| members[k].into()).collect();
+            if let Some((from, to)) = swap {
+                for x in m.iter_mut() {
+                    *x = x.replace(from, to);
+                }
+            }
+            std::format!("{{{}}}", m.join(", "))
+        };
+        let mut hints = KeyOrder::new();
+        for round in 0..2 {
+            for order in [&declared, &sorted, &reversed] {
+                for swap in [
+                    None,
+                    Some(("\"ip\"", "\"ipx\"")),
+                    Some(("\"port\"", "\"p\\u006frt\"")),
+                    Some(("\"port\": 8091", "\"port\": \"1.0\"")),
+                    Some(("\"uuid\"", "\"uui\"")),
+                    Some(("\"status_code\"", "\"status_cod\"")),
+                ] {
+                    let b = std::format!(
+                        r#"{{"axon": {a}, "dendrite": {a}, "features": {{{MIN}}}}}"#,
+                        a = block(order, swap)
+                    );
+                    let fresh = parse_body(b.as_bytes(), &mut KeyOrder::new()).unwrap();
+                    for _ in 0..2 {
+                        let got = parse_body(b.as_bytes(), &mut hints).unwrap();
+                        assert_eq!(got.layout, fresh.layout, "round {round}: {b}");
+                        assert_eq!(got.features(), fresh.features(), "round {round}: {b}");
+                    }
+                }
+            }
+        }
+        // The near misses really are what they look like.
+        let b = std::format!(r#"{{"axon": {{"port": "1.0"}}, "features": {{{MIN}}}}}"#);
+        assert_eq!(
+            parse_body(b.as_bytes(), &mut hints).unwrap().features(),
+            Err(ParseError::BadNumericString("axon.port"))
+        );
+    }
+
+    #[test]
+    fn top_level_key_hints_never_change_the_answer() {
+        // A synapse's top-level members in several orders, with near misses
+        // of the expected keys, parsed with one KeyOrder in turn: the same
+        // layout and the same answer as a fresh parse every time.
+        let members = [
+            r#""name": "ConversionSynapse""#,
+            r#""axon": {"port": 8091, "ip": "127.0.0.1"}"#,
+            r#""dendrite": {"nonce": 1795626734383137861}"#,
+            r#""prediction": {"conversion_happened": 0, "time_to_conversion_seconds": -1.0}"#,
+            r#""confidence": null"#,
+            r#""response_time": 0.0"#,
+            r#""miner_uid": 7"#,
+            r#""timeout": 12.0"#,
+            r#""total_size": 0"#,
+            r#""header_size": 0"#,
+            r#""computed_body_hash": "h""#,
+            r#""unknown": [1, {"name": 2}]"#,
+        ];
+        let features = std::format!(r#""features": {{{MIN}}}"#);
+        let n = members.len() + 1;
+        let pick = |k: usize| -> std::string::String {
+            if k == members.len() {
+                features.clone()
+            } else {
+                members[k].into()
+            }
+        };
+        let forward: std::vec::Vec<usize> = (0..n).collect();
+        let backward: std::vec::Vec<usize> = forward.iter().rev().copied().collect();
+        let mut sorted = forward.clone();
+        sorted.sort_by_key(|&k| pick(k));
+        let mut hints = KeyOrder::new();
+        for round in 0..2 {
+            for order in [&forward, &backward, &sorted] {
+                for swap in [
+                    None,
+                    Some((r#""name""#, r#""names""#)),
+                    Some((r#""timeout""#, r#""timeou""#)),
+                    Some((r#""axon""#, r#""\u0061xon""#)),
+                    Some((r#""miner_uid": 7"#, r#""miner_uid": 7.5"#)),
+                    Some((r#""features""#, r#""featuresx""#)),
+                ] {
+                    let mut m: std::vec::Vec<std::string::String> =
+                        order.iter().map(|&k| pick(k)).collect();
+                    if let Some((from, to)) = swap {
+                        for x in m.iter_mut() {
+                            *x = x.replacen(from, to, 1);
+                        }
+                    }
+                    let b = std::format!("{{{}}}", m.join(", "));
+                    let fresh = parse_body(b.as_bytes(), &mut KeyOrder::new()).unwrap();
+                    for _ in 0..2 {
+                        let got = parse_body(b.as_bytes(), &mut hints).unwrap();
+                        assert_eq!(got.layout, fresh.layout, "round {round}: {b}");
+                        assert_eq!(got.features(), fresh.features(), "round {round}: {b}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn session_id_among_the_features_reads_as_anywhere() {
+        // `session_id` in the middle of a features object, in the forms the
+        // feature loop takes and those it hands back, with a learned order.
+        let order: std::vec::Vec<usize> = (0..N_FEATURES).collect();
+        let plain = all_features(&order, "p");
+        let (head, tail) = plain.split_at(plain.find("\"hour_of_day\"").unwrap());
+        let head = head.replacen("\"session_id\": \"p\", ", "", 1);
+        let mut hints = KeyOrder::new();
+        for member in [
+            r#""session_id": "mid", "#,
+            r#""session_id" : "mid", "#,
+            r#""session_id":"mid","#,
+            r#""session_id": 5, "#,
+            r#""session_id": null, "session_id": "mid", "#,
+            r#""session_id": "x", "session_id": 5, "#,
+            r#""s\u0065ssion_id": "mid", "#,
+            r#""session_idx": "mid", "session_id": "mid", "#,
+            r#""session_id": "\u00e9", "#,
+        ] {
+            let b = std::format!("{head}{member}{tail}");
+            let fresh = parse_request(b.as_bytes());
+            for _ in 0..3 {
+                let got = parse_body(b.as_bytes(), &mut hints).and_then(|body| body.features());
+                assert_eq!(got, fresh, "{b}");
+            }
+            if let Ok(f) = fresh {
+                check_all_features(&f);
+            }
+        }
+        let b = std::format!(r#"{head}"session_id": "mid", {tail}"#);
+        assert_eq!(
+            with(&mut hints, b.as_bytes()).unwrap().session_id,
+            Some("mid")
+        );
     }
 
     #[test]

@@ -11,6 +11,16 @@
 //! CPU predicts the byte loop's exit well, and the SWAR reader puts three
 //! dependent multiplies between one number and the next key.
 //!
+//! Only the value's shape matters for an integer literal in a bittensor
+//! `int()` field (the dendrite's 19-digit nonce, its version, a port), so
+//! those are stepped over without accumulating anything
+//! ([`Reader::integer_ahead`]), eight digits per step while a whole word
+//! is digits (a compare, no multiply, unlike the SWAR reader above). The
+//! scan also records whether a literal is an integer, so nothing looks at
+//! its text twice, and a feature whose value the fast path computed skips
+//! the value rules it meets by construction (finite, and whole when the
+//! literal is an integer).
+//!
 //! The value rules are the subnet's: Python's `json.loads`, then pydantic v2
 //! in lax mode on the synapse's `int` and `float` fields (mapped out with
 //! pydantic 2.11.4 and 2.14; `tests/interop/pydantic_meaning.py` checks the
@@ -63,6 +73,9 @@ pub(super) struct Scanned {
     pub start: usize,
     pub end: usize,
     pub fast: Option<f64>,
+    /// Whether the text is an integer literal (no fraction, no exponent).
+    /// One of more than [`MAX_INT_DIGITS`] digits never gets this far.
+    pub integer: bool,
 }
 
 impl Reader<'_> {
@@ -138,7 +151,33 @@ impl Reader<'_> {
             start,
             end: i,
             fast,
+            integer: i == int_end,
         })
+    }
+
+    /// Step over an integer literal at `i` (`-?(0|[1-9][0-9]*)` with no
+    /// fraction or exponent after it) and answer true, without computing its
+    /// value. Anything else (a fraction, an exponent, malformed text, more
+    /// than [`MAX_INT_DIGITS`] digits) answers false with `i` unchanged, for
+    /// [`Reader::number`] to read (and report) the general way.
+    #[inline(always)]
+    pub fn integer_ahead(&mut self) -> bool {
+        let b = self.b;
+        let mut i = self.i;
+        if b.get(i) == Some(&b'-') {
+            i += 1;
+        }
+        let int_start = i;
+        match b.get(i) {
+            Some(b'0') => i += 1,
+            Some(b'1'..=b'9') => i = skip_digits(b, i),
+            _ => return false,
+        }
+        if matches!(b.get(i), Some(b'.' | b'e' | b'E')) || i - int_start > MAX_INT_DIGITS {
+            return false;
+        }
+        self.i = i;
+        true
     }
 
     /// The value of a scanned number: the fast path's, or `core`'s
@@ -172,6 +211,30 @@ pub(super) fn digits(b: &[u8], mut i: usize, mant: &mut u64) -> usize {
     i
 }
 
+/// Past the run of decimal digits at `i`, eight at a time while a whole
+/// word is digits (the 19-digit nonce, the 8-digit version), then a byte at
+/// a time. A byte is a digit iff its high nibble is 3 and adding 6 leaves
+/// it 3; a carry out of a byte needs a byte >= 0xFA, whose own high nibble
+/// already fails, so the whole-word test is exact.
+#[inline(always)]
+pub(super) fn skip_digits(b: &[u8], mut i: usize) -> usize {
+    const HIGH_NIBBLES: u64 = u64::from_le_bytes([0xF0; 8]);
+    const SIX: u64 = u64::from_le_bytes([0x06; 8]);
+    const THREES: u64 = u64::from_le_bytes([0x33; 8]);
+    while let Some(chunk) = b.get(i..i + 8) {
+        let w = super::scan::word_at(chunk, 0);
+        let digits = (w & HIGH_NIBBLES) | ((w.wrapping_add(SIX) & HIGH_NIBBLES) >> 4);
+        if digits != THREES {
+            break;
+        }
+        i += 8;
+    }
+    while let Some(b'0'..=b'9') = b.get(i) {
+        i += 1;
+    }
+    i
+}
+
 /// `UnexpectedEnd` if `i` is past the body, else `e`.
 fn end_or(b: &[u8], i: usize, e: JsonError) -> JsonError {
     if i >= b.len() {
@@ -187,44 +250,33 @@ pub(super) fn is_int(i: usize) -> bool {
     IS_INTEGER.get(i).copied().unwrap_or(false)
 }
 
-/// The value of feature `i` given as the JSON number `text` whose f64 is
-/// `v`, narrowed to f32; `Err` only if Python's `json` refuses the literal.
+/// The value of feature `i` given as the scanned JSON number `s` (whose
+/// f64 is `v`), narrowed to f32.
 #[inline(always)]
-pub(super) fn check_value(
-    i: usize,
-    v: f64,
-    text: &[u8],
-) -> Result<Result<f32, FieldError>, JsonError> {
-    check_number(is_int(i), v, text)
+pub(super) fn check_value(i: usize, s: &Scanned, v: f64) -> Result<f32, FieldError> {
+    match s.fast {
+        // The fast path's value is finite, below 2^53 * 10^22, and whole
+        // when the literal is an integer: the rules below would take it,
+        // so only the narrowing is left.
+        Some(v) if s.integer || !is_int(i) => Ok(lax_value(i, v)),
+        _ => check_number(is_int(i), v, s.integer),
+    }
 }
 
 /// [`check_value`] for a pydantic `int` (`int`) or `float` field of any
-/// model: the features and the synapse's own lax numeric fields.
+/// model (the features and the synapse's own lax numeric fields), given the
+/// number's f64 `v` and whether its literal is an integer ([`Scanned`]).
 #[inline(always)]
-pub(super) fn check_number(
-    int: bool,
-    v: f64,
-    text: &[u8],
-) -> Result<Result<f32, FieldError>, JsonError> {
+pub(super) fn check_number(int: bool, v: f64, integer: bool) -> Result<f32, FieldError> {
     // The common cases, decided from the value alone.
     if int {
         if libm::trunc(v) == v && v.abs() < I64_BOUND {
-            return Ok(Ok(int_f32(v)));
+            return Ok(int_f32(v));
         }
     } else if v.is_finite() {
-        return Ok(Ok(v as f32));
+        return Ok(v as f32);
     }
-    beyond(int, v, text)
-}
-
-/// Whether the JSON number `text` is an integer literal (no fraction or
-/// exponent); `Err` if it has more digits than Python's `json` reads.
-pub(super) fn integer_literal(text: &[u8]) -> Result<bool, JsonError> {
-    let integer = !text.iter().any(|c| matches!(c, b'.' | b'e' | b'E'));
-    if integer && text.iter().filter(|c| c.is_ascii_digit()).count() > MAX_INT_DIGITS {
-        return Err(JsonError::LongInteger);
-    }
-    Ok(integer)
+    beyond(int, v, integer)
 }
 
 /// [`check_number`] for a value that is no whole number inside the i64
@@ -232,16 +284,16 @@ pub(super) fn integer_literal(text: &[u8]) -> Result<bool, JsonError> {
 /// literal is an integer.
 #[cold]
 #[inline(never)]
-fn beyond(int: bool, v: f64, text: &[u8]) -> Result<Result<f32, FieldError>, JsonError> {
-    if integer_literal(text)? {
-        return Ok(if int {
+fn beyond(int: bool, v: f64, integer: bool) -> Result<f32, FieldError> {
+    if integer {
+        return if int {
             Ok(int_f32(v))
         } else {
             // Python's `float(int)` overflows.
             Err(FieldError::OutOfRange)
-        });
+        };
     }
-    Ok(if int {
+    if int {
         if !v.is_finite() {
             Err(FieldError::NonFinite)
         } else if libm::trunc(v) != v {
@@ -252,7 +304,7 @@ fn beyond(int: bool, v: f64, text: &[u8]) -> Result<Result<f32, FieldError>, Jso
     } else {
         // A float literal past f64::MAX is infinity to Python.
         Ok(v as f32)
-    })
+    }
 }
 
 /// `NaN`, `Infinity` or `-Infinity` (as `v`) for feature `i`: a float
@@ -352,6 +404,78 @@ mod tests {
     }
 
     #[test]
+    fn skip_digits_stops_where_digits_does() {
+        // Every byte value at every place of a run, with runs of each length.
+        for len in 0..20 {
+            for at in 0..=len {
+                for c in 0..=255u8 {
+                    let mut text = std::vec![b'7'; len];
+                    text.extend_from_slice(b"12345678901234567890");
+                    text[at] = c;
+                    let mut mant = 0;
+                    let want = digits(&text, 0, &mut mant);
+                    assert_eq!(skip_digits(&text, 0), want, "len {len} at {at} byte {c}");
+                    // And cut right after the changed byte.
+                    let cut = &text[..=at];
+                    assert_eq!(
+                        skip_digits(cut, 0),
+                        digits(cut, 0, &mut mant),
+                        "{len} {at} {c}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn integer_ahead_agrees_with_number() {
+        let long = "1".repeat(MAX_INT_DIGITS);
+        let longer = "1".repeat(MAX_INT_DIGITS + 1);
+        for t in [
+            "0",
+            "7",
+            "-0",
+            "-7",
+            "01",
+            "1795626734383137861",
+            "10005000",
+            "8091,",
+            "1.5",
+            "1e3",
+            "1E3",
+            "-",
+            "-x",
+            "",
+            "x",
+            "0.",
+            "00",
+            "12345678901234567890123",
+            long.as_str(),
+            longer.as_str(),
+            "-1.0e5",
+        ] {
+            let mut a = Reader {
+                b: t.as_bytes(),
+                i: 0,
+            };
+            let mut n = Reader {
+                b: t.as_bytes(),
+                i: 0,
+            };
+            let scanned = n.number();
+            if a.integer_ahead() {
+                // Only where the general scan reads the same integer.
+                let s = scanned.as_ref().unwrap_or_else(|e| panic!("{t}: {e:?}"));
+                assert!(s.integer, "{t}");
+                assert_eq!(a.i, n.i, "{t}");
+            } else {
+                assert_eq!(a.i, 0, "{t}");
+                assert!(scanned.map_or(true, |s| !s.integer), "{t}");
+            }
+        }
+    }
+
+    #[test]
     fn digits_reads_a_run_and_its_value() {
         for text in [
             "0",
@@ -386,9 +510,25 @@ mod tests {
         use crate::schema::idx;
         let count = idx::USER_MESSAGES_COUNT;
         let ratio = idx::MESSAGE_RATIO;
+        // Through the scan, as the parser reads a feature; the general
+        // rules (`check_number`, no fast-path shortcut) must agree.
         let check = |i: usize, text: &str| {
-            let v: f64 = text.parse().unwrap();
-            check_value(i, v, text.as_bytes()).map(|r| r.map(f32::to_bits))
+            let mut r = Reader {
+                b: text.as_bytes(),
+                i: 0,
+            };
+            let s = r.number()?;
+            assert_eq!(r.i, text.len(), "{text}");
+            let v = r.value(&s);
+            assert_eq!(
+                v.to_bits(),
+                text.parse::<f64>().unwrap().to_bits(),
+                "{text}"
+            );
+            let got = check_value(i, &s, v).map(f32::to_bits);
+            let general = check_number(is_int(i), v, s.integer).map(f32::to_bits);
+            assert_eq!(got, general, "{text}");
+            Ok(got)
         };
         let ok = |x: f32| Ok(Ok(x.to_bits()));
         // Int features: whole numbers in any spelling, negatives too.
