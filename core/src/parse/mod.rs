@@ -705,10 +705,13 @@ impl<'a> Reader<'a> {
         let more = loop {
             let start = self.i;
             let g = order.guess(last);
-            self.skip_ws();
+            // Usually the quote is right here (`after_member` took `", "`).
             if self.peek() != Some(b'"') {
-                self.i = start;
-                break true;
+                self.skip_ws();
+                if self.peek() != Some(b'"') {
+                    self.i = start;
+                    break true;
+                }
             }
             let text = self.b.get(self.i + 1..).unwrap_or_default();
             if !is_quoted_name(text, g) {
@@ -745,10 +748,12 @@ impl<'a> Reader<'a> {
                 }
                 self.i += 1;
             }
-            self.skip_ws();
             if !matches!(self.peek(), Some(b'0'..=b'9')) {
-                self.i = start;
-                break true;
+                self.skip_ws();
+                if !matches!(self.peek(), Some(b'0'..=b'9')) {
+                    self.i = start;
+                    break true;
+                }
             }
             run += 1;
             let s = self.number().map_err(json)?;
