@@ -68,7 +68,7 @@
 //! average 1.6-1.7 on a shared 2-core Xeon, 2026-12-07).
 //!
 //! A later round (2026-12-07) took the parse of the bench's bodies from
-//! about 1.6 to about 1.15 µs without changing what any body means. Most
+//! about 1.6 to about 1.12 µs without changing what any body means. Most
 //! of a member's cost was not its value but the bytes around it: scanning
 //! and looking up keys whose order never changes, and stepping over the
 //! `", "` and `": "` Python writes. What changed, with `predict/stage/parse`
@@ -89,12 +89,16 @@
 //! - `", "` and `": "` taken in one compare (`scan.rs`): 1.28 -> 1.18 µs;
 //! - `feature_run` reads a `session_id` among the features itself and
 //!   keeps its counters in locals: 1.185 -> 1.15 µs;
-//! - the `prediction` keys compared in place: 1.16 -> 1.14 µs.
+//! - the `prediction` keys compared in place: 1.16 -> 1.14 µs;
+//! - `feature_run` looks for the key's quote and the value's first digit
+//!   before it skips whitespace: 1.14 -> 1.11 µs. (The same look before
+//!   the loop in `next_token`, used by every other reader, measured slower,
+//!   1.11 -> 1.14 µs, and was dropped.)
 //!
-//! All of it, the bench built before the round against the one after, 4
-//! runs each alternating: `predict/stage/parse` 1.59 -> 1.14 µs and
-//! `predict/full/avx512f` 4.10 -> 3.54 µs (p10; the medians of criterion's
-//! own estimates 1.87 -> 1.30 and 4.60 -> 3.80 µs), `cargo bench --bench
+//! All of it, the bench built before the round against the one after, 6
+//! runs each alternating: `predict/stage/parse` 1.60 -> 1.12 µs and
+//! `predict/full/avx512f` 4.16 -> 3.50 µs (p10; the medians of criterion's
+//! own estimates 1.79 -> 1.28 and 5.11 -> 4.15 µs), `cargo bench --bench
 //! predict -- 'predict/stage/parse$'` and `'predict/full/avx512f$'`.
 //!
 //! Looked at and left, not tried: the f64 division in a decimal's fast path
@@ -705,10 +709,13 @@ impl<'a> Reader<'a> {
         let more = loop {
             let start = self.i;
             let g = order.guess(last);
-            self.skip_ws();
+            // Usually the quote is right here (`after_member` took `", "`).
             if self.peek() != Some(b'"') {
-                self.i = start;
-                break true;
+                self.skip_ws();
+                if self.peek() != Some(b'"') {
+                    self.i = start;
+                    break true;
+                }
             }
             let text = self.b.get(self.i + 1..).unwrap_or_default();
             if !is_quoted_name(text, g) {
@@ -745,10 +752,12 @@ impl<'a> Reader<'a> {
                 }
                 self.i += 1;
             }
-            self.skip_ws();
             if !matches!(self.peek(), Some(b'0'..=b'9')) {
-                self.i = start;
-                break true;
+                self.skip_ws();
+                if !matches!(self.peek(), Some(b'0'..=b'9')) {
+                    self.i = start;
+                    break true;
+                }
             }
             run += 1;
             let s = self.number().map_err(json)?;
