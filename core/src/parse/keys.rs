@@ -307,22 +307,7 @@ pub(super) fn feature_index(key: &[u8]) -> Option<usize> {
 pub(super) const NAME_PAD: usize = 32;
 
 /// Each feature name followed by `"` and zero padding, for [`KeyOrder`].
-static QUOTED_NAMES: [[u8; NAME_PAD]; N_FEATURES] = {
-    let mut t = [[0u8; NAME_PAD]; N_FEATURES];
-    let mut i = 0;
-    while i < N_FEATURES {
-        let k = FEATURE_NAMES[i].as_bytes();
-        assert!(k.len() < NAME_PAD);
-        let mut j = 0;
-        while j < k.len() {
-            t[i][j] = k[j];
-            j += 1;
-        }
-        t[i][k.len()] = b'"';
-        i += 1;
-    }
-    t
-};
+static QUOTED_NAMES: [[u8; NAME_PAD]; N_FEATURES] = quoted_padded(FEATURE_NAMES);
 
 /// The order a client sends its features in, learned as requests are read:
 /// entry `i` is the feature that followed feature `i` last time (entry
@@ -430,18 +415,32 @@ impl KeyOrder {
 /// the [`SLOT_KEYS`] and the checked [`TOP_KEYS`].
 pub(super) const N_TOP: usize = 1 + N_SLOTS + TOP_KEYS.len();
 
+/// The top-level synapse keys with a [`KeyOrder`] hint, indexed as
+/// [`top_entry`] indexes them: `features`, the slots, the checked fields.
+const TOP_NAMES: [&str; N_TOP] = {
+    let mut t = [FEATURES_KEY; N_TOP];
+    let mut k = 1;
+    while k < N_TOP {
+        t[k] = if k <= N_SLOTS {
+            SLOT_KEYS[k - 1]
+        } else {
+            TOP_KEYS[k - 1 - N_SLOTS]
+        };
+        k += 1;
+    }
+    t
+};
+
 /// Top-level synapse key `k` (`features`, the slots, the checked fields, in
 /// that order), and what it names.
 #[inline(always)]
 fn top_entry(k: usize) -> Option<(&'static str, Member)> {
-    match k {
-        0 => Some((FEATURES_KEY, Member::Features)),
-        _ if k <= N_SLOTS => Some((SLOT_KEYS[k - 1], Member::Slot(k - 1))),
-        _ => {
-            let c = k - 1 - N_SLOTS;
-            TOP_KEYS.get(c).map(|n| (*n, Member::Checked(c)))
-        }
-    }
+    let member = match k {
+        0 => Member::Features,
+        _ if k <= N_SLOTS => Member::Slot(k - 1),
+        _ => Member::Checked(k - 1 - N_SLOTS),
+    };
+    TOP_NAMES.get(k).map(|n| (*n, member))
 }
 
 /// The index [`top_entry`] gives the member `m` names, if it has one.
@@ -456,28 +455,7 @@ pub(super) fn top_name(m: Member) -> Option<usize> {
 }
 
 /// Each top-level synapse key followed by `"` and zero padding.
-static QUOTED_TOP: [[u8; NAME_PAD]; N_TOP] = {
-    let mut t = [[0u8; NAME_PAD]; N_TOP];
-    let mut k = 0;
-    while k < N_TOP {
-        let name = if k == 0 {
-            FEATURES_KEY.as_bytes()
-        } else if k <= N_SLOTS {
-            SLOT_KEYS[k - 1].as_bytes()
-        } else {
-            TOP_KEYS[k - 1 - N_SLOTS].as_bytes()
-        };
-        assert!(name.len() < NAME_PAD);
-        let mut j = 0;
-        while j < name.len() {
-            t[k][j] = name[j];
-            j += 1;
-        }
-        t[k][name.len()] = b'"';
-        k += 1;
-    }
-    t
-};
+static QUOTED_TOP: [[u8; NAME_PAD]; N_TOP] = quoted_padded(TOP_NAMES);
 
 /// If `text` (the bytes just past a key's opening quote) begins with the
 /// top-level synapse key `k` and its closing quote: the key's length and
@@ -487,30 +465,35 @@ static QUOTED_TOP: [[u8; NAME_PAD]; N_TOP] = {
 #[inline(always)]
 pub(super) fn quoted_top(text: &[u8], k: usize) -> Option<(usize, Member)> {
     let (name, member) = top_entry(k)?;
-    let want = QUOTED_TOP.get(k)?;
-    let text = <&[u8; NAME_PAD]>::try_from(text.get(..NAME_PAD)?).ok()?;
-    equal_prefix(text, want, name.len() + 1).then_some((name.len(), member))
+    starts_with_padded(text, QUOTED_TOP.get(k)?, name.len()).then_some((name.len(), member))
 }
 
 /// Bytes compared when checking a key against an expected terminal key:
 /// the longest ([`TERMINAL_KEYS`]) and its closing quote fit.
 const TERMINAL_PAD: usize = 2 * WORD;
 
-/// Each terminal key followed by `"`, as two little-endian words, and the
-/// masks of the bytes that count (the key and its quote).
+/// `name` followed by `"`, as two little-endian words, and the masks of the
+/// bytes that count (the name and its quote), for [`starts_with_quoted`].
+const fn quoted_words(name: &str) -> ([u64; 2], [u64; 2]) {
+    let name = name.as_bytes();
+    assert!(name.len() < TERMINAL_PAD);
+    let mut t = ([0u64; 2], [0u64; 2]);
+    let mut j = 0;
+    while j <= name.len() {
+        let c = if j < name.len() { name[j] } else { b'"' };
+        t.0[j / WORD] |= (c as u64) << (8 * (j % WORD));
+        t.1[j / WORD] |= 0xFF << (8 * (j % WORD));
+        j += 1;
+    }
+    t
+}
+
+/// Each terminal key as [`quoted_words`] writes it.
 static QUOTED_TERMINAL: [([u64; 2], [u64; 2]); N_TERMINAL] = {
     let mut t = [([0u64; 2], [0u64; 2]); N_TERMINAL];
     let mut k = 0;
     while k < N_TERMINAL {
-        let name = TERMINAL_KEYS[k].as_bytes();
-        assert!(name.len() < TERMINAL_PAD);
-        let mut j = 0;
-        while j <= name.len() {
-            let c = if j < name.len() { name[j] } else { b'"' };
-            t[k].0[j / WORD] |= (c as u64) << (8 * (j % WORD));
-            t[k].1[j / WORD] |= 0xFF << (8 * (j % WORD));
-            j += 1;
-        }
+        t[k] = quoted_words(TERMINAL_KEYS[k]);
         k += 1;
     }
     t
@@ -529,19 +512,7 @@ pub(super) fn is_quoted_terminal(text: &[u8], t: usize) -> bool {
 }
 
 /// [`SESSION_ID`] and its closing quote, as [`QUOTED_TERMINAL`] holds keys.
-static QUOTED_SESSION_ID: ([u64; 2], [u64; 2]) = {
-    let name = SESSION_ID.as_bytes();
-    assert!(name.len() < TERMINAL_PAD);
-    let mut t = ([0u64; 2], [0u64; 2]);
-    let mut j = 0;
-    while j <= name.len() {
-        let c = if j < name.len() { name[j] } else { b'"' };
-        t.0[j / WORD] |= (c as u64) << (8 * (j % WORD));
-        t.1[j / WORD] |= 0xFF << (8 * (j % WORD));
-        j += 1;
-    }
-    t
-};
+static QUOTED_SESSION_ID: ([u64; 2], [u64; 2]) = quoted_words(SESSION_ID);
 
 /// Whether `text` (the bytes just past a key's opening quote) begins with
 /// `session_id` and its closing quote (false with fewer than 16 bytes left).
@@ -567,16 +538,10 @@ fn starts_with_quoted(text: &[u8], (want, mask): ([u64; 2], [u64; 2])) -> bool {
 /// answers false, and the caller reads the key the general way.
 #[inline(always)]
 pub(super) fn is_quoted_name(text: &[u8], g: usize) -> bool {
-    let (Some(want), Some(name)) = (QUOTED_NAMES.get(g), FEATURE_NAMES.get(g)) else {
-        return false;
-    };
-    let Some(text) = text
-        .get(..NAME_PAD)
-        .and_then(|t| <&[u8; NAME_PAD]>::try_from(t).ok())
-    else {
-        return false;
-    };
-    equal_prefix(text, want, name.len() + 1)
+    match (QUOTED_NAMES.get(g), FEATURE_NAMES.get(g)) {
+        (Some(want), Some(name)) => starts_with_padded(text, want, name.len()),
+        _ => false,
+    }
 }
 
 /// `names`, each followed by `"` and zero padding to [`NAME_PAD`] bytes,
