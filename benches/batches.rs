@@ -20,8 +20,7 @@ use std::hint::black_box;
 
 use cm_core::features;
 use cm_core::kernels::Kernel;
-use cm_core::parse::{parse_body, parse_request, KeyOrder};
-use cm_core::respond::AxonId;
+use cm_core::parse::{parse_body, KeyOrder};
 use cm_core::serve::{capacity, serve, Route, Server};
 
 mod support;
@@ -78,14 +77,8 @@ fn main() {
         kernel.name(),
         cm_core::kernels::W_NAME
     );
-    let parsed: Vec<_> = bodies
-        .iter()
-        .map(|b| parse_request(b).expect("generated body parses"))
-        .collect();
-    let inputs: Vec<_> = parsed
-        .iter()
-        .map(|f| features::inputs(&model.filled(&f.values, f.present)))
-        .collect();
+    let parsed = support::parse_all(&bodies);
+    let inputs = support::network_inputs(model, &parsed);
 
     if run("ensemble") {
         batches("ensemble", &clock, |i| {
@@ -111,11 +104,7 @@ fn main() {
         let server = Server {
             model,
             kernel,
-            me: AxonId {
-                hotkey: "5FHneW46xGXgs5mUiveU4sbTyGBzmstUspZC92UhjJM694ty",
-                ip: "127.0.0.1",
-                port: 8091,
-            },
+            me: support::MINER,
         };
         let max_len = bodies.iter().map(Vec::len).max().unwrap_or(0);
         let mut out = vec![0u8; capacity(max_len, Route::Conversion, &server)];

@@ -18,8 +18,8 @@ use std::hint::black_box;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
 use cm_core::features;
-use cm_core::parse::{parse_body, parse_request, KeyOrder};
-use cm_core::respond::{write_synapse, AxonId, Filled};
+use cm_core::parse::{parse_body, KeyOrder};
+use cm_core::respond::{write_synapse, Filled};
 use cm_core::serve::{capacity, serve, Route, Server};
 
 mod support;
@@ -28,12 +28,6 @@ use support::cpu_clock::CpuClock;
 
 /// Distinct request bodies the benches cycle through.
 const N_BODIES: usize = 256;
-/// The miner identity the answers carry (only used when a body has no axon).
-const ME: AxonId<'static> = AxonId {
-    hotkey: "5FHneW46xGXgs5mUiveU4sbTyGBzmstUspZC92UhjJM694ty",
-    ip: "127.0.0.1",
-    port: 8091,
-};
 
 fn bench_predict(c: &mut Criterion<CpuClock>) {
     let model = conversion_miner::embedded::model();
@@ -41,14 +35,8 @@ fn bench_predict(c: &mut Criterion<CpuClock>) {
     let kernels = support::kernels();
     let mean_len = bodies.iter().map(Vec::len).sum::<usize>() / N_BODIES;
     let max_len = bodies.iter().map(Vec::len).max().unwrap_or(0);
-    let parsed: Vec<_> = bodies
-        .iter()
-        .map(|b| parse_request(b).expect("generated body parses"))
-        .collect();
-    let inputs: Vec<_> = parsed
-        .iter()
-        .map(|f| features::inputs(&model.filled(&f.values, f.present)))
-        .collect();
+    let parsed = support::parse_all(&bodies);
+    let inputs = support::network_inputs(model, &parsed);
     let positives = parsed
         .iter()
         .filter(|f| {
@@ -67,7 +55,7 @@ fn bench_predict(c: &mut Criterion<CpuClock>) {
             let server = Server {
                 model,
                 kernel: k,
-                me: ME,
+                me: support::MINER,
             };
             let mut out = vec![0u8; capacity(max_len, Route::Conversion, &server)];
             let mut order = KeyOrder::new();
@@ -132,7 +120,7 @@ fn bench_predict(c: &mut Criterion<CpuClock>) {
         let server = Server {
             model,
             kernel: cm_core::kernels::Kernel::Scalar,
-            me: ME,
+            me: support::MINER,
         };
         let mut out = vec![0u8; capacity(max_len, Route::Conversion, &server)];
         let mut i = 0;
@@ -142,7 +130,7 @@ fn bench_predict(c: &mut Criterion<CpuClock>) {
                 name: Route::Conversion.name(),
                 prediction: Some(&preds[i]),
                 seconds: 1.25e-5,
-                me: ME,
+                me: support::MINER,
             };
             black_box(
                 write_synapse(black_box(&bodies[i]), &layouts[i], &f, &mut out).expect("fits"),

@@ -129,14 +129,36 @@ pub fn criterion() -> criterion::Criterion<cpu_clock::CpuClock> {
     criterion::Criterion::default().with_measurement(cpu_clock::CpuClock::from_env())
 }
 
+/// The miner identity the predict benches' answers carry (only used when a
+/// body has no axon).
+pub const MINER: cm_core::respond::AxonId<'static> = cm_core::respond::AxonId {
+    hotkey: "5FHneW46xGXgs5mUiveU4sbTyGBzmstUspZC92UhjJM694ty",
+    ip: "127.0.0.1",
+    port: 8091,
+};
+
+/// Each generated body read as `predict` reads one.
+pub fn parse_all(bodies: &[Vec<u8>]) -> Vec<cm_core::parse::Features<'_>> {
+    bodies
+        .iter()
+        .map(|b| cm_core::parse::parse_request(b).expect("generated body parses"))
+        .collect()
+}
+
+/// Network inputs of parsed requests: missing features filled, then the
+/// feature transform.
+pub fn network_inputs(
+    model: &cm_core::model::Model,
+    parsed: &[cm_core::parse::Features<'_>],
+) -> Vec<[f32; N_INPUTS]> {
+    parsed
+        .iter()
+        .map(|f| cm_core::features::inputs(&model.filled(&f.values, f.present)))
+        .collect()
+}
+
 /// Network inputs (after parse, fill and feature transform) of `n`
 /// generated validator requests.
 pub fn request_inputs(model: &cm_core::model::Model, seed: u64, n: usize) -> Vec<[f32; N_INPUTS]> {
-    request_bodies(seed, n)
-        .iter()
-        .map(|b| {
-            let f = cm_core::parse::parse_request(b).expect("generated body parses");
-            cm_core::features::inputs(&model.filled(&f.values, f.present))
-        })
-        .collect()
+    network_inputs(model, &parse_all(&request_bodies(seed, n)))
 }
