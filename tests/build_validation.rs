@@ -105,17 +105,17 @@ fn wrong_shape_names_layer_and_row() {
         &refused(&v),
         &[
             "regressors[0].layers[1] (batchnorm).var",
-            "129 entries, expected 128",
+            "65 entries, expected 64",
         ],
     );
 
     let mut v = shipped();
-    v["classifiers"][0]["layers"][3]["out"] = json!(65);
+    v["classifiers"][0]["layers"][3]["out"] = json!(33);
     assert_contains(
         &refused(&v),
         &[
             "classifiers[0].layers[3] (linear).out",
-            "65 entries, expected 64",
+            "33 entries, expected 32",
         ],
     );
 

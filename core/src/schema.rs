@@ -9,9 +9,9 @@ pub const N_FEATURES: usize = 40;
 /// Network inputs: the 40 raw features plus 7 engineered ones.
 pub const N_INPUTS: usize = 47;
 /// First hidden layer width.
-pub const H1: usize = 128;
+pub const H1: usize = 64;
 /// Second hidden layer width.
-pub const H2: usize = 64;
+pub const H2: usize = 32;
 /// Classifiers in the ensemble.
 pub const N_CLASSIFIERS: usize = 3;
 /// Regressors in the ensemble.

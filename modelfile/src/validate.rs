@@ -10,7 +10,8 @@
 //!
 //! The network layout is fixed (the seed's architecture, dropout omitted as
 //! it is the identity at inference):
-//! `linear(47→128), batchnorm(128), relu, linear(128→64), relu, linear(64→1)`,
+//! `linear(47→64), batchnorm(64), relu, linear(64→32), relu, linear(32→1)`
+//! (`N_INPUTS`, `H1` and `H2` of `cm_core::schema`),
 //! then `sigmoid` for a classifier and nothing for a regressor.
 
 use std::fmt;

@@ -48,7 +48,7 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 24_000)]
     pub steps: usize,
     /// Adam steps per regressor.
-    #[arg(long, default_value_t = 16_000)]
+    #[arg(long, default_value_t = 48_000)]
     pub reg_steps: usize,
     /// Rows per batch.
     #[arg(long, default_value_t = 512)]

@@ -12,7 +12,7 @@ use crate::eval::{self, Metrics};
 use crate::export::{self, Extras};
 use crate::rng::Rng;
 use crate::trainer::{self, Heldout, Recipe, Task, Trained};
-use cm_core::schema::{N_CLASSIFIERS, N_FEATURES, N_REGRESSORS};
+use cm_core::schema::{H1, H2, N_CLASSIFIERS, N_FEATURES, N_INPUTS, N_REGRESSORS};
 use cm_modelfile::ModelFile;
 use serde_json::json;
 use std::time::Instant;
@@ -287,7 +287,7 @@ pub fn run(plan: &Plan) -> anyhow::Result<(ModelFile, Metrics)> {
         "trained_by": "conversion-miner train (crate cm-train)",
         "seed": seed,
         "data": data_desc,
-        "architecture": "47 inputs -> Linear 128 -> BatchNorm -> ReLU -> Dropout -> Linear 64 -> ReLU -> Linear 1; 3 classifiers (mean of sigmoids), 2 regressors (mean, converted rows only, last layer refitted by f64 least squares)",
+        "architecture": format!("{N_INPUTS} inputs -> Linear {H1} -> BatchNorm -> ReLU -> Dropout -> Linear {H2} -> ReLU -> Linear 1; {N_CLASSIFIERS} classifiers (mean of sigmoids), {N_REGRESSORS} regressors (mean, converted rows only, last layer refitted by f64 least squares)"),
         "f16_snap": if r.snap_f16 { "W1 and W2 after folding rounded onto the f16 grid (exact in f16 and f32 builds alike); regressors' last layer refitted again through the rounded layers" } else { "none: an f16 build rounds the trained weights" },
         "settings": r,
         "spread_inputs": data::SPREAD_INPUTS.iter().map(|&i| cm_core::schema::FEATURE_NAMES[i]).collect::<Vec<_>>(),

@@ -1,9 +1,9 @@
 //! x86_64 AVX-512F kernel.
 //!
 //! [`Zmm`] implements the body's vector trait with 512-bit intrinsics. One
-//! layer-1 tile of 8 zmm accumulators covers all 128 units; layer 2 has only
-//! 4 zmm outputs, so it runs the canonical even and odd parts in two
-//! accumulator sets side by side, to keep 8 FMAs in flight. AVX-512F includes `vcvtph2ps zmm`, so f16 weights need nothing
+//! layer-1 tile of 4 zmm accumulators covers all 64 units; layer 2 has only
+//! 2 zmm outputs, so it runs the canonical even and odd parts in two
+//! accumulator sets side by side, to keep 4 FMAs in flight. AVX-512F includes `vcvtph2ps zmm`, so f16 weights need nothing
 //! more. The development machine (AMD Zen 3) has no AVX-512: this kernel is
 //! built and its tests run only where the CPU has it. Emulation is no way
 //! round that here: Debian's qemu-x86_64 (7.2) refuses `-cpu

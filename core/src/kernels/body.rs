@@ -66,16 +66,16 @@
 //! - Layer 1 (`N_INPUTS` x `H1`): the outputs are cut into tiles of
 //!   [`L1_ACC`] vectors that stay in registers while all inputs stream past;
 //!   each input is broadcast once per tile and fused-multiply-added into its
-//!   weight row. With AVX2 (8 lanes) that is two tiles of 64 outputs: 8
-//!   accumulators plus one broadcast fit in 16 ymm registers, where one tile
-//!   of 16 accumulators would spill. AVX-512 covers all 128 in one tile.
+//!   weight row. With AVX2 (8 lanes) one tile of 8 accumulators covers the
+//!   64 outputs (8 accumulators plus one broadcast fit in 16 ymm registers);
+//!   AVX-512 covers them with 4 (`l1_acc`), and NEON takes two tiles of 8.
 //! - Layer 2 (`H1` x `H2`): a ReLU unit that is zero contributes nothing, so
 //!   the kernel first builds a bit mask of the positive layer-1 units and
 //!   runs only their rows of `w2` (41% of them for the trained classifier on
 //!   validator requests). With f32 weights it prefetches those rows ahead.
 //!   All `H2` outputs stay in registers. The canonical rule splits the
 //!   active rows into an even and an odd part (`kernels` module docs, rule
-//!   5): with `L2_SETS == 2` (AVX-512, whose 4 zmm of outputs are too few
+//!   5): with `L2_SETS == 2` (AVX-512, whose 2 zmm of outputs are too few
 //!   to hide the FMA latency) the two parts run side by side in two
 //!   accumulator sets; with `L2_SETS == 1` (AVX2, NEON) the even part runs
 //!   first, its sums wait in the output buffer, then the odd part. AVX-512
@@ -91,7 +91,7 @@
 use super::{Inputs, Mlp, L2_PARTS, OUT_PARTS, W};
 use crate::schema::{H1, H2};
 
-/// Accumulator vectors per layer-1 tile.
+/// Most accumulator vectors per layer-1 tile.
 pub(super) const L1_ACC: usize = 8;
 /// Most accumulator vectors any ISA needs for layer 2 (`H2` / 4 lanes).
 const L2_MAX_ACC: usize = 16;
@@ -161,8 +161,9 @@ pub(super) unsafe trait Lanes: Copy {
 /// `V`'s target features must be enabled.
 #[inline(always)]
 pub(super) unsafe fn layer1<V: Lanes>(m: &Mlp, x: &Inputs, h1: &mut [f32; H1]) {
-    let tile = L1_ACC * V::LANES;
-    const { assert!(H1.is_multiple_of(L1_ACC * V::LANES)) };
+    // A tile is L1_ACC vectors, or all of H1 when it is narrower.
+    let n_acc = const { l1_acc(V::LANES) };
+    let tile = n_acc * V::LANES;
     let (xs, nz) = (x.values(), x.nonzero_mask());
     for t in (0..H1).step_by(tile) {
         let mut acc = [
@@ -170,6 +171,7 @@ pub(super) unsafe fn layer1<V: Lanes>(m: &Mlp, x: &Inputs, h1: &mut [f32; H1]) {
             unsafe { V::zero() };
             L1_ACC
         ];
+        let acc = &mut acc[..n_acc];
         for (k, a) in acc.iter_mut().enumerate() {
             // SAFETY: t + (k + 1) * LANES <= H1 by the tile assertion.
             *a = unsafe { V::load(m.b1.as_ptr().add(t + k * V::LANES)) };
@@ -191,6 +193,14 @@ pub(super) unsafe fn layer1<V: Lanes>(m: &Mlp, x: &Inputs, h1: &mut [f32; H1]) {
             unsafe { a.relu().store(h1.as_mut_ptr().add(t + k * V::LANES)) };
         }
     }
+}
+
+/// Accumulator vectors per layer-1 tile for `lanes`-wide vectors:
+/// [`L1_ACC`], or fewer when `H1` is narrower than that many vectors.
+const fn l1_acc(lanes: usize) -> usize {
+    let n = if H1 / lanes < L1_ACC { H1 / lanes } else { L1_ACC };
+    assert!(n > 0 && H1.is_multiple_of(n * lanes));
+    n
 }
 
 /// A walk over the set bits of the active-unit mask, lowest first.

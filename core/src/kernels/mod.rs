@@ -1,4 +1,5 @@
-//! Dense-layer kernels for the fixed 47-128-64-1 network.
+//! Dense-layer kernels for the fixed 47-64-32-1 network (`schema`'s `N_INPUTS`,
+//! `H1`, `H2`).
 //!
 //! Weights are stored input-major (`w1[i][j]` connects input `i` to hidden
 //! unit `j`), so a layer is a sum of broadcast-multiplied rows: the inner
@@ -53,9 +54,9 @@
 //!    rows are split into [`L2_PARTS`] = 2 parts by parity: part 0 starts at
 //!    `b2[j]` and takes the even rows, part 1 starts at +0 and takes the odd
 //!    rows, each in increasing row order; the unit is
-//!    `relu(part0 + part1)`. Two chains let AVX-512 (4 zmm of outputs) keep
-//!    8 FMAs in flight by running the parts side by side, while AVX2 and
-//!    NEON, whose outputs already fill 8 or 16 registers, run one part after
+//!    `relu(part0 + part1)`. Two chains let AVX-512 (2 zmm of outputs) keep
+//!    4 FMAs in flight by running the parts side by side, while AVX2 and
+//!    NEON, whose outputs fill 4 or 8 registers, run one part after
 //!    the other without spilling.
 //! 6. **Output**: [`OUT_PARTS`] = 16 partial sums, partial `j` the fma chain
 //!    from +0 over `h2[i] * w3[i]` for `i ≡ j (mod 16)` in increasing `i`;

@@ -3,7 +3,7 @@
 //! [`Q`] implements the body's vector trait with 128-bit intrinsics. NEON is
 //! part of the aarch64 baseline, so its token is always available there;
 //! the wrappers still name the feature so the body is compiled for it
-//! explicitly. With 4 lanes, layer 2's 64 outputs are 16 accumulators (of
+//! explicitly. With 4 lanes, layer 2's 32 outputs are 8 accumulators (of
 //! 32 vector registers), enough to hide FMA latency with one set.
 //!
 //! f16 weights are widened with integer operations instead of `vcvt_f32_f16`
