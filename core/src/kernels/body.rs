@@ -198,7 +198,11 @@ pub(super) unsafe fn layer1<V: Lanes>(m: &Mlp, x: &Inputs, h1: &mut [f32; H1]) {
 /// Accumulator vectors per layer-1 tile for `lanes`-wide vectors:
 /// [`L1_ACC`], or fewer when `H1` is narrower than that many vectors.
 const fn l1_acc(lanes: usize) -> usize {
-    let n = if H1 / lanes < L1_ACC { H1 / lanes } else { L1_ACC };
+    let n = if H1 / lanes < L1_ACC {
+        H1 / lanes
+    } else {
+        L1_ACC
+    };
     assert!(n > 0 && H1.is_multiple_of(n * lanes));
     n
 }
