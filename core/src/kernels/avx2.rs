@@ -21,8 +21,12 @@ pub(super) struct Ymm(__m256);
 // valid for 8 elements by the same contract.
 unsafe impl Lanes for Ymm {
     const LANES: usize = 8;
-    // 8 accumulators already cover the FMA latency x throughput (4 x 2).
-    const L2_SETS: usize = 1;
+    // Layer 2's 32 outputs are only 4 ymm, half the FMA latency x throughput
+    // (4 x 2): two sets. Ensemble answer on the Xeon, `CM_KERNEL=avx2-fma-f16c
+    // cargo bench --bench batches -- ensemble`, minimum batch, three
+    // alternating runs (2026-12-07): 979, 987, 975 ns against 999, 1004,
+    // 1005 ns with one set.
+    const L2_SETS: usize = 2;
 
     #[inline(always)]
     unsafe fn zero() -> Self {

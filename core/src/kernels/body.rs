@@ -75,12 +75,12 @@
 //!   validator requests). With f32 weights it prefetches those rows ahead.
 //!   All `H2` outputs stay in registers. The canonical rule splits the
 //!   active rows into an even and an odd part (`kernels` module docs, rule
-//!   5): with `L2_SETS == 2` (AVX-512, whose 2 zmm of outputs are too few
-//!   to hide the FMA latency) the two parts run side by side in two
-//!   accumulator sets; with `L2_SETS == 1` (AVX2, NEON) the even part runs
-//!   first, its sums wait in the output buffer, then the odd part. AVX-512
-//!   with one set (the parts one after the other) was tried on the Xeon with
-//!   f16 weights, where the `vcvtph2ps` per row already hides the FMA
+//!   5): with `L2_SETS == 2` (AVX-512 and AVX2, whose 2 zmm or 4 ymm of
+//!   outputs are too few to hide the FMA latency) the two parts run side by
+//!   side in two accumulator sets; with `L2_SETS == 1` (NEON) the even part
+//!   runs first, its sums wait in the output buffer, then the odd part.
+//!   AVX-512 with one set (the parts one after the other) was tried on the
+//!   Xeon with the earlier 47-128-64-1 networks and f16 weights, where the `vcvtph2ps` per row already hides the FMA
 //!   latency: 2.14, 2.07, 1.90 µs per ensemble answer against 2.26, 2.00,
 //!   2.28 µs with two sets, alternating runs on the shared machine (load
 //!   about 6, `stage/ensemble/avx512f`), which is inside the noise; two sets

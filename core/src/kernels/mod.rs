@@ -54,10 +54,10 @@
 //!    rows are split into [`L2_PARTS`] = 2 parts by parity: part 0 starts at
 //!    `b2[j]` and takes the even rows, part 1 starts at +0 and takes the odd
 //!    rows, each in increasing row order; the unit is
-//!    `relu(part0 + part1)`. Two chains let AVX-512 (2 zmm of outputs) keep
-//!    4 FMAs in flight by running the parts side by side, while AVX2 and
-//!    NEON, whose outputs fill 4 or 8 registers, run one part after
-//!    the other without spilling.
+//!    `relu(part0 + part1)`. Two chains let AVX-512 and AVX2 (2 zmm or 4 ymm
+//!    of outputs) keep twice the FMAs in flight by running the parts side by
+//!    side, while NEON, whose outputs fill 8 registers, runs one part after
+//!    the other.
 //! 6. **Output**: [`OUT_PARTS`] = 16 partial sums, partial `j` the fma chain
 //!    from +0 over `h2[i] * w3[i]` for `i ≡ j (mod 16)` in increasing `i`;
 //!    then [`sum_parts`] (`j` with `j + 8`, then `+ 4`, `+ 2`, `+ 1`), then
