@@ -62,6 +62,14 @@
 //! README says when to build f32. Layer 2 in one accumulator set instead
 //! of two: 1.68-1.70 against 1.70 µs, inside the noise.
 //!
+//! Every figure above is of the earlier 47-128-64-1 networks. The networks
+//! are 47-64-32-1 now (`docs/MEASUREMENTS.md`, 2026-12-07 14:57): an answer
+//! converts about 4.3 x 230 weight vectors (42 non-zero inputs x 4, 31
+//! active units x 2), about 1,500 port cycles or 0.65 µs with f16, and
+//! takes 0.74 µs (`batches -- ensemble`, minimum batch); one network in f32
+//! (20.3 KiB) now fits even a 32 KB L1, so [`PREFETCH_W2`] is off for both
+//! storages.
+//!
 //! Shape of the work, per layer:
 //! - Layer 1 (`N_INPUTS` x `H1`): the outputs are cut into tiles of
 //!   [`L1_ACC`] vectors that stay in registers while all inputs stream past;
