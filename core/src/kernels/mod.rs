@@ -81,14 +81,16 @@
 //! precision with the `f16-weights` feature (see `core/Cargo.toml`), which
 //! the conversion-miner binary turns on by default. Only the two big matrices
 //! (`w1`, `w2`, 99% of the bytes) use it; biases and the output row stay
-//! `f32`. With f16 the five networks' matrices shrink from 56 KB to 28 KB
-//! each, so one network fits a 32 KB L1 data cache; the SIMD kernels widen
+//! `f32`. With f16 a 47-64-32-1 network shrinks from 20.3 KiB to 10.4 KiB
+//! (the earlier 47-128-64-1 ones from 56 KB, more than a 32 KB L1 data
+//! cache, to 28 KB, which fit it); the SIMD kernels widen
 //! to f32 in registers (F16C `vcvtph2ps`, AVX-512F `vcvtph2ps`, and an
 //! integer shift-and-scale on NEON) and accumulate in f32. Measured with
 //! AVX2 on the development machine (Zen 3; `cargo bench --bench forward`
 //! and `--bench predict`, with and without `--features
 //! cm-core/f16-weights`): one forward 386 -> 260 ns, the five-network
-//! ensemble answer 1.97 -> 1.54 µs. The shipped weights are snapped onto the
+//! ensemble answer 1.97 -> 1.54 µs (the wide networks; README, "Weight
+//! storage", for the current ones). The shipped weights are snapped onto the
 //! f16 grid when trained (`cm_modelfile::snap`), so f16 storage costs them
 //! no reward (README, "f32 or f16").
 
