@@ -368,9 +368,7 @@ impl Reader<'_> {
                 };
                 let p = match expected {
                     Some((p, len)) => {
-                        // What `key` reads: the same bytes, a plain string.
-                        self.i += 2 + len;
-                        self.colon()?;
+                        self.matched_key(len)?;
                         Some(p)
                     }
                     None => name_index(self.key()?, &PREDICTION_KEYS),
@@ -438,9 +436,7 @@ impl Reader<'_> {
             let t = if self.next_token()? == b'"'
                 && is_quoted_terminal(self.b.get(self.i + 1..).unwrap_or_default(), guess)
             {
-                // What `key` reads: the same bytes, a plain string.
-                self.i += 2 + TERMINAL_KEYS.get(guess).map_or(0, |k| k.len());
-                self.colon()?;
+                self.matched_key(TERMINAL_KEYS.get(guess).map_or(0, |k| k.len()))?;
                 Some(guess)
             } else {
                 let t = terminal_index(self.key()?);

@@ -597,12 +597,10 @@ impl<'a> Reader<'a> {
                 None
             };
             let member = if quoted && guessing && is_quoted_name(text, guess) {
-                self.i += 2 + name(guess).len();
-                self.colon()?;
+                self.matched_key(name(guess).len())?;
                 Member::Feature(guess)
             } else if let Some((len, m)) = expected_top {
-                self.i += 2 + len;
-                self.colon()?;
+                self.matched_key(len)?;
                 m
             } else {
                 let m = classify(self.key()?, top);
@@ -722,8 +720,7 @@ impl<'a> Reader<'a> {
                 // A features object's `session_id` with a string value
                 // (what `members` makes of it), read without leaving.
                 if is_quoted_session_id(text) {
-                    self.i += 2 + SESSION_ID.len();
-                    self.colon()?;
+                    self.matched_key(SESSION_ID.len())?;
                     if self.peek() == Some(b'"') {
                         self.i += 1;
                         let s = self.string_body()?;

@@ -115,6 +115,15 @@ impl<'a> Reader<'a> {
         Ok(k)
     }
 
+    /// Past a key the caller matched in place, without reading it: the
+    /// quoted name of `len` bytes at the cursor (what [`Self::key`] would
+    /// read, a plain string), then the `:` as [`Self::colon`] reads it.
+    #[inline(always)]
+    pub fn matched_key(&mut self, len: usize) -> Result<(), ParseError> {
+        self.i += 2 + len;
+        self.colon()
+    }
+
     /// The `:` after a key (whitespace before it allowed) and any
     /// whitespace after it. `": "`, as Python's `json.dumps` writes it, is
     /// taken in one compare.
