@@ -21,7 +21,6 @@ use std::hint::black_box;
 use cm_core::features;
 use cm_core::kernels::Kernel;
 use cm_core::parse::{parse_body, KeyOrder};
-use cm_core::serve::{capacity, serve, Route, Server};
 
 mod support;
 
@@ -101,26 +100,9 @@ fn main() {
         });
     }
     if run("full") {
-        let server = Server {
-            model,
-            kernel,
-            me: support::MINER,
-        };
-        let max_len = bodies.iter().map(Vec::len).max().unwrap_or(0);
-        let mut out = vec![0u8; capacity(max_len, Route::Conversion, &server)];
-        let mut order = KeyOrder::new();
+        let mut call = support::ServerCall::new(model, kernel, &bodies);
         batches("full", &clock, |i| {
-            let start = std::time::Instant::now();
-            let served = serve(
-                black_box(&bodies[i]),
-                Route::Conversion,
-                &server,
-                &mut order,
-                || start.elapsed().as_secs_f64(),
-                &mut out,
-            )
-            .expect("serves");
-            black_box(served.len);
+            black_box(call.answer(&bodies[i]));
         });
     }
 }

@@ -20,7 +20,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use cm_core::features;
 use cm_core::parse::{parse_body, KeyOrder};
 use cm_core::respond::{write_synapse, Filled};
-use cm_core::serve::{capacity, serve, Route, Server};
+use cm_core::serve::{capacity, Route, Server};
 
 mod support;
 
@@ -52,27 +52,11 @@ fn bench_predict(c: &mut Criterion<CpuClock>) {
     g.throughput(Throughput::Elements(1));
     for &k in &kernels {
         g.bench_function(BenchmarkId::from_parameter(k.name()), |b| {
-            let server = Server {
-                model,
-                kernel: k,
-                me: support::MINER,
-            };
-            let mut out = vec![0u8; capacity(max_len, Route::Conversion, &server)];
-            let mut order = KeyOrder::new();
+            let mut call = support::ServerCall::new(model, k, &bodies);
             let mut i = 0;
             b.iter(|| {
                 i = (i + 1) % N_BODIES;
-                let tb = std::time::Instant::now();
-                let served = serve(
-                    black_box(&bodies[i]),
-                    Route::Conversion,
-                    &server,
-                    &mut order,
-                    || tb.elapsed().as_secs_f64(),
-                    &mut out,
-                )
-                .expect("serves");
-                black_box(served.len)
+                black_box(call.answer(&bodies[i]))
             })
         });
     }

@@ -137,6 +137,49 @@ pub const MINER: cm_core::respond::AxonId<'static> = cm_core::respond::AxonId {
     port: 8091,
 };
 
+/// The server's call as the request-path benches make it: `serve` on a
+/// conversion body into a buffer sized for the largest bench body, the key
+/// order carried from call to call, and the clock for `response_time`
+/// started just before the call, as `host/src/server.rs` starts it.
+pub struct ServerCall<'m> {
+    server: cm_core::serve::Server<'m>,
+    order: cm_core::parse::KeyOrder,
+    out: Vec<u8>,
+}
+
+impl<'m> ServerCall<'m> {
+    pub fn new(model: &'m cm_core::model::Model, kernel: Kernel, bodies: &[Vec<u8>]) -> Self {
+        let server = cm_core::serve::Server {
+            model,
+            kernel,
+            me: MINER,
+        };
+        let max_len = bodies.iter().map(Vec::len).max().unwrap_or(0);
+        let cap = cm_core::serve::capacity(max_len, cm_core::serve::Route::Conversion, &server);
+        ServerCall {
+            server,
+            order: cm_core::parse::KeyOrder::new(),
+            out: vec![0u8; cap],
+        }
+    }
+
+    /// Serves `body`; the answer's length.
+    #[inline(always)]
+    pub fn answer(&mut self, body: &[u8]) -> usize {
+        let start = std::time::Instant::now();
+        cm_core::serve::serve(
+            std::hint::black_box(body),
+            cm_core::serve::Route::Conversion,
+            &self.server,
+            &mut self.order,
+            || start.elapsed().as_secs_f64(),
+            &mut self.out,
+        )
+        .expect("serves")
+        .len
+    }
+}
+
 /// Each generated body read as `predict` reads one.
 pub fn parse_all(bodies: &[Vec<u8>]) -> Vec<cm_core::parse::Features<'_>> {
     bodies
