@@ -340,27 +340,11 @@ impl Default for KeyOrder {
 impl KeyOrder {
     /// The schema order.
     pub const fn new() -> Self {
-        let mut next = [0u8; N_FEATURES + 1];
-        let mut i = 0;
-        while i < N_FEATURES {
-            next[i] = (i + 1) as u8;
-            i += 1;
-        }
-        // Terminal keys: the declaration order, the last followed by none,
-        // the first expected at the start.
-        let mut terminal = [0u8; N_TERMINAL + 1];
-        let mut t = 0;
-        while t < N_TERMINAL {
-            terminal[t] = (t + 1) as u8;
-            t += 1;
-        }
-        terminal[N_TERMINAL] = 0;
-        // Top-level fields: no order known (a guess of `N_TOP` is none).
-        let top = [N_TOP as u8; N_TOP + 1];
         KeyOrder {
-            next,
-            terminal,
-            top,
+            next: in_order(),
+            terminal: in_order(),
+            // Top-level fields: no order known (a guess of `N_TOP` is none).
+            top: [N_TOP as u8; N_TOP + 1],
         }
     }
 
@@ -368,46 +352,65 @@ impl KeyOrder {
     /// (`N_TOP`: none yet); `N_TOP` when there is no guess.
     #[inline(always)]
     pub(super) fn top_guess(&self, prev: usize) -> usize {
-        self.top.get(prev).map_or(N_TOP, |&g| usize::from(g))
+        hint(&self.top, prev, N_TOP)
     }
 
     /// Synapse field `k` followed `prev` at the top level.
     #[inline(always)]
     pub(super) fn learn_top(&mut self, prev: usize, k: usize) {
-        if let Some(slot) = self.top.get_mut(prev) {
-            *slot = k as u8;
-        }
+        set_hint(&mut self.top, prev, k);
     }
 
     /// The terminal key expected after terminal key `prev` (`N_TERMINAL`:
     /// none yet); `N_TERMINAL` when there is no guess.
     #[inline(always)]
     pub(super) fn terminal_guess(&self, prev: usize) -> usize {
-        self.terminal
-            .get(prev)
-            .map_or(N_TERMINAL, |&g| usize::from(g))
+        hint(&self.terminal, prev, N_TERMINAL)
     }
 
     /// Terminal key `t` followed `prev`.
     #[inline(always)]
     pub(super) fn learn_terminal(&mut self, prev: usize, t: usize) {
-        if let Some(slot) = self.terminal.get_mut(prev) {
-            *slot = t as u8;
-        }
+        set_hint(&mut self.terminal, prev, t);
     }
 
     /// The feature expected after feature `prev` (`N_FEATURES`: none yet).
     #[inline(always)]
     pub(super) fn guess(&self, prev: usize) -> usize {
-        self.next.get(prev).map_or(N_FEATURES, |&g| usize::from(g))
+        hint(&self.next, prev, N_FEATURES)
     }
 
     /// Feature `fi` followed `prev`.
     #[inline(always)]
     pub(super) fn learn(&mut self, prev: usize, fi: usize) {
-        if let Some(slot) = self.next.get_mut(prev) {
-            *slot = fi as u8;
-        }
+        set_hint(&mut self.next, prev, fi);
+    }
+}
+
+/// A successor table in declaration order, as [`KeyOrder`] keeps them for
+/// `M - 1` keys: entry `i` expects key `i + 1` (the last key's entry,
+/// `M - 1`, expects none), and entry `M - 1`, the start, expects key 0.
+const fn in_order<const M: usize>() -> [u8; M] {
+    let mut t = [0u8; M];
+    let mut i = 0;
+    while i + 1 < M {
+        t[i] = (i + 1) as u8;
+        i += 1;
+    }
+    t
+}
+
+/// Entry `prev` of a successor table; `none` past its end.
+#[inline(always)]
+fn hint(table: &[u8], prev: usize, none: usize) -> usize {
+    table.get(prev).map_or(none, |&g| usize::from(g))
+}
+
+/// Records that key `k` followed key `prev` (nothing past the table's end).
+#[inline(always)]
+fn set_hint(table: &mut [u8], prev: usize, k: usize) {
+    if let Some(slot) = table.get_mut(prev) {
+        *slot = k as u8;
     }
 }
 
@@ -620,6 +623,37 @@ fn equal_prefix_words(a: &[u8; NAME_PAD], b: &[u8; NAME_PAD], n: usize) -> bool 
 mod tests {
     extern crate std;
     use super::*;
+
+    #[test]
+    fn a_fresh_key_order_expects_the_declaration_orders() {
+        let o = KeyOrder::new();
+        // Features and terminal keys: from the start, every key in turn, then
+        // none after the last.
+        let walk = |guess: &dyn Fn(usize) -> usize, n: usize| {
+            let mut seen = std::vec::Vec::new();
+            let mut k = guess(n);
+            while k < n && seen.len() <= n {
+                seen.push(k);
+                k = guess(k);
+            }
+            (seen, k)
+        };
+        let n = N_FEATURES;
+        assert_eq!(walk(&|p| o.guess(p), n), ((0..n).collect(), n));
+        let n = N_TERMINAL;
+        assert_eq!(walk(&|p| o.terminal_guess(p), n), ((0..n).collect(), n));
+        // Top-level fields: no guess anywhere.
+        assert!((0..=N_TOP).all(|p| o.top_guess(p) == N_TOP));
+        // Past the tables: no guess; learning there changes nothing.
+        let mut o2 = o;
+        o2.learn(N_FEATURES + 1, 3);
+        o2.learn_terminal(N_TERMINAL + 1, 3);
+        o2.learn_top(N_TOP + 1, 3);
+        assert_eq!(o2.guess(N_FEATURES + 1), N_FEATURES);
+        assert_eq!(o2.terminal_guess(N_TERMINAL + 1), N_TERMINAL);
+        assert_eq!(o2.top_guess(N_TOP + 1), N_TOP);
+        assert_eq!(std::format!("{o2:?}"), std::format!("{o:?}"));
+    }
 
     #[test]
     fn every_feature_name_is_found_and_nothing_near_it() {
