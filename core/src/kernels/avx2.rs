@@ -91,11 +91,6 @@ unsafe impl Lanes for Ymm {
         // SAFETY: AVX enabled; `parts` has 2 vectors for 8 lanes.
         unsafe { sum8(_mm256_add_ps(parts[0].0, parts[1].0)) }
     }
-    #[inline(always)]
-    unsafe fn prefetch(p: *const u8) {
-        // SAFETY: SSE enabled (implied by AVX); prefetch never faults.
-        unsafe { _mm_prefetch::<_MM_HINT_T0>(p.cast::<i8>()) }
-    }
 }
 
 /// Lanes `j` of `v` added as `kernels::sum_parts` adds its `a` (its steps

@@ -96,11 +96,6 @@ unsafe impl Lanes for Zmm {
             sum8(_mm256_add_ps(_mm512_castps512_ps256(v), hi))
         }
     }
-    #[inline(always)]
-    unsafe fn prefetch(p: *const u8) {
-        // SAFETY: SSE enabled (implied by AVX-512F); prefetch never faults.
-        unsafe { _mm_prefetch::<_MM_HINT_T0>(p.cast::<i8>()) }
-    }
 }
 
 body::isa_kernel! {

@@ -28,14 +28,14 @@
 //! trained classifier) is slower than its layers timed alone (312 ns); with
 //! `f16-weights` (28 KB) it takes 260 ns.
 //!
-//! With f32 weights layer 2 therefore prefetches its rows of `w2` (T0,
-//! [`L2_AHEAD`] active rows ahead, found by a second walk over the mask):
+//! With f32 weights layer 2 therefore prefetched its rows of `w2` (T0,
+//! 4 active rows ahead, found by a second walk over the mask):
 //! the trained network went from 387.5 to 358.7 ns (2026-11-25, same
 //! command, `--warm-up-time 1 --measurement-time 4`, filter
 //! `trained/network/avx2|trained/layer./avx2`). Layer 2 timed alone, with
 //! `w2` already in L1, gets slower (120 to 164 ns: the second walk costs
-//! about 26 ns, the prefetches 18), so the prefetch is compiled only when
-//! the weights exceed L1 ([`PREFETCH_W2`]); f16 keeps the plain loop (258
+//! about 26 ns, the prefetches 18), so the prefetch was compiled only when
+//! the weights exceeded L1; f16 kept the plain loop (258
 //! ns before and after; with the prefetch it took 312). Tried and dropped:
 //! prefetching 2 or 8 rows ahead (372, 359 ns against 360 for 4), the NTA
 //! hint (358, no better than T0), and a single walk feeding a ring of
@@ -66,9 +66,9 @@
 //! are 47-64-32-1 now (`docs/MEASUREMENTS.md`, 2026-12-07 14:57): an answer
 //! converts about 4.3 x 230 weight vectors (42 non-zero inputs x 4, 31
 //! active units x 2), about 1,500 port cycles or 0.65 µs with f16, and
-//! takes 0.74 µs (`batches -- ensemble`, minimum batch); one network in f32
-//! (20.3 KiB) now fits even a 32 KB L1, so [`PREFETCH_W2`] is off for both
-//! storages.
+//! takes 0.74 µs (`batches -- ensemble`, minimum batch). One network in f32
+//! (20.3 KiB) now fits even a 32 KB L1, so the `w2` prefetch above, which
+//! only ever ran when a network did not, was removed with the wide networks.
 //!
 //! Shape of the work, per layer:
 //! - Layer 1 (`N_INPUTS` x `H1`): the outputs are cut into tiles of
@@ -79,9 +79,8 @@
 //!   AVX-512 covers them with 4 (`l1_acc`), and NEON takes two tiles of 8.
 //! - Layer 2 (`H1` x `H2`): a ReLU unit that is zero contributes nothing, so
 //!   the kernel first builds a bit mask of the positive layer-1 units and
-//!   runs only their rows of `w2` (41% of them for the trained classifier on
-//!   validator requests). With f32 weights it prefetches those rows ahead.
-//!   All `H2` outputs stay in registers. The canonical rule splits the
+//!   runs only their rows of `w2` (48% of them for the trained classifier on
+//!   validator requests). All `H2` outputs stay in registers. The canonical rule splits the
 //!   active rows into an even and an odd part (`kernels` module docs, rule
 //!   5): with `L2_SETS == 2` (AVX-512 and AVX2, whose 2 zmm or 4 ymm of
 //!   outputs are too few to hide the FMA latency) the two parts run side by
@@ -111,15 +110,6 @@ const EVEN_ROWS: u64 = 0x5555_5555_5555_5555;
 const MASK_BITS: usize = u64::BITS as usize;
 /// Words in the active-unit mask.
 const MASK_WORDS: usize = H1.div_ceil(MASK_BITS);
-/// Bytes per cache line (64 on every supported CPU) for prefetching.
-const CACHE_LINE: usize = 64;
-/// Data L1 size assumed when deciding whether to prefetch (Zen, most Intel).
-const L1_BYTES: usize = 32 * 1024;
-/// Whether layer 2 prefetches its rows of `w2`: only when the weights do not
-/// fit L1 (f32 storage); with f16 storage the walk only costs time.
-const PREFETCH_W2: bool = size_of::<Mlp>() > L1_BYTES;
-/// How many active rows ahead layer 2 prefetches `w2`.
-const L2_AHEAD: usize = 4;
 
 /// A SIMD vector of `LANES` f32 values.
 ///
@@ -157,9 +147,6 @@ pub(super) unsafe trait Lanes: Copy {
     /// vectors; lane `l` of `parts[a]` is partial `a * LANES + l`), added
     /// in the tree of `kernels::sum_parts`, bit for bit.
     unsafe fn sum16(parts: &[Self]) -> f32;
-    /// Hint that the cache line holding `p` will be read soon. A hint only:
-    /// it never faults, and an ISA without a useful one may do nothing.
-    unsafe fn prefetch(p: *const u8);
 }
 
 /// `h1 = relu(W1 · x + b1)` on the prepared (clamped) inputs, running only
@@ -246,41 +233,6 @@ impl<'a> Active<'a> {
     }
 }
 
-/// The active rows of one layer-2 part, in order, prefetching their rows of
-/// `w2` [`L2_AHEAD`] rows ahead when [`PREFETCH_W2`]: which rows are needed
-/// is data dependent, so the hardware prefetchers cannot guess it.
-struct Rows<'a> {
-    cur: Active<'a>,
-    ahead: Active<'a>,
-}
-
-impl<'a> Rows<'a> {
-    #[inline(always)]
-    fn new(mask: &'a [u64; MASK_WORDS], fetch: impl Fn(usize)) -> Self {
-        let cur = Active::new(mask);
-        let mut ahead = cur;
-        if PREFETCH_W2 {
-            for _ in 0..L2_AHEAD {
-                if let Some(i) = ahead.next() {
-                    fetch(i);
-                }
-            }
-        }
-        Rows { cur, ahead }
-    }
-
-    #[inline(always)]
-    fn next(&mut self, fetch: impl Fn(usize)) -> Option<usize> {
-        let i = self.cur.next()?;
-        if PREFETCH_W2 {
-            if let Some(k) = self.ahead.next() {
-                fetch(k);
-            }
-        }
-        Some(i)
-    }
-}
-
 /// `h2 = relu(W2 · relu(h1) + b2)`, running only the rows of positive `h1`,
 /// in the canonical two parts (even rows from the bias, odd rows from 0).
 ///
@@ -308,14 +260,6 @@ pub(super) unsafe fn layer2<V: Lanes>(m: &Mlp, h1: &[f32; H1], h2: &mut [f32; H2
     let even = mask.map(|w| w & EVEN_ROWS);
     let odd = mask.map(|w| w & !EVEN_ROWS);
 
-    let fetch = |i: usize| {
-        let p = m.w2[i].as_ptr().cast::<u8>();
-        for off in (0..H2 * size_of::<W>()).step_by(CACHE_LINE) {
-            // SAFETY: off < the row's byte length; features per contract.
-            unsafe { V::prefetch(p.add(off)) };
-        }
-    };
-
     // SAFETY: features only.
     let zero = unsafe { V::zero() };
     let mut a = [zero; L2_MAX_ACC];
@@ -337,12 +281,12 @@ pub(super) unsafe fn layer2<V: Lanes>(m: &Mlp, h1: &[f32; H1], h2: &mut [f32; H2
         }
     }
 
-    let mut ev = Rows::new(&even, fetch);
-    let mut od = Rows::new(&odd, fetch);
+    let mut ev = Active::new(&even);
+    let mut od = Active::new(&odd);
     if V::L2_SETS == 2 {
         // Both parts side by side while both have rows, then the rest.
         loop {
-            match (ev.next(fetch), od.next(fetch)) {
+            match (ev.next(), od.next()) {
                 (Some(i), Some(k)) => {
                     // SAFETY: features per this fn's contract.
                     unsafe {
@@ -353,7 +297,7 @@ pub(super) unsafe fn layer2<V: Lanes>(m: &Mlp, h1: &[f32; H1], h2: &mut [f32; H2
                 (Some(i), None) => {
                     // SAFETY: as above.
                     unsafe { row::<V>(&mut a, nv, h1[i], &m.w2[i]) };
-                    while let Some(i) = ev.next(fetch) {
+                    while let Some(i) = ev.next() {
                         // SAFETY: as above.
                         unsafe { row::<V>(&mut a, nv, h1[i], &m.w2[i]) };
                     }
@@ -362,7 +306,7 @@ pub(super) unsafe fn layer2<V: Lanes>(m: &Mlp, h1: &[f32; H1], h2: &mut [f32; H2
                 (None, Some(k)) => {
                     // SAFETY: as above.
                     unsafe { row::<V>(&mut b, nv, h1[k], &m.w2[k]) };
-                    while let Some(k) = od.next(fetch) {
+                    while let Some(k) = od.next() {
                         // SAFETY: as above.
                         unsafe { row::<V>(&mut b, nv, h1[k], &m.w2[k]) };
                     }
@@ -373,7 +317,7 @@ pub(super) unsafe fn layer2<V: Lanes>(m: &Mlp, h1: &[f32; H1], h2: &mut [f32; H2
         }
     } else {
         // The even part, parked in the output buffer; then the odd part.
-        while let Some(i) = ev.next(fetch) {
+        while let Some(i) = ev.next() {
             // SAFETY: features per this fn's contract.
             unsafe { row::<V>(&mut a, nv, h1[i], &m.w2[i]) };
         }
@@ -381,7 +325,7 @@ pub(super) unsafe fn layer2<V: Lanes>(m: &Mlp, h1: &[f32; H1], h2: &mut [f32; H2
             // SAFETY: (k + 1) * LANES <= H2.
             unsafe { acc.store(h2.as_mut_ptr().add(k * V::LANES)) };
         }
-        while let Some(k) = od.next(fetch) {
+        while let Some(k) = od.next() {
             // SAFETY: as above.
             unsafe { row::<V>(&mut b, nv, h1[k], &m.w2[k]) };
         }

@@ -118,10 +118,6 @@ unsafe impl Lanes for Q {
             vget_lane_f32::<0>(c) + vget_lane_f32::<1>(c)
         }
     }
-    #[inline(always)]
-    unsafe fn prefetch(_p: *const u8) {
-        // Stable Rust has no aarch64 prefetch intrinsic; a hint may be empty.
-    }
 }
 
 body::isa_kernel! {
